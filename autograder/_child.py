@@ -1,0 +1,292 @@
+"""The sandboxed child: runs a submission's cells once, then forks one worker per session.
+
+This file is not imported by the grader. `sandbox.py` sends it, together with `wire.py`, as the
+source text of `python -I -c ...`, so the child needs nothing from the grader's installation
+(on Gradescope the child's user cannot read it). Everything the child says is untrusted: the
+parent validates every frame, and judges results in its own process.
+
+Protocol on the control socket (the zygote, i.e. the child after running the cells):
+  parent -> child   frame {"cells": [...], "skip": [...], "limits": {...}}
+  child  -> parent  frames {"event": "cell_start" | "cell_done" | "ready", ...}
+  parent -> child   b"fork" with one socket fd attached -> frame {"pid": N}
+                    b"status N"                         -> frame {"exited": bool, "code", "signal"}
+                    b"quit"
+A worker serves requests {"op": "call" | "get" | "set", ...} on its own socket until EOF.
+"""
+
+from __future__ import annotations
+
+import builtins
+import inspect
+import linecache
+import os
+import resource
+import signal
+import socket
+import sys
+import traceback
+import types
+from typing import Any
+
+from autograder.wire import decode, encode, recv_frame, send_frame  # child: provided inline
+
+_TRACE_CHARS = 2000
+_INJECTED = ("get_ipython", "display")
+
+
+def _apply_limits(limits: dict[str, int]) -> None:
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    memory = limits.get("memory_bytes", 0)
+    if memory > 0:
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+
+
+def _limit_processes(limit: int) -> None:
+    """Cap new processes for this user at what exists now plus `limit` (unenforced for root)."""
+    if limit <= 0:
+        return
+    uid = os.getuid()
+    count = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    count += 1
+            except OSError:
+                pass
+    hard = resource.getrlimit(resource.RLIMIT_NPROC)[1]
+    total = count + limit if hard == resource.RLIM_INFINITY else min(count + limit, hard)
+    resource.setrlimit(resource.RLIMIT_NPROC, (total, total))
+
+
+def _describe_error(error: BaseException) -> dict[str, Any]:
+    frames = [
+        frame
+        for frame in traceback.extract_tb(error.__traceback__)
+        if frame.filename.startswith("<cell")
+    ]
+    lines = traceback.format_list(frames[-6:])
+    if isinstance(error, SyntaxError):
+        lines.append(f'  File "{error.filename}", line {error.lineno}\n    {error.text or ""}\n')
+    try:
+        message = str(error)
+    except BaseException:
+        message = "<unprintable message>"
+    where = f"{frames[-1].filename}, line {frames[-1].lineno}" if frames else ""
+    if isinstance(error, SyntaxError):
+        where = f"{error.filename}, line {error.lineno}"
+    return {
+        "type": type(error).__name__,
+        "bases": [cls.__name__ for cls in type(error).__mro__],
+        "message": message[:_TRACE_CHARS],
+        "where": where,
+        "traceback": "".join(lines)[-_TRACE_CHARS:],
+    }
+
+
+class _NoIPython:
+    """Stands in for `get_ipython()`: every method exists and does nothing."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+
+def _no_input(prompt: object = "") -> str:
+    print(prompt, end="")
+    return ""
+
+
+def _namespace() -> dict[str, Any]:
+    module = types.ModuleType("__main__")
+    module.__dict__.update(
+        {"get_ipython": _NoIPython, "display": print, "__builtins__": builtins}
+        # the names must match _INJECTED
+    )
+    sys.modules["__main__"] = module
+    builtins.input = _no_input
+    return module.__dict__
+
+
+def _run_cells(control: socket.socket, cells: list[str], skip: set[int], ns: dict[str, Any]) -> None:
+    for index, source in enumerate(cells):
+        if index in skip:
+            continue
+        send_frame(control, {"event": "cell_start", "index": index})
+        name = f"<cell {index + 1}>"
+        linecache.cache[name] = (len(source), None, source.splitlines(True), name)
+        error = None
+        try:
+            exec(_compile_cell(source, name), ns)
+        except BaseException as raised:  # a cell's SystemExit or KeyboardInterrupt too
+            error = _describe_error(raised)
+        sys.stdout.flush()
+        send_frame(control, {"event": "cell_done", "index": index, "error": error})
+
+
+_RUN_BODY_MAGICS = ("%%time", "%%timeit", "%%capture", "%%prun")
+
+
+def _without_ipython(source: str) -> str:
+    """Neutralise IPython-only lines: magics, shell escapes and `name?` help requests."""
+    lines = source.splitlines()
+    if lines and lines[0].startswith("%%"):
+        if lines[0].split()[0] not in _RUN_BODY_MAGICS:
+            return ""
+        lines[0] = ""
+    for number, line in enumerate(lines):
+        stripped = line.lstrip()
+        if stripped.startswith(("%", "!")) or (stripped.endswith("?") and "#" not in stripped):
+            lines[number] = line[: len(line) - len(stripped)] + "pass"
+    return "\n".join(lines)
+
+
+def _compile_cell(source: str, name: str) -> Any:
+    """Compile a cell as Python; if that fails, retry without its IPython-only lines."""
+    try:
+        return compile(source, name, "exec")
+    except SyntaxError:
+        try:
+            return compile(_without_ipython(source), name, "exec")
+        except SyntaxError:
+            pass
+        raise
+
+
+def _describe_names(ns: dict[str, Any]) -> list[dict[str, str]]:
+    names = []
+    for name, value in list(ns.items())[:500]:
+        if name.startswith("_") or isinstance(value, types.ModuleType) or name in _INJECTED:
+            continue
+        kind = "class" if isinstance(value, type) else "function" if callable(value) else "value"
+        try:
+            signature = str(inspect.signature(value)) if kind != "value" else ""
+        except (TypeError, ValueError):
+            signature = ""
+        names.append({"name": name, "kind": kind, "signature": signature[:200]})
+    return names
+
+
+def _resolve(target: dict[str, Any], ns: dict[str, Any], handles: dict[int, Any]) -> Any:
+    if "handle" in target:
+        value = handles[target["handle"]]
+    else:
+        name = target["name"]
+        if name not in ns:
+            raise NameError(f"name {name!r} is not defined")
+        value = ns[name]
+    for attr in filter(None, target.get("attr", "").split(".")):
+        value = getattr(value, attr)
+    return value
+
+
+def _handle(
+    header: dict[str, Any], buffers: list[bytes], ns: dict[str, Any], handles: dict[int, Any]
+) -> tuple[Any, list[Any] | None]:
+    op, target = header["op"], header["target"]
+    if op == "get":
+        return _resolve(target, ns, handles), None
+    if op == "set":
+        path = target.get("attr", "").rsplit(".", 1)
+        owner = _resolve(dict(target, attr=path[0] if len(path) == 2 else ""), ns, handles)
+        setattr(owner, path[-1], decode(header["value"], buffers))
+        return None, None
+    args = [decode(node, buffers) for node in header.get("args", [])]
+    kwargs = {key: decode(node, buffers) for key, node in header.get("kwargs", {}).items()}
+    result = _resolve(target, ns, handles)(*args, **kwargs)
+    if header.get("keep"):
+        handles[len(handles) + 1] = result
+        result = {"handle": len(handles), "type": type(result).__name__}
+        return result, None
+    return result, (args + list(kwargs.values())) if header.get("echo") else None
+
+
+def _serve(sock: socket.socket, ns: dict[str, Any]) -> None:
+    handles: dict[int, Any] = {}
+    while True:
+        try:
+            header, buffers = recv_frame(sock)
+        except EOFError:
+            return
+        out: list[bytes] = []
+        try:
+            value, echoed = _handle(header, buffers, ns, handles)
+            if isinstance(value, dict) and header.get("keep"):
+                body: dict[str, Any] = {"ok": True, "handle": value}
+            else:
+                body = {"ok": True, "value": encode(value, out)}
+            if echoed is not None:
+                body["echo"] = [encode(item, out) for item in echoed]
+        except BaseException as error:  # student code may raise anything, SystemExit included
+            out = []
+            body = {"ok": False, "error": _describe_error(error)}
+        sys.stdout.flush()
+        send_frame(sock, body, out)
+
+
+def _zygote(control: socket.socket, ns: dict[str, Any], process_limit: int) -> None:
+    children: set[int] = set()
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(control, 64, 4)
+        except OSError:
+            os._exit(0)
+        words = message.decode(errors="replace").split()
+        if not words or words[0] == "quit":
+            os._exit(0)
+        if words[0] == "fork" and len(fds) == 1:
+            pid = os.fork()
+            if pid == 0:
+                control.close()
+                os.setpgid(0, 0)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                _limit_processes(process_limit)
+                _serve(socket.socket(fileno=fds[0]), ns)
+                sys.stdout.flush()
+                os._exit(0)
+            try:
+                os.setpgid(pid, pid)
+            except OSError:
+                pass
+            os.close(fds[0])
+            children.add(pid)
+            send_frame(control, {"pid": pid})
+        elif words[0] == "status" and len(words) == 2 and words[1].isdigit():
+            send_frame(control, _status(int(words[1]), children))
+        else:
+            for fd in fds:
+                os.close(fd)
+            send_frame(control, {"error": "unknown request"})
+
+
+def _status(pid: int, children: set[int]) -> dict[str, Any]:
+    if pid not in children:
+        return {"exited": False, "code": None, "signal": None}
+    import time
+
+    for _ in range(50):
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            children.discard(pid)
+            return {
+                "exited": True,
+                "code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+                "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+            }
+        time.sleep(0.01)
+    return {"exited": False, "code": None, "signal": None}
+
+
+def main() -> None:
+    control = socket.socket(fileno=int(sys.argv[1]))
+    header, _ = recv_frame(control)
+    limits = header["limits"]
+    _apply_limits(limits)
+    ns = _namespace()
+    _limit_processes(limits.get("processes", 0))
+    _run_cells(control, header["cells"], set(header["skip"]), ns)
+    send_frame(control, {"event": "ready", "names": _describe_names(ns)})
+    _zygote(control, ns, limits.get("processes", 0))
+
+
+if __name__ == "__main__":
+    main()

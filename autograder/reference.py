@@ -1,0 +1,37 @@
+"""Loading an exercise's reference solution (the oracle) from `solutions/`, in the grader only."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+
+from autograder.errors import ConfigError
+
+__all__ = ["load_reference", "solutions_dir"]
+
+
+def solutions_dir() -> Path:
+    """`$AUTOGRADER_SOLUTIONS`, else `solutions/` beside the `autograder` package."""
+    configured = os.environ.get("AUTOGRADER_SOLUTIONS")
+    if configured:
+        return Path(configured)
+    return Path(__file__).resolve().parent.parent / "solutions"
+
+
+@cache
+def load_reference(name: str) -> ModuleType:
+    """Import `solutions/<name>.py` as a module (it never runs in the sandbox)."""
+    path = solutions_dir() / f"{name}.py"
+    if not path.is_file():
+        raise ConfigError(
+            f"No reference solution at {path}: put {name}.py in solutions/ or set "
+            "AUTOGRADER_SOLUTIONS to the folder that holds it."
+        )
+    spec = importlib.util.spec_from_file_location(f"_reference_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

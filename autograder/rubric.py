@@ -1,0 +1,126 @@
+"""What an exercise gives the core: rubric items, the cases they draw, and how they fail.
+
+The core knows nothing about any one exercise. An exercise is a module under
+`autograder.rubrics` that builds a `Rubric`: items with points, a Hypothesis strategy of cases
+(and optionally an ordered list of exhaustive cases), and a `check` that calls the student's
+code through a `Session` and raises `CheckFailed` when the answer is wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from hypothesis.strategies import SearchStrategy
+
+from autograder.errors import ConfigError
+from autograder.sandbox import Session
+
+__all__ = ["Case", "CheckFailed", "Failure", "Item", "Rubric", "Visibility"]
+
+Visibility = Literal["visible", "hidden", "after_due_date", "after_published"]
+
+
+class Case(Protocol):
+    """An input drawn for an item; it can describe itself to a student."""
+
+    def describe(self) -> str:
+        """A short description: shapes, and values when small."""
+        ...
+
+    def snippet(self) -> str:
+        """Python lines that rebuild the input in a notebook cell (NumPy only)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why an item failed, in terms a student can act on."""
+
+    summary: str
+    """One sentence: what was wrong."""
+    inputs: str = ""
+    """The smallest failing input, described."""
+    snippet: str = ""
+    """Code that reproduces the failure when pasted into the notebook."""
+    expected: str = ""
+    """An excerpt of the expected value."""
+    got: str = ""
+    """An excerpt of what the student's code returned."""
+    hint: str = ""
+    """The likely mistake, by name, and what to do."""
+
+
+class CheckFailed(AssertionError):
+    """Raised by an item's check when the student's answer is wrong."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.summary)
+        self.failure = failure
+
+
+@dataclass(frozen=True)
+class Item:
+    """One rubric item: a property of the student's code, worth `points`."""
+
+    id: str
+    """Stable identifier (used in CSV columns and configuration)."""
+    title: str
+    """Student-facing name."""
+    points: float
+    check: Callable[[Session, Any], None]
+    """Calls the student's code for one case and raises `CheckFailed` if it is wrong."""
+    strategy: SearchStrategy[Any] | None = None
+    """Random cases, explored and shrunk by Hypothesis."""
+    cases: Sequence[Any] = ()
+    """Cases run in order before the random ones (exhaustive checks of small spaces)."""
+    requires: tuple[str, ...] = ()
+    """Names the notebook must define for this item to run."""
+    visibility: Visibility = "visible"
+    max_examples: int | None = None
+    """Overrides the default number of random examples."""
+
+
+@dataclass(frozen=True)
+class Rubric:
+    """An exercise's items and where its submission is expected."""
+
+    name: str
+    notebook: str
+    """The expected file name of a submission (e.g. "attention.ipynb")."""
+    items: tuple[Item, ...]
+    hints_for_missing: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        ids = [item.id for item in self.items]
+        if len(set(ids)) != len(ids):
+            raise ConfigError(f"Rubric {self.name!r} repeats an item id: {ids}; make ids unique.")
+        for item in self.items:
+            if item.points < 0:
+                raise ConfigError(
+                    f"Item {item.id!r} has points={item.points}; points must be >= 0."
+                )
+            if item.strategy is None and not item.cases:
+                raise ConfigError(f"Item {item.id!r} has neither a strategy nor cases: add one.")
+
+    @property
+    def total_points(self) -> float:
+        return sum(item.points for item in self.items)
+
+    def with_points(self, points: dict[str, float]) -> Rubric:
+        """A copy with some items re-weighted; unknown ids are an error."""
+        unknown = sorted(set(points) - {item.id for item in self.items})
+        if unknown:
+            known = ", ".join(item.id for item in self.items)
+            raise ConfigError(f"Unknown rubric item(s) {unknown}; known items: {known}.")
+        items = tuple(
+            Item(**{**item.__dict__, "points": points.get(item.id, item.points)})
+            for item in self.items
+        )
+        return Rubric(self.name, self.notebook, items, self.hints_for_missing)
+
+
+def describe_items(items: Sequence[Item]) -> str:
+    """One line per item: id, points and title (for `--help` and docs)."""
+    return "\n".join(f"{item.id:32} {item.points:5g}  {item.title}" for item in items)

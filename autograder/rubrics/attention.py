@@ -1,0 +1,680 @@
+"""The attention exercise: scaled dot-product attention, a causal mask, multi-head attention.
+
+Everything specific to this exercise lives here and in `attention_strategies.py`: the items,
+their points and visibility, how answers are judged against `solutions/attention.py`, and the
+hints that name common mistakes. Points are set in `POINTS` (they sum to 100).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from autograder.reference import load_reference
+from autograder.rubric import CheckFailed, Failure, Item, Rubric, Visibility
+from autograder.rubrics.attention_strategies import (
+    PROJECTIONS,
+    CausalCase,
+    InitCase,
+    MhaCase,
+    SdpaCase,
+    causal_cases,
+    init_cases,
+    init_grid,
+    mha_cases,
+    sdpa_cases,
+)
+from autograder.sandbox import Handle, Session, StudentRaised
+from autograder.settings import TOLERANCE, Tolerance
+from autograder.wire import Opaque
+
+__all__ = ["POINTS", "RUBRIC", "VISIBILITY"]
+
+SDPA = "scaled_dot_product_attention"
+CAUSAL = "create_causal_mask"
+MHA = "MultiHeadAttention"
+
+POINTS: dict[str, float] = {
+    "sdpa_reference": 15,
+    "sdpa_distribution": 10,
+    "sdpa_masking": 15,
+    "sdpa_stability": 10,
+    "sdpa_inputs_unchanged": 5,
+    "causal_mask": 10,
+    "mha_init": 10,
+    "mha_forward": 10,
+    "mha_mask_broadcast": 10,
+    "mha_causal": 5,
+}
+"""Points per item, in one place."""
+
+VISIBILITY: dict[str, Visibility] = {
+    "sdpa_reference": "visible",
+    "sdpa_distribution": "visible",
+    "causal_mask": "visible",
+    "mha_init": "visible",
+    "mha_forward": "visible",
+}
+"""Items the released notebook already checks are visible; the rest after the due date."""
+
+STABLE = Tolerance(rtol=1e-2, atol=1e-2)
+"""Scores of magnitude 1e3-1e4 in float32 carry rounding of about 1e-3 into the weights."""
+
+
+def _ref() -> Any:
+    return load_reference("attention")
+
+
+# --- judging helpers ---------------------------------------------------------------------
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, np.ndarray):
+        return f"an array of shape {value.shape} and dtype {value.dtype}"
+    if isinstance(value, Opaque):
+        return f"a {value.type_name}"
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of length {len(value)}"
+    return f"{type(value).__name__} {value!r}"[:120]
+
+
+def _pair(value: object, what: str) -> tuple[object, object]:
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        return value[0], value[1]
+    raise CheckFailed(
+        Failure(
+            f"{what} returned {_kind(value)}; expected a tuple (output, weights).",
+            hint="End the function with `return output, weights`.",
+        )
+    )
+
+
+def _array(value: object, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """`value` as a real numeric array of `shape`, or a `CheckFailed` naming what was wrong."""
+    if not isinstance(value, np.ndarray):
+        hint = "Return a NumPy array (np.asarray(...) converts a list)."
+        if value is None:
+            hint = "Did you forget a `return` statement?"
+        raise CheckFailed(Failure(f"`{name}` is {_kind(value)}; expected a NumPy array.", hint=hint))
+    if value.shape != shape:
+        raise CheckFailed(
+            Failure(
+                f"`{name}` has shape {value.shape}; expected {shape}.",
+                expected=f"shape {shape}",
+                got=f"shape {value.shape}",
+            )
+        )
+    return value.astype(np.float64)
+
+
+def _excerpt(array: np.ndarray, index: tuple[int, ...] | None = None) -> str:
+    if array.size <= 36:
+        return np.array2string(array, precision=5, suppress_small=True)
+    if index is not None and array.ndim >= 1:
+        row = array[index[:-1]] if array.ndim > 1 else array
+        where = f"[{', '.join(map(str, index[:-1]))}, :]" if array.ndim > 1 else "[:]"
+        return f"row {where}: " + np.array2string(row, precision=5, suppress_small=True)
+    return np.array2string(array.ravel()[:12], precision=5) + " ..."
+
+
+def _first_difference(got: np.ndarray, expected: np.ndarray, tol: Tolerance) -> tuple[int, ...]:
+    bad = ~np.isclose(got, expected, rtol=tol.rtol, atol=tol.atol)
+    return tuple(int(i) for i in np.argwhere(bad)[0])
+
+
+def _close(
+    got: np.ndarray,
+    expected: np.ndarray,
+    name: str,
+    *,
+    tol: Tolerance = TOLERANCE,
+    hint: Callable[[], str] = lambda: "",
+) -> None:
+    if not np.all(np.isfinite(got)):
+        where = tuple(int(i) for i in np.argwhere(~np.isfinite(got))[0])
+        raise CheckFailed(
+            Failure(
+                f"`{name}` contains NaN or infinity (first at index {where}).",
+                expected=_excerpt(expected, where),
+                got=_excerpt(got, where),
+                hint=hint()
+                or "Large scores overflow np.exp: subtract each row's maximum before exp "
+                "(softmax does not change when you shift a row).",
+            )
+        )
+    if np.allclose(got, expected, rtol=tol.rtol, atol=tol.atol):
+        return
+    where = _first_difference(got, expected, tol)
+    raise CheckFailed(
+        Failure(
+            f"`{name}` differs from the expected value (first at index {where}: "
+            f"expected {expected[where]:.6g}, got {got[where]:.6g}).",
+            expected=_excerpt(expected, where),
+            got=_excerpt(got, where),
+            hint=hint(),
+        )
+    )
+
+
+def _softmax(scores: np.ndarray, axis: int = -1) -> np.ndarray:
+    shifted = scores - scores.max(axis=axis, keepdims=True)
+    exp = np.exp(shifted)
+    return np.asarray(exp / exp.sum(axis=axis, keepdims=True))
+
+
+def _sdpa_variants(case: SdpaCase) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """Known wrong versions of sdpa for this case: (mistake, output, weights)."""
+    Q, K, V, mask = case.Q, case.K, case.V, case.mask
+    d_k = Q.shape[-1]
+    raw = Q @ np.swapaxes(K, -1, -2)
+    allowed = None if mask is None else np.asarray(mask) != 0
+
+    def finish(scores: np.ndarray, where: np.ndarray | None, axis: int = -1) -> tuple[Any, Any]:
+        if where is not None:
+            scores = np.where(where, scores, -1e9)
+        weights = _softmax(scores, axis)
+        return weights @ V, weights
+
+    scaled = raw / np.sqrt(d_k)
+    variants: list[tuple[str, Callable[[], tuple[Any, Any]]]] = [
+        (
+            "Your result matches attention without the 1/sqrt(d_k) scaling: divide the scores "
+            "by np.sqrt(d_k), where d_k = Q.shape[-1].",
+            lambda: finish(raw, allowed),
+        ),
+        (
+            "Your result matches scores divided by d_k instead of sqrt(d_k).",
+            lambda: finish(raw / d_k, allowed),
+        ),
+        (
+            "Your weights equal a softmax over the query axis: softmax must run over the keys, "
+            "the last axis (axis=-1).",
+            lambda: finish(scaled, allowed, axis=-2),
+        ),
+        (
+            "Your weights equal a softmax over the whole matrix: normalise each row (axis=-1, "
+            "keepdims=True) instead.",
+            lambda: _whole_matrix(scaled, allowed, V),
+        ),
+    ]
+    if allowed is not None:
+        variants += [
+            (
+                "Your result matches attention with the mask ignored: set the scores where "
+                "mask == 0 to MASK_VALUE before the softmax.",
+                lambda: finish(scaled, None),
+            ),
+            (
+                "Your result matches an inverted mask: 1/True means *may attend*, 0/False means "
+                "masked.",
+                lambda: finish(scaled, ~allowed),
+            ),
+            (
+                "Your result matches masking applied after the softmax without renormalising: "
+                "mask the scores, then take the softmax.",
+                lambda: _mask_after(scaled, allowed, V),
+            ),
+        ]
+    for mistake, compute in variants:
+        try:
+            with np.errstate(all="ignore"):
+                output, weights = compute()
+        except (ValueError, IndexError):
+            continue
+        yield mistake, np.asarray(output), np.asarray(weights)
+
+
+def _whole_matrix(scores: np.ndarray, allowed: np.ndarray | None, V: np.ndarray) -> Any:
+    if allowed is not None:
+        scores = np.where(allowed, scores, -1e9)
+    exp = np.exp(scores - scores.max(axis=(-1, -2), keepdims=True))
+    weights = exp / exp.sum(axis=(-1, -2), keepdims=True)
+    return weights @ V, weights
+
+
+def _mask_after(scores: np.ndarray, allowed: np.ndarray, V: np.ndarray) -> Any:
+    weights = _softmax(scores) * allowed
+    return weights @ V, weights
+
+
+def _diagnose_sdpa(case: SdpaCase, output: np.ndarray, weights: np.ndarray) -> str:
+    for mistake, out, w in _sdpa_variants(case):
+        if out.shape == output.shape and w.shape == weights.shape:
+            with np.errstate(all="ignore"):
+                same_w = np.allclose(weights, w, rtol=TOLERANCE.rtol, atol=TOLERANCE.atol)
+                same_out = np.allclose(output, out, rtol=TOLERANCE.rtol, atol=TOLERANCE.atol)
+            if same_w or same_out:
+                return mistake
+    ref_out, ref_w = _ref().scaled_dot_product_attention(case.Q, case.K, case.V, case.mask)
+    if np.allclose(output, ref_w) if output.shape == ref_w.shape else False:
+        return "You return (weights, output): the order is (output, weights)."
+    return ""
+
+
+def _raised_hint(error: StudentRaised) -> str:
+    text = error.message.lower()
+    if "matmul" in text or "shapes" in text or "broadcast" in text or "aligned" in text:
+        return (
+            "A shape error: transpose only the last two axes of K (np.swapaxes(K, -1, -2)); "
+            "K.T reverses every axis and breaks inputs with batch dimensions. Masks must "
+            "broadcast against the scores of shape (..., seq_q, seq_k)."
+        )
+    return ""
+
+
+def _call_sdpa(session: Session, case: SdpaCase, **changes: Any) -> tuple[np.ndarray, np.ndarray]:
+    Q, K, V, mask = (changes.get(n, getattr(case, n)) for n in ("Q", "K", "V", "mask"))
+    try:
+        value = session.call(SDPA, Q, K, V, mask=mask)
+    except StudentRaised as error:
+        if error.is_a("NotImplementedError"):
+            raise
+        raise CheckFailed(
+            Failure(f"{SDPA} raised {error}.", hint=_raised_hint(error))
+        ) from None
+    output, weights = _pair(value, SDPA)
+    batch = np.broadcast_shapes(Q.shape[:-2], K.shape[:-2])
+    out = _array(output, "output", (*batch, Q.shape[-2], V.shape[-1]))
+    w = _array(weights, "weights", (*batch, Q.shape[-2], K.shape[-2]))
+    return out, w
+
+
+def _against_reference(case: SdpaCase, out: np.ndarray, w: np.ndarray, tol: Tolerance) -> None:
+    ref_out, ref_w = _ref().scaled_dot_product_attention(case.Q, case.K, case.V, case.mask)
+    _close(w, ref_w, "weights", tol=tol, hint=lambda: _diagnose_sdpa(case, out, w))
+    _close(out, ref_out, "output", tol=tol, hint=lambda: _diagnose_sdpa(case, out, w))
+
+
+# --- scaled dot-product attention ----------------------------------------------------------
+
+
+def check_sdpa_reference(session: Session, case: SdpaCase) -> None:
+    out, w = _call_sdpa(session, case)
+    _against_reference(case, out, w, TOLERANCE)
+
+
+def check_sdpa_distribution(session: Session, case: SdpaCase) -> None:
+    out, w = _call_sdpa(session, case)
+    if np.any(w < -TOLERANCE.atol) or not np.all(np.isfinite(w)):
+        where = tuple(int(i) for i in np.argwhere(~(w >= -TOLERANCE.atol))[0])
+        raise CheckFailed(
+            Failure(
+                f"`weights` has a negative or non-finite entry at {where}: {w[where]:.6g}.",
+                got=_excerpt(w, where),
+                hint="Weights come from a softmax: exp of the scores, divided by the row sum.",
+            )
+        )
+    sums = w.sum(axis=-1)
+    if not np.allclose(sums, 1.0, rtol=0, atol=10 * TOLERANCE.atol + 1e-3):
+        where = tuple(int(i) for i in np.argwhere(~np.isclose(sums, 1.0, atol=1e-3))[0])
+        raise CheckFailed(
+            Failure(
+                f"A row of `weights` sums to {sums[where]:.6g}, not 1 (row {where}).",
+                expected="every row (over the keys, axis=-1) sums to 1",
+                got=_excerpt(sums),
+                hint=_diagnose_sdpa(case, out, w)
+                or "Normalise over the last axis: exp / exp.sum(axis=-1, keepdims=True).",
+            )
+        )
+
+
+def check_sdpa_masking(session: Session, case: SdpaCase) -> None:
+    assert case.mask is not None
+    out, w = _call_sdpa(session, case)
+    allowed = np.broadcast_to(np.asarray(case.mask) != 0, w.shape)
+    if np.any(w[~allowed] > 1e-6):
+        where = tuple(int(i) for i in np.argwhere(~allowed & (w > 1e-6))[0])
+        raise CheckFailed(
+            Failure(
+                f"A masked key gets weight {w[where]:.3g} at index {where}; masked keys must get "
+                "(almost) no weight.",
+                got=_excerpt(w, where),
+                hint=_diagnose_sdpa(case, out, w)
+                or "Where mask == 0, replace the score with MASK_VALUE before the softmax.",
+            )
+        )
+    _against_reference(case, out, w, TOLERANCE)
+    # A key masked for a query must not influence that query's output: change one such key
+    # (and its value) and compare the rows that cannot see it.
+    hidden = ~allowed
+    if hidden.any():
+        key = int(np.argwhere(hidden)[0][-1])
+        K2, V2 = case.K.copy(), case.V.copy()
+        K2[..., key, :] += 3.0
+        V2[..., key, :] -= 5.0
+        out2, _ = _call_sdpa(session, case, K=K2, V=V2)
+        rows = hidden[..., key]
+        _close(
+            out2[rows],
+            out[rows],
+            f"output of queries that cannot see key {key}, after changing that key and value",
+            hint=lambda: "A masked key must not change the output: mask the scores before the "
+            "softmax so its weight is exactly 0.",
+        )
+    # A mask of all ones is the same as no mask.
+    ones = np.ones(np.asarray(case.mask).shape, dtype=np.asarray(case.mask).dtype)
+    out3, w3 = _call_sdpa(session, case, mask=ones)
+    ref3, refw3 = _ref().scaled_dot_product_attention(case.Q, case.K, case.V)
+    _close(w3, refw3, "weights (with an all-ones mask)")
+    _close(out3, ref3, "output (with an all-ones mask)")
+
+
+def check_sdpa_stability(session: Session, case: SdpaCase) -> None:
+    with np.errstate(all="ignore"):
+        out, w = _call_sdpa(session, case)
+    _against_reference(case, out, w, STABLE)
+
+
+def check_sdpa_inputs_unchanged(session: Session, case: SdpaCase) -> None:
+    try:
+        _, echoed = session.call(SDPA, case.Q, case.K, case.V, mask=case.mask, echo=True)
+    except StudentRaised as error:
+        if error.is_a("NotImplementedError"):
+            raise
+        raise CheckFailed(Failure(f"{SDPA} raised {error}.", hint=_raised_hint(error))) from None
+    names = ("Q", "K", "V", "mask")
+    originals = (case.Q, case.K, case.V, case.mask)
+    for name, before, after in zip(names, originals, echoed):
+        if before is None:
+            continue
+        if not (isinstance(after, np.ndarray) and np.array_equal(before, after)):
+            raise CheckFailed(
+                Failure(
+                    f"`{name}` was changed by your function; inputs must be left as they were.",
+                    expected=_excerpt(before),
+                    got=_excerpt(after) if isinstance(after, np.ndarray) else _kind(after),
+                    hint="Operations like `x -= ...`, `x /= ...` or `x[...] = ...` change the "
+                    "caller's array: compute new arrays instead (x = x - ...).",
+                )
+            )
+
+
+# --- causal mask ---------------------------------------------------------------------------
+
+
+def check_causal_mask(session: Session, case: CausalCase) -> None:
+    n = case.seq_len
+    mask = session.call(CAUSAL, n)
+    if not isinstance(mask, np.ndarray):
+        raise CheckFailed(Failure(f"{CAUSAL}({n}) returned {_kind(mask)}; expected an array."))
+    expected = np.tril(np.ones((n, n)))
+    if mask.shape != (n, n) or not np.array_equal(mask.astype(np.float64), expected):
+        hint = ""
+        if mask.shape == (n, n) and np.array_equal(mask.astype(np.float64), expected.T):
+            hint = "Your mask is transposed: position i may attend to keys 0..i (np.tril)."
+        elif mask.shape == (n, n) and np.array_equal(mask.astype(np.float64), 1 - expected):
+            hint = "Your mask is inverted: 1 means *may attend* (on and below the diagonal)."
+        elif mask.shape == (n, n) and np.array_equal(mask.astype(np.float64), np.tril(expected, -1)):
+            hint = "The diagonal must be 1: each position may attend to itself."
+        raise CheckFailed(
+            Failure(
+                f"{CAUSAL}({n}) is not 1 on and below the diagonal and 0 above it.",
+                expected=_excerpt(expected),
+                got=_excerpt(mask.astype(np.float64)) if mask.ndim <= 2 else _kind(mask),
+                hint=hint,
+            )
+        )
+    if not case.seed:
+        return
+    rng = np.random.default_rng(case.seed)
+    Q, K, V = (rng.standard_normal((n, case.d)) for _ in range(3))
+    out1, _ = _call_sdpa(session, SdpaCase(case.seed, Q, K, V, mask))
+    K2, V2 = K.copy(), V.copy()
+    K2[case.cut + 1 :] += 5.0
+    V2[case.cut + 1 :] -= 5.0
+    out2, _ = _call_sdpa(session, SdpaCase(case.seed, Q, K2, V2, mask))
+    keep = slice(0, case.cut + 1)
+    _close(
+        out2[keep],
+        out1[keep],
+        f"output at positions 0..{case.cut} when later positions change",
+        hint=lambda: "Positions must not see the future: apply the mask in "
+        "scaled_dot_product_attention before the softmax.",
+    )
+
+
+# --- multi-head attention ------------------------------------------------------------------
+
+
+def check_mha_init(session: Session, case: InitCase) -> None:
+    e, h = case.embed_dim, case.num_heads
+    try:
+        handle = session.call(MHA, e, h, keep=True)
+    except StudentRaised as error:
+        if e % h != 0 and error.is_a("ValueError"):
+            return
+        if error.is_a("NotImplementedError"):
+            raise
+        if e % h != 0:
+            hint = "Raise ValueError (not assert, not another exception) when embed_dim % num_heads != 0."
+            if error.is_a("AssertionError"):
+                hint = "Use `raise ValueError(...)`, not `assert`: asserts vanish under python -O."
+            raise CheckFailed(
+                Failure(f"MultiHeadAttention({e}, {h}) raised {error.type_name}; expected ValueError.", hint=hint)
+            ) from None
+        raise CheckFailed(
+            Failure(f"MultiHeadAttention({e}, {h}) raised {error}; {e} is divisible by {h}.")
+        ) from None
+    if e % h != 0:
+        raise CheckFailed(
+            Failure(
+                f"MultiHeadAttention({e}, {h}) did not raise; expected ValueError because "
+                f"{e} % {h} = {e % h}.",
+                hint="Check `if embed_dim % num_heads != 0: raise ValueError(...)` first thing.",
+            )
+        )
+    expected = {"embed_dim": e, "num_heads": h, "head_dim": e // h}
+    for attr, value in expected.items():
+        got = session.get(handle, attr)
+        if type(got) is not int or got != value:
+            hint = "Use integer division: head_dim = embed_dim // num_heads." if attr == "head_dim" else ""
+            raise CheckFailed(
+                Failure(f"`{attr}` is {got!r}; expected {value}.", hint=hint)
+            )
+    for name in PROJECTIONS:
+        for part, shape in (("weight", (e, e)), ("bias", (e,))):
+            got = session.get(handle, f"{name}.{part}")
+            if not isinstance(got, np.ndarray) or got.shape != shape:
+                raise CheckFailed(
+                    Failure(
+                        f"`{name}.{part}` is {_kind(got)}; expected an array of shape {shape}.",
+                        hint=f"Create `self.{name} = Linear(embed_dim, embed_dim)`.",
+                    )
+                )
+
+
+def _mha(session: Session, case: MhaCase, x: np.ndarray | None = None) -> np.ndarray:
+    try:
+        handle = session.call(MHA, case.embed_dim, case.num_heads, keep=True)
+        assert isinstance(handle, Handle)
+        for path, value in case.weights.items():
+            session.set(handle, path, value)
+        got = session.call(handle, case.x if x is None else x, attr="forward", mask=case.mask)
+    except StudentRaised as error:
+        if error.is_a("NotImplementedError"):
+            raise
+        raise CheckFailed(
+            Failure(f"MultiHeadAttention raised {error}.", hint=_mha_raised_hint(error, case))
+        ) from None
+    return _array(got, "output", (case.batch, case.seq, case.embed_dim))
+
+
+def _mha_raised_hint(error: StudentRaised, case: MhaCase) -> str:
+    if case.mask is not None and case.mask.ndim == 3:
+        return (
+            "A (batch, seq, seq) mask applies to every head: give it a head axis "
+            "(mask[:, np.newaxis]) so it broadcasts against (batch, heads, seq, seq)."
+        )
+    return _raised_hint(error)
+
+
+def _mha_reference(case: MhaCase, x: np.ndarray | None = None, mask: Any = "case") -> np.ndarray:
+    ref = _ref().MultiHeadAttention(case.embed_dim, case.num_heads)
+    for path, value in case.weights.items():
+        name, part = path.split(".")
+        setattr(getattr(ref, name), part, value)
+    return np.asarray(ref.forward(case.x if x is None else x, case.mask if mask == "case" else mask))
+
+
+def _diagnose_mha(case: MhaCase, got: np.ndarray) -> str:
+    def same(other: np.ndarray) -> bool:
+        return bool(np.allclose(got, other, rtol=TOLERANCE.rtol, atol=TOLERANCE.atol))
+
+    if case.mask is not None and case.mask.ndim == 3 and case.batch == case.num_heads:
+        if same(_mha_reference(case, mask=case.mask[np.newaxis])):
+            return (
+                "Your (batch, seq, seq) mask was applied per head, not per batch element: "
+                "mask[b] ended up on head b. Add the head axis: mask[:, np.newaxis]."
+            )
+    if case.mask is not None and same(_mha_reference(case, mask=None)):
+        return "Your output matches attention with the mask ignored: pass mask to the attention."
+    ref = _ref()
+    e, h = case.embed_dim, case.num_heads
+    w = case.weights
+    project = {n: case.x @ w[f"{n}.weight"] + w[f"{n}.bias"] for n in ("q_proj", "k_proj", "v_proj")}
+    mask = case.mask
+    if mask is not None and mask.ndim == 3:
+        mask = mask[:, np.newaxis]
+    b, s = case.batch, case.seq
+    wrong_split = [p.reshape(b, h, s, e // h) for p in project.values()]
+    attended, _ = ref.scaled_dot_product_attention(*wrong_split, mask)
+    concat = attended.reshape(b, s, e)
+    if same(concat @ w["out_proj.weight"] + w["out_proj.bias"]):
+        return (
+            "Heads were split with a plain reshape to (batch, heads, seq, head_dim): reshape to "
+            "(batch, seq, heads, head_dim) first, then transpose(0, 2, 1, 3)."
+        )
+    right = [p.reshape(b, s, h, e // h).transpose(0, 2, 1, 3) for p in project.values()]
+    attended, _ = ref.scaled_dot_product_attention(*right, mask)
+    concat = attended.transpose(0, 2, 1, 3).reshape(b, s, e)
+    if same(concat):
+        return "Your output is missing the final output projection (out_proj)."
+    if h > 1 and same(attended.reshape(b, s, e) @ w["out_proj.weight"] + w["out_proj.bias"]):
+        return (
+            "Heads were concatenated without transposing back: transpose(0, 2, 1, 3) before "
+            "reshaping to (batch, seq, embed_dim)."
+        )
+    return ""
+
+
+def check_mha_forward(session: Session, case: MhaCase) -> None:
+    got = _mha(session, case)
+    _close(got, _mha_reference(case), "output", hint=lambda: _diagnose_mha(case, got))
+
+
+def check_mha_causal(session: Session, case: MhaCase) -> None:
+    out1 = _mha(session, case)
+    x2 = case.x.copy()
+    x2[:, case.cut + 1 :] += 3.0
+    out2 = _mha(session, case, x2)
+    keep = slice(0, case.cut + 1)
+    _close(
+        out2[:, keep],
+        out1[:, keep],
+        f"output at positions 0..{case.cut} when later positions change",
+        hint=lambda: "With a causal (seq, seq) mask, position i must not depend on later "
+        "positions: pass the mask down to scaled_dot_product_attention for every head.",
+    )
+    _close(out1, _mha_reference(case), "output", hint=lambda: _diagnose_mha(case, out1))
+
+
+def _item(
+    id: str,
+    title: str,
+    check: Callable[[Session, Any], None],
+    *,
+    requires: tuple[str, ...],
+    **options: Any,
+) -> Item:
+    return Item(
+        id,
+        title,
+        POINTS[id],
+        check,
+        requires=requires,
+        visibility=VISIBILITY.get(id, "after_due_date"),
+        **options,
+    )
+
+
+RUBRIC = Rubric(
+    name="attention",
+    notebook="attention.ipynb",
+    items=(
+        _item(
+            "sdpa_reference",
+            "Scaled dot-product attention matches the reference (random shapes, batch dims)",
+            check_sdpa_reference,
+            requires=(SDPA,),
+            strategy=sdpa_cases(masked=False),
+        ),
+        _item(
+            "sdpa_distribution",
+            "Attention weights are a probability distribution over the keys",
+            check_sdpa_distribution,
+            requires=(SDPA,),
+            strategy=sdpa_cases(masked=None),
+        ),
+        _item(
+            "sdpa_masking",
+            "Masking: masked keys get no weight; float, bool and broadcast masks",
+            check_sdpa_masking,
+            requires=(SDPA,),
+            strategy=sdpa_cases(masked=True),
+        ),
+        _item(
+            "sdpa_stability",
+            "Numerical stability: large scores give finite, correct results",
+            check_sdpa_stability,
+            requires=(SDPA,),
+            strategy=sdpa_cases(masked=None, stable=True),
+        ),
+        _item(
+            "sdpa_inputs_unchanged",
+            "Scaled dot-product attention leaves its inputs unchanged",
+            check_sdpa_inputs_unchanged,
+            requires=(SDPA,),
+            strategy=sdpa_cases(masked=None),
+        ),
+        _item(
+            "causal_mask",
+            "Causal mask: exact for n = 1..64, and the future has no influence",
+            check_causal_mask,
+            requires=(CAUSAL, SDPA),
+            cases=tuple(CausalCase(n) for n in range(1, 65)),
+            strategy=causal_cases(),
+        ),
+        _item(
+            "mha_init",
+            "MultiHeadAttention: ValueError when embed_dim % num_heads != 0, head_dim otherwise",
+            check_mha_init,
+            requires=(MHA,),
+            cases=init_grid(),
+            strategy=init_cases(),
+        ),
+        _item(
+            "mha_forward",
+            "MultiHeadAttention.forward matches the reference with given projection weights",
+            check_mha_forward,
+            requires=(MHA,),
+            strategy=mha_cases(),
+        ),
+        _item(
+            "mha_mask_broadcast",
+            "Multi-head masks: (seq, seq), (batch, seq, seq), (batch, 1, seq, seq), "
+            "(batch, heads, seq, seq)",
+            check_mha_forward,
+            requires=(MHA,),
+            strategy=mha_cases(masked=True),
+        ),
+        _item(
+            "mha_causal",
+            "Causal multi-head attention: future positions have no influence",
+            check_mha_causal,
+            requires=(MHA,),
+            strategy=mha_cases(causal=True),
+        ),
+    ),
+)

@@ -1,0 +1,287 @@
+"""Inputs for the attention rubric: small, self-describing cases drawn by Hypothesis.
+
+Hypothesis draws shapes, seeds and options; the arrays come from NumPy's `default_rng(seed)`,
+which is fast and lets a case print a snippet that rebuilds it exactly. Shapes are bounded so
+that a correct implementation written with explicit Python loops still finishes quickly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from hypothesis import strategies as st
+
+__all__ = [
+    "CausalCase",
+    "InitCase",
+    "MhaCase",
+    "SdpaCase",
+    "causal_cases",
+    "init_cases",
+    "mha_cases",
+    "sdpa_cases",
+]
+
+MAX_SEQ = 6
+MAX_DIM = 8
+MAX_BATCH = 3
+SMALL = 24
+"""Arrays with at most this many elements are shown in full in feedback."""
+
+
+def literal(name: str, array: np.ndarray) -> str:
+    """A line `name = np.array(...)` that rebuilds `array` exactly."""
+    if array.dtype == bool:
+        body = np.array2string(array.astype(int), separator=", ", threshold=10**6)
+        return f"{name} = np.array({body}, dtype=bool)"
+    if array.dtype.kind in "iu":
+        body = np.array2string(array, separator=", ", threshold=10**6)
+        return f"{name} = np.array({body})"
+    body = np.array2string(array, separator=", ", threshold=10**6, floatmode="unique")
+    return f"{name} = np.array({body})"
+
+
+def shape_text(array: np.ndarray | None) -> str:
+    return "None" if array is None else f"{tuple(array.shape)} {array.dtype}"
+
+
+def _mask(
+    rng: np.random.Generator, shape: tuple[int, ...], kind: str, density: float
+) -> np.ndarray:
+    """A 0/1 mask of `shape` in which every query row may attend to at least one key."""
+    allowed = rng.random(shape) < density
+    keep = rng.integers(0, shape[-1], size=shape[:-1])
+    np.put_along_axis(allowed, keep[..., np.newaxis], True, axis=-1)
+    return allowed if kind == "bool" else allowed.astype(np.float64)
+
+
+@dataclass(frozen=True)
+class SdpaCase:
+    """Inputs for `scaled_dot_product_attention`."""
+
+    seed: int
+    Q: np.ndarray = field(repr=False)
+    K: np.ndarray = field(repr=False)
+    V: np.ndarray = field(repr=False)
+    mask: np.ndarray | None = field(repr=False)
+    scale: float = 1.0
+    """Factor applied to Q after drawing (stability cases use scores of magnitude >= 1e3)."""
+
+    def describe(self) -> str:
+        lines = [f"Q: {shape_text(self.Q)}, K: {shape_text(self.K)}, V: {shape_text(self.V)}"]
+        lines.append(f"mask: {shape_text(self.mask)}")
+        if self.scale != 1.0:
+            lines.append(f"Q scaled by {self.scale:g}, so scores reach about ±1e3 or more")
+        return "\n".join(lines)
+
+    def snippet(self) -> str:
+        lines = ["import numpy as np"]
+        small = max(self.Q.size, self.K.size, self.V.size) <= SMALL and self.scale == 1.0
+        if small:
+            lines += [literal("Q", self.Q), literal("K", self.K), literal("V", self.V)]
+        else:
+            lines += [
+                f"rng = np.random.default_rng({self.seed})",
+                f"Q = rng.standard_normal({self.Q.shape})"
+                + (f" * {self.scale!r}" if self.scale != 1.0 else ""),
+                f"K = rng.standard_normal({self.K.shape})",
+                f"V = rng.standard_normal({self.V.shape})",
+            ]
+        lines.append("mask = None" if self.mask is None else literal("mask", self.mask))
+        lines.append("output, weights = scaled_dot_product_attention(Q, K, V, mask=mask)")
+        return "\n".join(lines)
+
+
+def _qkv(
+    seed: int, batch: tuple[int, ...], seq_q: int, seq_k: int, d_k: int, d_v: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.random.Generator]:
+    rng = np.random.default_rng(seed)
+    Q = rng.standard_normal((*batch, seq_q, d_k))
+    K = rng.standard_normal((*batch, seq_k, d_k))
+    V = rng.standard_normal((*batch, seq_k, d_v))
+    return Q, K, V, rng
+
+
+@st.composite
+def sdpa_cases(draw: st.DrawFn, *, masked: bool | None = False, stable: bool = False) -> SdpaCase:
+    """Random sdpa inputs: 0-2 leading batch dims, independent seq_q/seq_k and d_k/d_v.
+
+    `masked`: False for no mask, True for always a mask, None for either. With a mask, its kind
+    (float 0/1 or bool) and layout (full, or one that broadcasts over the batch) vary.
+    """
+    batch = tuple(draw(st.lists(st.integers(1, MAX_BATCH), min_size=0, max_size=2)))
+    seq_q, seq_k = draw(st.integers(1, MAX_SEQ)), draw(st.integers(1, MAX_SEQ))
+    d_k, d_v = draw(st.integers(1, MAX_DIM)), draw(st.integers(1, MAX_DIM))
+    seed = draw(st.integers(0, 2**16))
+    Q, K, V, rng = _qkv(seed, batch, seq_q, seq_k, d_k, d_v)
+    mask = None
+    use_mask = draw(st.booleans()) if masked is None else masked
+    if use_mask:
+        kind = draw(st.sampled_from(["float", "bool"]))
+        layouts = ["full", "shared"] + (["size-one"] if batch else [])
+        layout = draw(st.sampled_from(layouts))
+        if layout == "full":
+            shape: tuple[int, ...] = (*batch, seq_q, seq_k)
+        elif layout == "shared":
+            shape = (seq_q, seq_k)
+        else:
+            shape = (*(1 for _ in batch), seq_q, seq_k)
+        mask = _mask(rng, shape, kind, draw(st.sampled_from([0.5, 0.25, 0.75])))
+    scale = 1.0
+    if stable:
+        scores = np.abs(Q @ np.swapaxes(K, -1, -2)) / np.sqrt(d_k)
+        target = draw(st.sampled_from([1e3, 3e3, 1e4]))
+        scale = float(target / max(float(scores.max()), 1e-3))
+        Q = Q * scale
+    return SdpaCase(seed, Q, K, V, mask, scale)
+
+
+@dataclass(frozen=True)
+class CausalCase:
+    """A sequence length for `create_causal_mask`, with inputs to test causality."""
+
+    seq_len: int
+    seed: int = 0
+    d: int = 3
+    cut: int = 0
+    """Positions after `cut` are perturbed; outputs up to `cut` must not change."""
+
+    def describe(self) -> str:
+        text = f"seq_len = {self.seq_len}"
+        if self.seed:
+            text += f"; inputs changed at positions > {self.cut}"
+        return text
+
+    def snippet(self) -> str:
+        lines = ["import numpy as np", f"mask = create_causal_mask({self.seq_len})"]
+        if self.seed:
+            lines += [
+                f"rng = np.random.default_rng({self.seed})",
+                f"Q, K, V = (rng.standard_normal(({self.seq_len}, {self.d})) for _ in range(3))",
+                "out1, _ = scaled_dot_product_attention(Q, K, V, mask=mask)",
+                f"K2, V2 = K.copy(), V.copy(); K2[{self.cut + 1}:] += 5; V2[{self.cut + 1}:] -= 5",
+                "out2, _ = scaled_dot_product_attention(Q, K2, V2, mask=mask)",
+                f"print(np.abs(out1[:{self.cut + 1}] - out2[:{self.cut + 1}]).max())"
+                "  # expected 0",
+            ]
+        return "\n".join(lines)
+
+
+@st.composite
+def causal_cases(draw: st.DrawFn) -> CausalCase:
+    seq_len = draw(st.integers(2, 12))
+    return CausalCase(
+        seq_len,
+        seed=draw(st.integers(1, 2**16)),
+        d=draw(st.integers(1, 6)),
+        cut=draw(st.integers(0, seq_len - 2)),
+    )
+
+
+@dataclass(frozen=True)
+class InitCase:
+    """An (embed_dim, num_heads) pair for the MultiHeadAttention constructor."""
+
+    embed_dim: int
+    num_heads: int
+
+    def describe(self) -> str:
+        return f"embed_dim = {self.embed_dim}, num_heads = {self.num_heads}"
+
+    def snippet(self) -> str:
+        return f"mha = MultiHeadAttention({self.embed_dim}, {self.num_heads})"
+
+
+def init_grid(max_embed: int = 24, max_heads: int = 8) -> tuple[InitCase, ...]:
+    """Every pair up to the bounds, smallest first (the exhaustive part of the item)."""
+    return tuple(
+        InitCase(e, h) for e in range(1, max_embed + 1) for h in range(1, max_heads + 1)
+    )
+
+
+def init_cases() -> st.SearchStrategy[InitCase]:
+    return st.builds(InitCase, st.integers(1, 256), st.integers(1, 32))
+
+
+@dataclass(frozen=True)
+class MhaCase:
+    """Inputs and projection weights for `MultiHeadAttention.forward`."""
+
+    seed: int
+    batch: int
+    seq: int
+    num_heads: int
+    head_dim: int
+    x: np.ndarray = field(repr=False)
+    weights: dict[str, np.ndarray] = field(repr=False)
+    mask: np.ndarray | None = field(repr=False, default=None)
+    cut: int = -1
+    """For causality cases: positions after `cut` are perturbed."""
+
+    @property
+    def embed_dim(self) -> int:
+        return self.num_heads * self.head_dim
+
+    def describe(self) -> str:
+        text = (
+            f"embed_dim = {self.embed_dim}, num_heads = {self.num_heads}, x: {shape_text(self.x)}"
+            f", mask: {shape_text(self.mask)}"
+        )
+        if self.cut >= 0:
+            text += f"; x changed at positions > {self.cut}"
+        return text
+
+    def snippet(self) -> str:
+        e = self.embed_dim
+        lines = [
+            "import numpy as np",
+            f"rng = np.random.default_rng({self.seed})",
+            f"mha = MultiHeadAttention({e}, {self.num_heads})",
+            "for proj in (mha.q_proj, mha.k_proj, mha.v_proj, mha.out_proj):",
+            f"    proj.weight = rng.standard_normal(({e}, {e})) / np.sqrt({e})",
+            f"    proj.bias = rng.standard_normal({e}) * 0.1",
+            f"x = rng.standard_normal(({self.batch}, {self.seq}, {e}))",
+            "mask = None" if self.mask is None else literal("mask", self.mask),
+            "out = mha.forward(x, mask=mask)",
+        ]
+        return "\n".join(lines)
+
+
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")
+
+
+@st.composite
+def mha_cases(draw: st.DrawFn, *, masked: bool = False, causal: bool = False) -> MhaCase:
+    """Random MHA inputs; with `masked`, one of the four mask layouts (often batch == heads)."""
+    num_heads = draw(st.integers(1, 4))
+    head_dim = draw(st.integers(1, 4))
+    same = masked and draw(st.booleans())
+    batch = max(num_heads, 2) if same else draw(st.integers(1, MAX_BATCH))
+    if same:
+        num_heads = batch
+    seq = draw(st.integers(2 if causal else 1, 5))
+    seed = draw(st.integers(0, 2**16))
+    e = num_heads * head_dim
+    rng = np.random.default_rng(seed)
+    weights = {}
+    for name in PROJECTIONS:
+        weights[f"{name}.weight"] = rng.standard_normal((e, e)) / np.sqrt(e)
+        weights[f"{name}.bias"] = rng.standard_normal(e) * 0.1
+    x = rng.standard_normal((batch, seq, e))
+    mask = None
+    cut = -1
+    if masked:
+        layout = draw(st.sampled_from(["seq", "batch", "batch-1", "batch-heads"]))
+        shape = {
+            "seq": (seq, seq),
+            "batch": (batch, seq, seq),
+            "batch-1": (batch, 1, seq, seq),
+            "batch-heads": (batch, num_heads, seq, seq),
+        }[layout]
+        kind = draw(st.sampled_from(["float", "bool"]))
+        mask = _mask(rng, shape, kind, 0.5)
+    if causal:
+        mask = np.tril(np.ones((seq, seq)))
+        cut = draw(st.integers(0, seq - 2))
+    return MhaCase(seed, batch, seq, num_heads, head_dim, x, weights, mask, cut)

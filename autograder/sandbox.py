@@ -1,0 +1,502 @@
+"""Stage 2, the sandbox: student code runs in a child process, never in the grader's.
+
+The child executes the submission's cells once (a "zygote"), then forks one worker per session;
+a rubric item opens one session, so a hang or crash costs that item only and the top-level code
+is never re-run. Requests carry plain arrays and scalars (`wire.py`); replies are validated and
+decoded without pickle. Limits: wall time per call (enforced here), address space, processes
+and core dumps (set in the child before any student code runs).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autograder.errors import SandboxError
+from autograder.settings import LIMITS, Limits
+from autograder.wire import WireError, decode, encode, recv_frame, send_frame
+
+__all__ = [
+    "CellOutcome",
+    "Definition",
+    "Handle",
+    "NotebookRun",
+    "Sandbox",
+    "Session",
+    "StudentRaised",
+    "WorkerLost",
+    "start",
+]
+
+_INLINE_MARK = "# child: provided inline"
+
+
+class StudentRaised(Exception):
+    """The student's code raised; carries the exception's type, base names and message."""
+
+    def __init__(self, type_name: str, bases: Sequence[str], message: str, where: str) -> None:
+        super().__init__(f"{type_name}: {message}" if message else type_name)
+        self.type_name = type_name
+        self.bases = tuple(bases)
+        self.message = message
+        self.where = where
+
+    def is_a(self, name: str) -> bool:
+        """Whether the raised exception is (a subclass of) the builtin named `name`."""
+        return name in self.bases
+
+
+class WorkerLost(Exception):
+    """The worker stopped answering: a timeout, a crash, or a reply that broke the protocol."""
+
+
+@dataclass(frozen=True)
+class Handle:
+    """A reference to an object that lives in the worker (e.g. a student's class instance)."""
+
+    id: int
+    type_name: str
+
+
+@dataclass(frozen=True)
+class CellOutcome:
+    """What happened to one code cell of the submission at top level."""
+
+    index: int
+    """Position among the code cells, from 0."""
+    error_type: str = ""
+    """Name of the exception the cell raised, "" when it ran cleanly."""
+    message: str = ""
+    where: str = ""
+    traceback: str = ""
+    skipped: str = ""
+    """Why the cell was skipped ("" when it ran): it hung or killed the child."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error_type and not self.skipped
+
+
+@dataclass(frozen=True)
+class Definition:
+    """A name the notebook defined at top level, with its kind and signature."""
+
+    name: str
+    kind: str
+    signature: str
+
+
+@dataclass(frozen=True)
+class NotebookRun:
+    """The result of running a submission's top-level code in the child."""
+
+    cells: tuple[CellOutcome, ...]
+    definitions: tuple[Definition, ...]
+    output: str
+    failure: str = ""
+    """Why the child is unusable ("" when it is ready to answer calls)."""
+    seconds: float = 0.0
+
+    @property
+    def ready(self) -> bool:
+        return not self.failure
+
+    def definition(self, name: str) -> Definition | None:
+        return next((d for d in self.definitions if d.name == name), None)
+
+
+def _child_source() -> str:
+    here = Path(__file__).parent
+    parts = []
+    for name in ("wire.py", "_child.py"):
+        text = (here / name).read_text(encoding="utf-8")
+        lines = [
+            line
+            for line in text.splitlines()
+            if _INLINE_MARK not in line and line != "from __future__ import annotations"
+        ]
+        parts.append("\n".join(lines))
+    return "from __future__ import annotations\n" + "\n".join(parts)
+
+
+class _Drain(threading.Thread):
+    """Reads the child's stdout/stderr, keeping the first `limit` bytes and counting the rest."""
+
+    def __init__(self, stream: Any, limit: int) -> None:
+        super().__init__(daemon=True)
+        self.stream, self.limit = stream, limit
+        self.kept = bytearray()
+        self.dropped = 0
+
+    def run(self) -> None:
+        while chunk := self.stream.read1(65536):
+            room = self.limit - len(self.kept)
+            self.kept += chunk[: max(room, 0)]
+            self.dropped += max(len(chunk) - max(room, 0), 0)
+
+    def text(self) -> str:
+        text = self.kept.decode("utf-8", errors="replace")
+        if self.dropped:
+            text += f"\n[... {self.dropped} more bytes of output were dropped]"
+        return text
+
+
+def _kill_group(pid: int) -> None:
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _child_env(home: str) -> dict[str, str]:
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": home,
+        "LANG": "C.UTF-8",
+        "MPLBACKEND": "Agg",
+        "OPENBLAS_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
+
+
+@dataclass
+class Sandbox:
+    """A running child that executed a submission's cells; `session()` forks a fresh worker."""
+
+    process: subprocess.Popen[bytes]
+    control: socket.socket
+    drain: _Drain
+    workdir: tempfile.TemporaryDirectory[str]
+    limits: Limits
+    _workers: set[int] = field(default_factory=set)
+
+    @contextmanager
+    def session(self, *, deadline: float | None = None) -> Iterator[Session]:
+        """A worker forked from the child, for the calls of one rubric item."""
+        ours, theirs = socket.socketpair()
+        try:
+            self.control.settimeout(5.0)
+            socket.send_fds(self.control, [b"fork"], [theirs.fileno()])
+            theirs.close()
+            reply, _ = recv_frame(self.control, max_header=4096, max_total=0)
+            pid = reply.get("pid")
+            if type(pid) is not int or pid <= 1:
+                raise WireError("the child did not report a worker")
+        except (OSError, EOFError, WireError) as error:
+            ours.close()
+            raise WorkerLost(f"the sandbox could not start a worker ({error})") from None
+        self._workers.add(pid)
+        session = Session(self, ours, pid, deadline)
+        try:
+            yield session
+        finally:
+            ours.close()
+            _kill_group(pid)
+            self._status(pid)
+            self._workers.discard(pid)
+
+    def _status(self, pid: int) -> dict[str, Any]:
+        try:
+            self.control.settimeout(2.0)
+            socket.send_fds(self.control, [f"status {pid}".encode()], [])
+            reply, _ = recv_frame(self.control, max_header=4096, max_total=0)
+            return reply
+        except (OSError, EOFError, WireError):
+            return {}
+
+    def output(self) -> str:
+        return self.drain.text()
+
+    def close(self) -> None:
+        """Stop the child and everything it started; safe to call twice."""
+        for pid in list(self._workers):
+            _kill_group(pid)
+        try:
+            self.control.close()
+        finally:
+            _kill_group(self.process.pid)
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+            if self.process.stdout is not None:
+                self.process.stdout.close()
+            self.drain.join(timeout=2)
+            self.workdir.cleanup()
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Session:
+    """Calls into one worker. Every call has a deadline; a lost worker ends the session."""
+
+    def __init__(self, box: Sandbox, sock: socket.socket, pid: int, deadline: float | None):
+        self._box, self._sock, self.pid = box, sock, pid
+        self._deadline = deadline
+        self.lost: str = ""
+
+    def call(
+        self,
+        target: str | Handle,
+        *args: object,
+        attr: str = "",
+        keep: bool = False,
+        echo: bool = False,
+        **kwargs: object,
+    ) -> Any:
+        """Call the student's `target` (a name, or `attr` of a handle) with plain values."""
+        header: dict[str, Any] = {"op": "call", "target": self._target(target, attr)}
+        buffers: list[bytes] = []
+        header["args"] = [encode(a, buffers) for a in args]
+        header["kwargs"] = {k: encode(v, buffers) for k, v in kwargs.items()}
+        header["keep"], header["echo"] = keep, echo
+        reply, received = self._exchange(header, buffers)
+        if keep:
+            handle = reply.get("handle")
+            if not isinstance(handle, dict) or type(handle.get("handle")) is not int:
+                raise self._lose("the worker sent a malformed handle")
+            return Handle(handle["handle"], str(handle.get("type", "?"))[:100])
+        value = self._decode(reply.get("value"), received)
+        if echo:
+            echoed = reply.get("echo")
+            if not isinstance(echoed, list):
+                raise self._lose("the worker did not echo the arguments")
+            return value, [self._decode(node, received) for node in echoed]
+        return value
+
+    def get(self, target: str | Handle, attr: str = "") -> Any:
+        """Read a value (e.g. `head_dim` of a handle) from the worker."""
+        reply, received = self._exchange({"op": "get", "target": self._target(target, attr)}, [])
+        return self._decode(reply.get("value"), received)
+
+    def set(self, target: Handle, attr: str, value: object) -> None:
+        """Assign `value` to a dotted attribute of a worker object (e.g. `q_proj.weight`)."""
+        buffers: list[bytes] = []
+        node = encode(value, buffers)
+        self._exchange({"op": "set", "target": self._target(target, attr), "value": node}, buffers)
+
+    @staticmethod
+    def _target(target: str | Handle, attr: str) -> dict[str, Any]:
+        if isinstance(target, Handle):
+            return {"handle": target.id, "attr": attr}
+        return {"name": target, "attr": attr}
+
+    def _decode(self, node: object, buffers: list[bytes]) -> object:
+        try:
+            return decode(node, buffers)
+        except WireError as error:
+            raise self._lose(f"the worker sent an invalid value ({error})") from None
+
+    def _lose(self, reason: str) -> WorkerLost:
+        self.lost = reason
+        _kill_group(self.pid)
+        return WorkerLost(reason)
+
+    def _exchange(
+        self, header: dict[str, Any], buffers: list[bytes]
+    ) -> tuple[dict[str, Any], list[bytes]]:
+        if self.lost:
+            raise WorkerLost(self.lost)
+        limits = self._box.limits
+        timeout = limits.call_seconds
+        if self._deadline is not None:
+            timeout = min(timeout, self._deadline - time.monotonic())
+            if timeout <= 0:
+                raise self._lose("the time for this check ran out")
+        try:
+            self._sock.settimeout(timeout)
+            send_frame(self._sock, header, buffers)
+            reply, received = recv_frame(self._sock, max_total=limits.message_bytes)
+        except TimeoutError:
+            raise self._lose(f"a call did not return within {timeout:.0f} s") from None
+        except WireError as error:
+            raise self._lose(f"the worker broke the protocol ({error})") from None
+        except (EOFError, OSError):
+            self._sock.close()
+            raise self._lose(self._crash_reason()) from None
+        if reply.get("ok") is True:
+            return reply, received
+        error = reply.get("error")
+        if reply.get("ok") is not False or not isinstance(error, dict):
+            raise self._lose("the worker sent a malformed reply")
+        bases = error.get("bases")
+        raise StudentRaised(
+            str(error.get("type", "Exception"))[:100],
+            [str(b)[:100] for b in bases] if isinstance(bases, list) else [],
+            str(error.get("message", ""))[:2000],
+            str(error.get("where", ""))[:200],
+        )
+
+    def _crash_reason(self) -> str:
+        status = self._box._status(self.pid)
+        if status.get("signal") == signal.SIGKILL:
+            return "the process was killed (SIGKILL), usually for using too much memory"
+        if type(status.get("signal")) is int:
+            name = signal.Signals(status["signal"]).name if status["signal"] < 65 else "?"
+            return f"the process crashed with signal {name}"
+        if type(status.get("code")) is int:
+            return f"the process exited (exit code {status['code']}) instead of returning"
+        return "the process stopped answering"
+
+
+def _launch(cells: Sequence[str], skip: set[int], limits: Limits) -> tuple[Sandbox, float]:
+    workdir = tempfile.TemporaryDirectory(prefix="autograder-")
+    os.chmod(workdir.name, 0o700)
+    ours, theirs = socket.socketpair()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-I", "-c", _child_source(), str(theirs.fileno())],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            pass_fds=[theirs.fileno()],
+            cwd=workdir.name,
+            env=_child_env(workdir.name),
+            start_new_session=True,
+        )
+    except OSError as error:
+        ours.close()
+        workdir.cleanup()
+        raise SandboxError(
+            f"Could not start the sandbox with {sys.executable}: {error}. "
+            "Check that the Python running the grader can be executed."
+        ) from None
+    finally:
+        theirs.close()
+    assert process.stdout is not None
+    drain = _Drain(process.stdout, limits.output_bytes)
+    drain.start()
+    box = Sandbox(process, ours, drain, workdir, limits)
+    send_frame(
+        ours,
+        {
+            "cells": list(cells),
+            "skip": sorted(skip),
+            "limits": {"memory_bytes": limits.memory_bytes, "processes": limits.processes},
+        },
+    )
+    return box, time.monotonic()
+
+
+def start(cells: Sequence[str], *, limits: Limits = LIMITS) -> tuple[Sandbox | None, NotebookRun]:
+    """Run `cells` in a fresh child; return the ready sandbox (or None) and what happened.
+
+    A cell that hangs past the notebook's time or kills the child is skipped and the child is
+    started again without it, at most `limits.cell_restarts` times, as a student would restart
+    the kernel and skip the cell.
+    """
+    began = time.monotonic()
+    skipped: dict[int, str] = {}
+    while True:
+        box, _ = _launch(cells, set(skipped), limits)
+        outcomes: dict[int, CellOutcome] = {}
+        running: int | None = None
+        failure = ""
+        try:
+            cell_began = time.monotonic()
+            while True:
+                now = time.monotonic()
+                remaining = min(
+                    limits.notebook_seconds - (now - began),
+                    limits.cell_seconds - (now - cell_began),
+                )
+                if remaining <= 0:
+                    raise TimeoutError
+                box.control.settimeout(remaining)
+                event, _ = recv_frame(box.control, max_header=1 << 20, max_total=0)
+                kind = event.get("event")
+                index = event.get("index")
+                if kind == "cell_start" and type(index) is int:
+                    running, cell_began = index, time.monotonic()
+                elif kind == "cell_done" and type(index) is int:
+                    outcomes[index] = _cell_outcome(index, event.get("error"))
+                    running = None
+                elif kind == "ready":
+                    definitions = _definitions(event.get("names"))
+                    break
+                else:
+                    raise WireError("unexpected event from the child")
+        except TimeoutError:
+            failure = f"did not finish within its time ({limits.cell_seconds:.0f} s a cell)"
+        except (EOFError, OSError):
+            failure = "stopped the Python process (it crashed or exited)"
+        except WireError as error:
+            failure = f"broke the sandbox protocol ({error})"
+        if not failure:
+            return box, _notebook_run(cells, skipped, outcomes, definitions, box, began)
+        output = box.output()
+        box.close()
+        if running is None or len(skipped) >= limits.cell_restarts:
+            run = _notebook_run(cells, skipped, outcomes, (), None, began)
+            where = f"cell {running + 1}" if running is not None else "the notebook"
+            return None, NotebookRun(
+                run.cells, (), output, f"The top-level code in {where} {failure}.", run.seconds
+            )
+        skipped[running] = failure
+
+
+def _cell_outcome(index: int, error: object) -> CellOutcome:
+    if not isinstance(error, dict):
+        return CellOutcome(index)
+    return CellOutcome(
+        index,
+        error_type=str(error.get("type", "Exception"))[:100],
+        message=str(error.get("message", ""))[:2000],
+        where=str(error.get("where", ""))[:200],
+        traceback=str(error.get("traceback", ""))[:4000],
+    )
+
+
+def _definitions(names: object) -> tuple[Definition, ...]:
+    if not isinstance(names, list):
+        return ()
+    found = []
+    for entry in names[:500]:
+        if isinstance(entry, Mapping):
+            found.append(
+                Definition(
+                    str(entry.get("name", ""))[:100],
+                    str(entry.get("kind", ""))[:20],
+                    str(entry.get("signature", ""))[:200],
+                )
+            )
+    return tuple(found)
+
+
+def _notebook_run(
+    cells: Sequence[str],
+    skipped: Mapping[int, str],
+    outcomes: Mapping[int, CellOutcome],
+    definitions: tuple[Definition, ...],
+    box: Sandbox | None,
+    began: float,
+) -> NotebookRun:
+    ordered = []
+    for index in range(len(cells)):
+        if index in skipped:
+            ordered.append(CellOutcome(index, skipped=skipped[index]))
+        elif index in outcomes:
+            ordered.append(outcomes[index])
+    return NotebookRun(
+        tuple(ordered),
+        definitions,
+        box.output() if box is not None else "",
+        seconds=time.monotonic() - began,
+    )

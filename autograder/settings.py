@@ -1,0 +1,70 @@
+"""Everything that can change a grade, in one place: Hypothesis settings, limits, tolerances.
+
+Change a value here and every stage sees it; nothing else in the grader hard-codes one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hypothesis import HealthCheck, Phase, Verbosity, settings
+
+__all__ = ["HYPOTHESIS", "LIMITS", "TOLERANCE", "Limits", "Tolerance"]
+
+#: Hypothesis settings for every rubric item. `derandomize` makes the examples a function of
+#: the property alone, so a regrade sees the same inputs; no database, so nothing carries over
+#: between runs; no deadline (student code is judged by `Limits`, not by Hypothesis); no
+#: explain phase (it re-runs examples for reports we build ourselves).
+HYPOTHESIS = settings(
+    derandomize=True,
+    database=None,
+    deadline=None,
+    max_examples=50,
+    phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink),
+    suppress_health_check=list(HealthCheck),
+    report_multiple_bugs=False,
+    print_blob=False,
+    verbosity=Verbosity.quiet,
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits for the sandboxed student code."""
+
+    call_seconds: float = 10.0
+    """Wall time for one call of a student function."""
+    item_seconds: float = 60.0
+    """Wall time for all calls of one rubric item."""
+    notebook_seconds: float = 60.0
+    """Wall time for the notebook's top-level code (all cells together, restarts included)."""
+    cell_seconds: float = 15.0
+    """Wall time for one top-level cell; a slower cell is skipped (see `cell_restarts`)."""
+    total_seconds: float = 420.0
+    """Wall time for grading one submission, well under Gradescope's 10 minutes."""
+    memory_bytes: int = 1 << 30
+    """Address space of the child (RLIMIT_AS); a larger allocation raises MemoryError."""
+    processes: int = 16
+    """New processes the child may create beyond those of its user when it starts."""
+    output_bytes: int = 32 * 1024
+    """Printed output kept per submission; the rest is counted and dropped."""
+    message_bytes: int = 64 << 20
+    """Largest reply the grader accepts from the child."""
+    cell_restarts: int = 3
+    """Top-level cells that hang or kill the child are skipped at most this many times."""
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How close a student's floating-point result must be to the reference: |a-b| <= atol + rtol*|b|.
+
+    Wide enough for float32 arithmetic, explicit loops, einsum and `-inf` masking; narrow enough
+    that a missing 1/sqrt(d_k) or a softmax over the wrong axis is caught on every example.
+    """
+
+    rtol: float = 2e-3
+    atol: float = 2e-4
+
+
+LIMITS = Limits()
+TOLERANCE = Tolerance()
