@@ -107,7 +107,9 @@ def _namespace() -> dict[str, Any]:
     return module.__dict__
 
 
-def _run_cells(control: socket.socket, cells: list[str], skip: set[int], ns: dict[str, Any]) -> None:
+def _run_cells(
+    control: socket.socket, cells: list[str], skip: set[int], ns: dict[str, Any]
+) -> None:
     for index, source in enumerate(cells):
         if index in skip:
             continue
@@ -184,11 +186,13 @@ def _handle(
 ) -> tuple[Any, list[Any] | None]:
     op, target = header["op"], header["target"]
     if op == "get":
-        return _resolve(target, ns, handles), None
+        attrs = header.get("attrs", [""])
+        return tuple(_resolve(dict(target, attr=attr), ns, handles) for attr in attrs), None
     if op == "set":
-        path = target.get("attr", "").rsplit(".", 1)
-        owner = _resolve(dict(target, attr=path[0] if len(path) == 2 else ""), ns, handles)
-        setattr(owner, path[-1], decode(header["value"], buffers))
+        for attr, node in header["values"].items():
+            path = attr.rsplit(".", 1)
+            owner = _resolve(dict(target, attr=path[0] if len(path) == 2 else ""), ns, handles)
+            setattr(owner, path[-1], decode(node, buffers))
         return None, None
     args = [decode(node, buffers) for node in header.get("args", [])]
     kwargs = {key: decode(node, buffers) for key, node in header.get("kwargs", {}).items()}

@@ -61,7 +61,11 @@ def _with_case(failure: Failure, case: Any) -> Failure:
         return failure
     inputs, snippet = _describe(case)
     return Failure(
-        failure.summary, inputs, failure.snippet or snippet, failure.expected, failure.got,
+        failure.summary,
+        inputs,
+        failure.snippet or snippet,
+        failure.expected,
+        failure.got,
         failure.hint,
     )
 

@@ -281,16 +281,20 @@ class Session:
             return value, [self._decode(node, received) for node in echoed]
         return value
 
-    def get(self, target: str | Handle, attr: str = "") -> Any:
-        """Read a value (e.g. `head_dim` of a handle) from the worker."""
-        reply, received = self._exchange({"op": "get", "target": self._target(target, attr)}, [])
-        return self._decode(reply.get("value"), received)
+    def get(self, target: str | Handle, *attrs: str) -> tuple[Any, ...]:
+        """Read dotted attributes (e.g. `head_dim`, `q_proj.weight`) in one round trip."""
+        header = {"op": "get", "target": self._target(target, ""), "attrs": list(attrs) or [""]}
+        reply, received = self._exchange(header, [])
+        values = self._decode(reply.get("value"), received)
+        if not isinstance(values, tuple) or len(values) != len(header["attrs"]):
+            raise self._lose("the worker sent a malformed reply to a read")
+        return values
 
-    def set(self, target: Handle, attr: str, value: object) -> None:
-        """Assign `value` to a dotted attribute of a worker object (e.g. `q_proj.weight`)."""
+    def set(self, target: Handle, values: Mapping[str, object]) -> None:
+        """Assign values to dotted attributes of a worker object (e.g. `q_proj.weight`)."""
         buffers: list[bytes] = []
-        node = encode(value, buffers)
-        self._exchange({"op": "set", "target": self._target(target, attr), "value": node}, buffers)
+        nodes = {attr: encode(value, buffers) for attr, value in values.items()}
+        self._exchange({"op": "set", "target": self._target(target, ""), "values": nodes}, buffers)
 
     @staticmethod
     def _target(target: str | Handle, attr: str) -> dict[str, Any]:
@@ -326,22 +330,22 @@ class Session:
             reply, received = recv_frame(self._sock, max_total=limits.message_bytes)
         except TimeoutError:
             raise self._lose(f"a call did not return within {timeout:.0f} s") from None
-        except WireError as error:
-            raise self._lose(f"the worker broke the protocol ({error})") from None
+        except WireError as broken:
+            raise self._lose(f"the worker broke the protocol ({broken})") from None
         except (EOFError, OSError):
             self._sock.close()
             raise self._lose(self._crash_reason()) from None
         if reply.get("ok") is True:
             return reply, received
-        error = reply.get("error")
-        if reply.get("ok") is not False or not isinstance(error, dict):
+        raised = reply.get("error")
+        if reply.get("ok") is not False or not isinstance(raised, dict):
             raise self._lose("the worker sent a malformed reply")
-        bases = error.get("bases")
+        bases = raised.get("bases")
         raise StudentRaised(
-            str(error.get("type", "Exception"))[:100],
+            str(raised.get("type", "Exception"))[:100],
             [str(b)[:100] for b in bases] if isinstance(bases, list) else [],
-            str(error.get("message", ""))[:2000],
-            str(error.get("where", ""))[:200],
+            str(raised.get("message", ""))[:2000],
+            str(raised.get("where", ""))[:200],
         )
 
     def _crash_reason(self) -> str:

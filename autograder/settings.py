@@ -56,7 +56,7 @@ class Limits:
 
 @dataclass(frozen=True)
 class Tolerance:
-    """How close a student's floating-point result must be to the reference: |a-b| <= atol + rtol*|b|.
+    """How close a student's result must be to the reference: |a-b| <= atol + rtol*|b|.
 
     Wide enough for float32 arithmetic, explicit loops, einsum and `-inf` masking; narrow enough
     that a missing 1/sqrt(d_k) or a softmax over the wrong axis is caught on every example.

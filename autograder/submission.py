@@ -88,7 +88,7 @@ def _read_notebook(path: Path, text: str) -> Submission:
             f"{path.name} is not a notebook: it is not valid JSON ({error.msg} at line "
             f"{error.lineno}). Download it again from Jupyter (File > Download) and re-upload."
         ) from None
-    if not isinstance(data, dict) or "cells" not in data and "worksheets" not in data:
+    if not isinstance(data, dict) or ("cells" not in data and "worksheets" not in data):
         raise SubmissionError(
             f"{path.name} is JSON but not a Jupyter notebook (it has no cells): "
             "upload the .ipynb file you worked in."

@@ -54,9 +54,9 @@ class Opaque:
         return f"<{self.type_name}: {self.repr}>"
 
     def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, Opaque)
-            and (self.type_name, self.repr) == (other.type_name, other.repr)
+        return isinstance(other, Opaque) and (self.type_name, self.repr) == (
+            other.type_name,
+            other.repr,
         )
 
     def __hash__(self) -> int:
@@ -168,14 +168,14 @@ def _decode_array(node: dict[str, Any], buffers: list[bytes]) -> np.ndarray:
     dtype = np.dtype(dtype_text)
     _expect(dtype.kind in "biuf", "dtype is not real numeric")
     size = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    assert type(index) is int
     raw = buffers[index]
     _expect(size * dtype.itemsize == len(raw), "buffer size does not match dtype and shape")
-    return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+    array: np.ndarray = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+    return array
 
 
-def send_frame(
-    sock: socket.socket, header: dict[str, Any], buffers: Sequence[bytes] = ()
-) -> None:
+def send_frame(sock: socket.socket, header: dict[str, Any], buffers: Sequence[bytes] = ()) -> None:
     """Write one frame: the header (with the buffer lengths added) and the raw buffers."""
     header = dict(header, lengths=[len(b) for b in buffers])
     data = json.dumps(header, separators=(",", ":")).encode()

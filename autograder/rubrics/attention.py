@@ -8,6 +8,7 @@ hints that name common mistakes. Points are set in `POINTS` (they sum to 100).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -97,7 +98,9 @@ def _array(value: object, name: str, shape: tuple[int, ...]) -> np.ndarray:
         hint = "Return a NumPy array (np.asarray(...) converts a list)."
         if value is None:
             hint = "Did you forget a `return` statement?"
-        raise CheckFailed(Failure(f"`{name}` is {_kind(value)}; expected a NumPy array.", hint=hint))
+        raise CheckFailed(
+            Failure(f"`{name}` is {_kind(value)}; expected a NumPy array.", hint=hint)
+        )
     if value.shape != shape:
         raise CheckFailed(
             Failure(
@@ -247,9 +250,6 @@ def _diagnose_sdpa(case: SdpaCase, output: np.ndarray, weights: np.ndarray) -> s
                 same_out = np.allclose(output, out, rtol=TOLERANCE.rtol, atol=TOLERANCE.atol)
             if same_w or same_out:
                 return mistake
-    ref_out, ref_w = _ref().scaled_dot_product_attention(case.Q, case.K, case.V, case.mask)
-    if np.allclose(output, ref_w) if output.shape == ref_w.shape else False:
-        return "You return (weights, output): the order is (output, weights)."
     return ""
 
 
@@ -264,21 +264,28 @@ def _raised_hint(error: StudentRaised) -> str:
     return ""
 
 
-def _call_sdpa(session: Session, case: SdpaCase, **changes: Any) -> tuple[np.ndarray, np.ndarray]:
-    Q, K, V, mask = (changes.get(n, getattr(case, n)) for n in ("Q", "K", "V", "mask"))
+def _call_sdpa(session: Session, case: SdpaCase) -> tuple[np.ndarray, np.ndarray]:
+    Q, K, V, mask = case.Q, case.K, case.V, case.mask
     try:
         value = session.call(SDPA, Q, K, V, mask=mask)
     except StudentRaised as error:
         if error.is_a("NotImplementedError"):
             raise
-        raise CheckFailed(
-            Failure(f"{SDPA} raised {error}.", hint=_raised_hint(error))
-        ) from None
+        raise CheckFailed(Failure(f"{SDPA} raised {error}.", hint=_raised_hint(error))) from None
     output, weights = _pair(value, SDPA)
     batch = np.broadcast_shapes(Q.shape[:-2], K.shape[:-2])
-    out = _array(output, "output", (*batch, Q.shape[-2], V.shape[-1]))
-    w = _array(weights, "weights", (*batch, Q.shape[-2], K.shape[-2]))
-    return out, w
+    out_shape = (*batch, Q.shape[-2], V.shape[-1])
+    w_shape = (*batch, Q.shape[-2], K.shape[-2])
+    swapped = (getattr(output, "shape", None), getattr(weights, "shape", None))
+    if out_shape != w_shape and swapped == (w_shape, out_shape):
+        raise CheckFailed(
+            Failure(
+                f"{SDPA} returned the weights first: got shapes {swapped}, expected "
+                f"(output {out_shape}, weights {w_shape}).",
+                hint="Return (output, weights), in that order.",
+            )
+        )
+    return _array(output, "output", out_shape), _array(weights, "weights", w_shape)
 
 
 def _against_reference(case: SdpaCase, out: np.ndarray, w: np.ndarray, tol: Tolerance) -> None:
@@ -344,21 +351,40 @@ def check_sdpa_masking(session: Session, case: SdpaCase) -> None:
         K2, V2 = case.K.copy(), case.V.copy()
         K2[..., key, :] += 3.0
         V2[..., key, :] -= 5.0
-        out2, _ = _call_sdpa(session, case, K=K2, V=V2)
+        changed = replace(case, K=K2, V=V2)
+        out2, _ = _call_sdpa(session, changed)
         rows = hidden[..., key]
-        _close(
-            out2[rows],
-            out[rows],
-            f"output of queries that cannot see key {key}, after changing that key and value",
-            hint=lambda: "A masked key must not change the output: mask the scores before the "
-            "softmax so its weight is exactly 0.",
-        )
+        try:
+            _close(
+                out2[rows],
+                out[rows],
+                f"output of the queries that cannot see key {key}",
+                hint=lambda: (
+                    "A masked key must not change the output: mask the scores before "
+                    "the softmax so its weight is exactly 0."
+                ),
+            )
+        except CheckFailed as failed:
+            raise CheckFailed(
+                _derived(failed.failure, changed, f"After changing masked key {key} and its value")
+            ) from None
     # A mask of all ones is the same as no mask.
-    ones = np.ones(np.asarray(case.mask).shape, dtype=np.asarray(case.mask).dtype)
-    out3, w3 = _call_sdpa(session, case, mask=ones)
-    ref3, refw3 = _ref().scaled_dot_product_attention(case.Q, case.K, case.V)
-    _close(w3, refw3, "weights (with an all-ones mask)")
-    _close(out3, ref3, "output (with an all-ones mask)")
+    ones = replace(case, mask=np.ones_like(case.mask))
+    try:
+        out3, w3 = _call_sdpa(session, ones)
+        _against_reference(ones, out3, w3, TOLERANCE)
+    except CheckFailed as failed:
+        raise CheckFailed(_derived(failed.failure, ones, "With a mask of all ones")) from None
+
+
+def _derived(failure: Failure, case: SdpaCase, context: str) -> Failure:
+    """`failure`, found on `case` (derived from the drawn case), described with that case."""
+    return replace(
+        failure,
+        summary=f"{context}: {failure.summary}",
+        inputs=case.describe(),
+        snippet=case.snippet(),
+    )
 
 
 def check_sdpa_stability(session: Session, case: SdpaCase) -> None:
@@ -376,7 +402,7 @@ def check_sdpa_inputs_unchanged(session: Session, case: SdpaCase) -> None:
         raise CheckFailed(Failure(f"{SDPA} raised {error}.", hint=_raised_hint(error))) from None
     names = ("Q", "K", "V", "mask")
     originals = (case.Q, case.K, case.V, case.mask)
-    for name, before, after in zip(names, originals, echoed):
+    for name, before, after in zip(names, originals, echoed, strict=False):
         if before is None:
             continue
         if not (isinstance(after, np.ndarray) and np.array_equal(before, after)):
@@ -406,7 +432,9 @@ def check_causal_mask(session: Session, case: CausalCase) -> None:
             hint = "Your mask is transposed: position i may attend to keys 0..i (np.tril)."
         elif mask.shape == (n, n) and np.array_equal(mask.astype(np.float64), 1 - expected):
             hint = "Your mask is inverted: 1 means *may attend* (on and below the diagonal)."
-        elif mask.shape == (n, n) and np.array_equal(mask.astype(np.float64), np.tril(expected, -1)):
+        elif mask.shape == (n, n) and np.array_equal(
+            mask.astype(np.float64), np.tril(expected, -1)
+        ):
             hint = "The diagonal must be 1: each position may attend to itself."
         raise CheckFailed(
             Failure(
@@ -430,8 +458,10 @@ def check_causal_mask(session: Session, case: CausalCase) -> None:
         out2[keep],
         out1[keep],
         f"output at positions 0..{case.cut} when later positions change",
-        hint=lambda: "Positions must not see the future: apply the mask in "
-        "scaled_dot_product_attention before the softmax.",
+        hint=lambda: (
+            "Positions must not see the future: apply the mask in "
+            "scaled_dot_product_attention before the softmax."
+        ),
     )
 
 
@@ -448,11 +478,17 @@ def check_mha_init(session: Session, case: InitCase) -> None:
         if error.is_a("NotImplementedError"):
             raise
         if e % h != 0:
-            hint = "Raise ValueError (not assert, not another exception) when embed_dim % num_heads != 0."
+            hint = (
+                "Raise ValueError (not assert, not another exception) when "
+                "embed_dim % num_heads != 0."
+            )
             if error.is_a("AssertionError"):
                 hint = "Use `raise ValueError(...)`, not `assert`: asserts vanish under python -O."
             raise CheckFailed(
-                Failure(f"MultiHeadAttention({e}, {h}) raised {error.type_name}; expected ValueError.", hint=hint)
+                Failure(
+                    f"MultiHeadAttention({e}, {h}) raised {error.type_name}; expected ValueError.",
+                    hint=hint,
+                )
             ) from None
         raise CheckFailed(
             Failure(f"MultiHeadAttention({e}, {h}) raised {error}; {e} is divisible by {h}.")
@@ -466,16 +502,20 @@ def check_mha_init(session: Session, case: InitCase) -> None:
             )
         )
     expected = {"embed_dim": e, "num_heads": h, "head_dim": e // h}
+    parts = [f"{name}.{part}" for name in PROJECTIONS for part in ("weight", "bias")]
+    values = dict(zip([*expected, *parts], session.get(handle, *expected, *parts), strict=True))
     for attr, value in expected.items():
-        got = session.get(handle, attr)
+        got = values[attr]
         if type(got) is not int or got != value:
-            hint = "Use integer division: head_dim = embed_dim // num_heads." if attr == "head_dim" else ""
-            raise CheckFailed(
-                Failure(f"`{attr}` is {got!r}; expected {value}.", hint=hint)
+            hint = (
+                "Use integer division: head_dim = embed_dim // num_heads."
+                if attr == "head_dim"
+                else ""
             )
+            raise CheckFailed(Failure(f"`{attr}` is {got!r}; expected {value}.", hint=hint))
     for name in PROJECTIONS:
         for part, shape in (("weight", (e, e)), ("bias", (e,))):
-            got = session.get(handle, f"{name}.{part}")
+            got = values[f"{name}.{part}"]
             if not isinstance(got, np.ndarray) or got.shape != shape:
                 raise CheckFailed(
                     Failure(
@@ -489,8 +529,7 @@ def _mha(session: Session, case: MhaCase, x: np.ndarray | None = None) -> np.nda
     try:
         handle = session.call(MHA, case.embed_dim, case.num_heads, keep=True)
         assert isinstance(handle, Handle)
-        for path, value in case.weights.items():
-            session.set(handle, path, value)
+        session.set(handle, case.weights)
         got = session.call(handle, case.x if x is None else x, attr="forward", mask=case.mask)
     except StudentRaised as error:
         if error.is_a("NotImplementedError"):
@@ -515,14 +554,18 @@ def _mha_reference(case: MhaCase, x: np.ndarray | None = None, mask: Any = "case
     for path, value in case.weights.items():
         name, part = path.split(".")
         setattr(getattr(ref, name), part, value)
-    return np.asarray(ref.forward(case.x if x is None else x, case.mask if mask == "case" else mask))
+    return np.asarray(
+        ref.forward(case.x if x is None else x, case.mask if mask == "case" else mask)
+    )
 
 
 def _diagnose_mha(case: MhaCase, got: np.ndarray) -> str:
     def same(other: np.ndarray) -> bool:
         return bool(np.allclose(got, other, rtol=TOLERANCE.rtol, atol=TOLERANCE.atol))
 
-    if case.mask is not None and case.mask.ndim == 3 and case.batch == case.num_heads:
+    three_d = case.mask is not None and case.mask.ndim == 3
+    if three_d and case.batch == case.num_heads:
+        assert case.mask is not None
         if same(_mha_reference(case, mask=case.mask[np.newaxis])):
             return (
                 "Your (batch, seq, seq) mask was applied per head, not per batch element: "
@@ -533,7 +576,9 @@ def _diagnose_mha(case: MhaCase, got: np.ndarray) -> str:
     ref = _ref()
     e, h = case.embed_dim, case.num_heads
     w = case.weights
-    project = {n: case.x @ w[f"{n}.weight"] + w[f"{n}.bias"] for n in ("q_proj", "k_proj", "v_proj")}
+    project = {
+        n: case.x @ w[f"{n}.weight"] + w[f"{n}.bias"] for n in ("q_proj", "k_proj", "v_proj")
+    }
     mask = case.mask
     if mask is not None and mask.ndim == 3:
         mask = mask[:, np.newaxis]
@@ -574,8 +619,10 @@ def check_mha_causal(session: Session, case: MhaCase) -> None:
         out2[:, keep],
         out1[:, keep],
         f"output at positions 0..{case.cut} when later positions change",
-        hint=lambda: "With a causal (seq, seq) mask, position i must not depend on later "
-        "positions: pass the mask down to scaled_dot_product_attention for every head.",
+        hint=lambda: (
+            "With a causal (seq, seq) mask, position i must not depend on later "
+            "positions: pass the mask down to scaled_dot_product_attention for every head."
+        ),
     )
     _close(out1, _mha_reference(case), "output", hint=lambda: _diagnose_mha(case, out1))
 

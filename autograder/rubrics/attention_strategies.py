@@ -162,8 +162,7 @@ class CausalCase:
                 "out1, _ = scaled_dot_product_attention(Q, K, V, mask=mask)",
                 f"K2, V2 = K.copy(), V.copy(); K2[{self.cut + 1}:] += 5; V2[{self.cut + 1}:] -= 5",
                 "out2, _ = scaled_dot_product_attention(Q, K2, V2, mask=mask)",
-                f"print(np.abs(out1[:{self.cut + 1}] - out2[:{self.cut + 1}]).max())"
-                "  # expected 0",
+                f"print(np.abs(out1[:{self.cut + 1}] - out2[:{self.cut + 1}]).max())  # expected 0",
             ]
         return "\n".join(lines)
 
@@ -195,9 +194,7 @@ class InitCase:
 
 def init_grid(max_embed: int = 24, max_heads: int = 8) -> tuple[InitCase, ...]:
     """Every pair up to the bounds, smallest first (the exhaustive part of the item)."""
-    return tuple(
-        InitCase(e, h) for e in range(1, max_embed + 1) for h in range(1, max_heads + 1)
-    )
+    return tuple(InitCase(e, h) for e in range(1, max_embed + 1) for h in range(1, max_heads + 1))
 
 
 def init_cases() -> st.SearchStrategy[InitCase]:

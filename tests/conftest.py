@@ -1,0 +1,43 @@
+"""Shared helpers: grade a piece of code as a submission, through the real pipeline."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from autograder import sandbox
+from autograder.checks import run_checks
+from autograder.rubrics import load
+from autograder.scoring import ItemResult, score
+from autograder.settings import LIMITS, Limits
+
+ROOT = Path(__file__).resolve().parent.parent
+RUBRIC = load("attention")
+REFERENCE_SOURCE = (ROOT / "solutions" / "attention.py").read_text(encoding="utf-8")
+
+
+def grade_code(
+    cells: str | Sequence[str], *, only: Sequence[str] = (), limits: Limits = LIMITS
+) -> dict[str, ItemResult]:
+    """Grade `cells` (one source string, or one per notebook cell) on the attention rubric.
+
+    Runs the real sandbox and checks; `only` restricts the run to some item ids.
+    """
+    sources = [cells] if isinstance(cells, str) else list(cells)
+    box, run = sandbox.start(sources, limits=limits)
+    try:
+        outcomes = run_checks(
+            RUBRIC, box, run, limits=limits, deadline=time.monotonic() + 600, only=only
+        )
+    finally:
+        if box is not None:
+            box.close()
+    return {item.id: item for item in score(RUBRIC, outcomes)}
+
+
+@pytest.fixture(scope="session")
+def reference_source() -> str:
+    return REFERENCE_SOURCE

@@ -1,0 +1,133 @@
+"""Running items: Hypothesis finds and shrinks failures; hangs and crashes cost one item."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import pytest
+from toy_rubric import CUBE, RUBRIC, SQUARE, SQUARE_SMALL
+
+from autograder import sandbox
+from autograder.checks import Outcome, run_checks, run_item
+from autograder.rubric import Item, Rubric
+from autograder.settings import Limits
+
+LIMITS = Limits(call_seconds=2.0, item_seconds=10.0, cell_seconds=5.0)
+
+
+def outcomes(code: Sequence[str], rubric: Rubric = RUBRIC) -> dict[str, Outcome]:
+    box, run = sandbox.start(code, limits=LIMITS)
+    try:
+        found = run_checks(rubric, box, run, limits=LIMITS)
+    finally:
+        if box is not None:
+            box.close()
+    return {outcome.item_id: outcome for outcome in found}
+
+
+def test_correct_code_passes_every_item_on_many_examples() -> None:
+    found = outcomes(["def square(x):\n    return x * x", "def cube(x):\n    return x ** 3"])
+    assert all(outcome.passed for outcome in found.values())
+    assert found["square"].examples >= 50
+    assert found["square_small"].examples == 21
+
+
+def test_failure_is_shrunk_to_the_smallest_input() -> None:
+    found = outcomes(["def square(x):\n    return x * x if x <= 10 else x + x"])
+    failure = found["square"].failure
+    assert failure is not None
+    assert failure.inputs == "x = 11" and failure.snippet == "square(11)"
+    assert failure.expected == "121"
+
+
+def test_exhaustive_cases_report_the_first_failure() -> None:
+    found = outcomes(["def square(x):\n    return x * x if x < 7 or x > 9 else 0"])
+    failure = found["square_small"].failure
+    assert failure is not None and failure.inputs == "x = 7"
+
+
+def test_missing_function_names_a_close_match() -> None:
+    found = outcomes(["def square(x):\n    return x * x", "def cubed(x):\n    return x ** 3"])
+    failure = found["cube"].failure
+    assert failure is not None
+    assert "`cube` is not defined" in failure.summary
+    assert "Found `cubed`; expected `cube`" in failure.summary
+    assert found["cube"].examples == 0
+
+
+def test_stub_is_reported_as_not_implemented() -> None:
+    found = outcomes(["def square(x):\n    # YOUR CODE HERE\n    raise NotImplementedError()"])
+    failure = found["square"].failure
+    assert failure is not None and "Not implemented yet" in failure.summary
+
+
+def test_student_exception_names_type_and_cell() -> None:
+    found = outcomes(["a = 1", "def square(x):\n    return {}[x]"])
+    failure = found["square"].failure
+    assert failure is not None
+    assert "KeyError" in failure.summary and "<cell 2>, line 2" in failure.summary
+
+
+def test_hang_costs_only_that_item() -> None:
+    code = [
+        "def square(x):\n    while x > 5:\n        pass\n    return x * x",
+        "def cube(x):\n    return x ** 3",
+    ]
+    began = time.monotonic()
+    found = outcomes(code)
+    assert time.monotonic() - began < 20
+    failure = found["square"].failure
+    assert failure is not None and "did not return within 2 s" in failure.summary
+    assert found["cube"].passed and found["square_small"].failure is not None
+
+
+def test_crash_costs_only_that_item() -> None:
+    code = [
+        "import os\ndef square(x):\n    if x == 3:\n        os._exit(0)\n    return x * x",
+        "def cube(x):\n    return x ** 3",
+    ]
+    found = outcomes(code)
+    assert found["cube"].passed
+    failure = found["square_small"].failure
+    assert failure is not None
+    assert "exit code 0" in failure.summary and failure.inputs == "x = 3"
+
+
+def test_unusable_notebook_fails_every_item_with_the_reason() -> None:
+    box, run = sandbox.start(["while True: pass"], limits=Limits(cell_seconds=0.5, cell_restarts=0))
+    assert box is None
+    found = run_checks(RUBRIC, box, run, limits=LIMITS)
+    assert all(o.failure is not None and "Not checked" in o.failure.summary for o in found)
+
+
+def test_total_deadline_stops_remaining_items() -> None:
+    box, run = sandbox.start(["def square(x):\n    return x * x"], limits=LIMITS)
+    assert box is not None
+    with box:
+        found = run_checks(
+            RUBRIC, box, run, limits=LIMITS, deadline=time.monotonic() - 1, only=("square",)
+        )
+    assert found[0].failure is not None and "ran out" in found[0].failure.summary
+
+
+def test_same_code_gives_identical_outcomes() -> None:
+    code = ["def square(x):\n    return x * x if x % 7 else 1"]
+    assert outcomes(code) == outcomes(code)
+
+
+def test_only_runs_the_named_items() -> None:
+    box, run = sandbox.start(["def square(x):\n    return x * x"], limits=LIMITS)
+    assert box is not None
+    with box:
+        found = run_checks(RUBRIC, box, run, limits=LIMITS, only=("square_small",))
+    assert [o.item_id for o in found] == ["square_small"]
+
+
+@pytest.mark.parametrize("item", [SQUARE, SQUARE_SMALL, CUBE], ids=lambda i: i.id)
+def test_run_item_on_missing_everything(item: Item) -> None:
+    box, run = sandbox.start(["pass"], limits=LIMITS)
+    assert box is not None
+    with box:
+        outcome = run_item(item, box, run, limits=LIMITS, deadline=time.monotonic() + 30)
+    assert outcome.failure is not None and "is not defined" in outcome.failure.summary

@@ -1,0 +1,63 @@
+"""The command line, as a user types it: exit codes, messages, files written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REFERENCE_SOURCE, ROOT
+
+
+def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "autograder", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+def test_help_lists_commands_with_examples() -> None:
+    done = run("grade", "--help")
+    assert done.returncode == 0
+    assert "python -m autograder grade attention.ipynb --results results.json" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(("frobnicate",), "invalid choice"), (("grade",), "required: submission")],
+    ids=["unknown-command", "missing-argument"],
+)
+def test_bad_usage_exits_2_with_a_message(args: tuple[str, ...], message: str) -> None:
+    done = run(*args)
+    assert done.returncode == 2 and message in done.stderr
+
+
+def test_missing_submission_still_writes_results(tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    done = run("grade", str(tmp_path / "nope.ipynb"), "--results", str(results))
+    assert done.returncode == 0, done.stderr
+    document = json.loads(results.read_text(encoding="utf-8"))
+    assert document["score"] == 0 and "No file or folder" in document["output"]
+
+
+def test_unwritable_results_path_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x", encoding="utf-8")
+    done = run("grade", str(tmp_path / "nope.ipynb"), "--results", str(blocker / "r.json"))
+    assert done.returncode == 1 and "error:" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_grade_prints_a_summary_and_writes_results(tmp_path: Path) -> None:
+    submission = tmp_path / "attention.py"
+    submission.write_text(REFERENCE_SOURCE.replace("axis=-1, keepdims", "axis=-2, keepdims"))
+    results = tmp_path / "results.json"
+    done = run("grade", str(submission), "--results", str(results))
+    assert done.returncode == 0, done.stderr
+    assert "[FAIL]" in done.stdout and "query axis" in done.stdout
+    assert json.loads(results.read_text(encoding="utf-8"))["score"] < 100

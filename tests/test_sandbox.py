@@ -1,0 +1,198 @@
+"""The sandbox, for real: a child process runs the cells once and forks a worker per session."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import pytest
+
+from autograder import sandbox
+from autograder.sandbox import NotebookRun, Sandbox, StudentRaised, WorkerLost
+from autograder.settings import LIMITS, Limits
+
+FAST = Limits(call_seconds=2.0, cell_seconds=2.0, notebook_seconds=20.0)
+
+
+def started(cells: Sequence[str], limits: Limits = FAST) -> tuple[Sandbox, NotebookRun]:
+    box, run = sandbox.start(cells, limits=limits)
+    assert box is not None, run.failure
+    return box, run
+
+
+@pytest.fixture
+def box() -> Iterator[Sandbox]:
+    cells = [
+        "import numpy as np, os, time\nopen('ran.txt', 'a').write('x')",
+        "def double(a, scale=2):\n    return a * scale, a.sum()",
+        "def runs():\n    return len(open('ran.txt').read())",
+        "def hang():\n    while True: pass",
+        "def die():\n    os._exit(7)",
+        "def boom():\n    raise KeyError('k')",
+        "def shout():\n    print('x' * 100000)\n    return 1",
+        "def grow(a):\n    a += 1\n    return None",
+        "class Box:\n    def __init__(self, n):\n        self.n = n\n"
+        "        self.w = np.zeros(n)\n    def total(self):\n        return self.w.sum() + self.n",
+        "def huge():\n    return np.ones(2**40)",
+    ]
+    started_box, _ = started(cells)
+    with started_box:
+        yield started_box
+
+
+def test_calls_pass_arrays_both_ways(box: Sandbox) -> None:
+    with box.session() as session:
+        out, total = session.call("double", np.arange(3.0), scale=3)
+    assert np.array_equal(out, [0.0, 3.0, 6.0]) and total == 3.0
+
+
+def test_top_level_code_runs_once_for_every_session(box: Sandbox) -> None:
+    for _ in range(3):
+        with box.session() as session:
+            assert session.call("runs") == 1
+
+
+def test_student_exception_is_reported_with_its_type(box: Sandbox) -> None:
+    with box.session() as session, pytest.raises(StudentRaised) as raised:
+        session.call("boom")
+    assert raised.value.type_name == "KeyError" and raised.value.is_a("LookupError")
+    assert "<cell 6>" in raised.value.where
+
+
+def test_missing_name_raises_name_error(box: Sandbox) -> None:
+    with box.session() as session, pytest.raises(StudentRaised, match="NameError"):
+        session.call("nope")
+
+
+def test_hang_costs_the_session_only(box: Sandbox) -> None:
+    began = time.monotonic()
+    with box.session() as session:
+        with pytest.raises(WorkerLost, match="did not return within 2 s"):
+            session.call("hang")
+        with pytest.raises(WorkerLost):
+            session.call("runs")  # the session is over
+    assert time.monotonic() - began < 6
+    with box.session() as session:
+        assert session.call("runs") == 1
+
+
+def test_crash_is_reported_and_next_session_works(box: Sandbox) -> None:
+    with box.session() as session, pytest.raises(WorkerLost, match="exit code 7"):
+        session.call("die")
+    with box.session() as session:
+        assert session.call("runs") == 1
+
+
+def test_item_deadline_limits_the_session(box: Sandbox) -> None:
+    with box.session(deadline=time.monotonic() + 0.5) as session, pytest.raises(WorkerLost):
+        session.call("hang")
+
+
+def test_printing_does_not_disturb_the_protocol(box: Sandbox) -> None:
+    with box.session() as session:
+        assert session.call("shout") == 1
+    time.sleep(0.2)
+    assert len(box.output()) < FAST.output_bytes + 200
+
+
+def test_echo_shows_arguments_changed_in_place(box: Sandbox) -> None:
+    with box.session() as session:
+        result, (after,) = session.call("grow", np.zeros(2), echo=True)
+    assert result is None and np.array_equal(after, [1.0, 1.0])
+
+
+def test_objects_stay_in_the_worker_behind_handles(box: Sandbox) -> None:
+    with box.session() as session:
+        handle = session.call("Box", 2, keep=True)
+        session.set(handle, {"w": np.array([1.0, 2.0])})
+        assert session.get(handle, "n", "w.size") == (2, 2)
+        assert session.call(handle, attr="total") == 5.0
+
+
+def test_memory_limit_turns_huge_allocation_into_memory_error(box: Sandbox) -> None:
+    with box.session() as session, pytest.raises(StudentRaised) as raised:
+        session.call("huge")
+    assert raised.value.is_a("MemoryError")
+
+
+def test_cell_errors_are_reported_and_later_cells_still_run() -> None:
+    cells = ["a = 1", "b = 1/0", "def f(:", "import sys; sys.exit(3)", "c = a + 1"]
+    box, run = started(cells)
+    with box:
+        assert [cell.error_type for cell in run.cells] == [
+            "",
+            "ZeroDivisionError",
+            "SyntaxError",
+            "SystemExit",
+            "",
+        ]
+        assert run.cells[1].where == "<cell 2>, line 1"
+        assert {d.name for d in run.definitions} >= {"a", "c"}
+
+
+def test_ipython_syntax_is_skipped_not_fatal() -> None:
+    cells = [
+        "%matplotlib inline\nimport numpy as np\n!pip install foo\nnp.sum?\nx = input('name? ')",
+        "%%bash\nrm -rf /",
+        "%%time\ny = 2",
+        "get_ipython().run_line_magic('load_ext', 'autoreload')",
+    ]
+    box, run = started(cells)
+    with box, box.session() as session:
+        assert all(cell.ok for cell in run.cells), run.cells
+        assert session.get("x") == ("",)
+        assert session.get("y") == (2,)
+
+
+def test_matplotlib_runs_headless_when_installed() -> None:
+    pytest.importorskip("matplotlib")
+    cell = "import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()\nok = True"
+    box, run = started([cell])
+    with box:
+        assert run.cells[0].ok, run.cells[0].message
+
+
+def test_hanging_top_level_cell_is_skipped_and_the_rest_runs() -> None:
+    box, run = started(["a = 1", "while True: pass", "b = a + 1"])
+    with box, box.session() as session:
+        assert "did not finish" in run.cells[1].skipped
+        assert session.get("b") == (2,)
+
+
+def test_top_level_exit_of_the_process_is_skipped() -> None:
+    box, run = started(["import os", "os._exit(0)", "b = 5"])
+    with box, box.session() as session:
+        assert run.cells[1].skipped and session.get("b") == (5,)
+
+
+def test_too_many_bad_cells_leave_the_notebook_unusable() -> None:
+    limits = Limits(cell_seconds=0.5, notebook_seconds=20.0, cell_restarts=1)
+    box, run = sandbox.start(["while True: pass", "while True: pass"], limits=limits)
+    assert box is None and not run.ready
+    assert "cell 2" in run.failure
+
+
+def test_notebook_time_limit_is_total() -> None:
+    limits = Limits(cell_seconds=5.0, notebook_seconds=1.0)
+    began = time.monotonic()
+    box, run = sandbox.start(["import time\ntime.sleep(30)"], limits=limits)
+    assert box is None and "did not finish" in run.failure
+    assert time.monotonic() - began < 10
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="RLIMIT_NPROC is not enforced for root")
+def test_process_limit_stops_a_fork_bomb() -> None:
+    cells = ["import os\ndef bomb():\n    while True:\n        os.fork()"]
+    box, _ = started(cells, Limits(call_seconds=5.0))
+    with box, box.session() as session, pytest.raises((StudentRaised, WorkerLost)):
+        session.call("bomb")
+
+
+def test_default_limits_are_generous_enough_for_numpy() -> None:
+    box, run = started(
+        ["import numpy as np\nx = np.ones((1000, 1000)) @ np.ones((1000, 10))"], LIMITS
+    )
+    with box:
+        assert run.cells[0].ok, run.cells[0].message

@@ -1,0 +1,122 @@
+"""Reading submissions: notebooks, .py files and folders; clear errors for everything else."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder.errors import SubmissionError
+from autograder.submission import read_submission
+
+
+def notebook(*cells: str, markdown: str = "# Title", minor: int = 5) -> str:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell(markdown)]
+    nb.cells += [nbformat.v4.new_code_cell(source) for source in cells]
+    nb.nbformat_minor = minor
+    return str(nbformat.writes(nb))
+
+
+def test_reads_code_cells_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "attention.ipynb"
+    path.write_text(notebook("x = 1", "%time y = 2\nprint(x)"), encoding="utf-8")
+    submission = read_submission(path)
+    assert submission.cells == ("x = 1", "%time y = 2\nprint(x)")
+    assert submission.notes == ()
+
+
+@pytest.mark.parametrize("minor", [0, 2, 4, 5])
+def test_any_nbformat_4_minor_is_read(tmp_path: Path, minor: int) -> None:
+    path = tmp_path / "a.ipynb"
+    path.write_text(notebook("z = 3", minor=minor), encoding="utf-8")
+    assert read_submission(path).cells == ("z = 3",)
+
+
+def test_source_as_list_of_lines_is_joined(tmp_path: Path) -> None:
+    data = json.loads(notebook("unused"))
+    data["cells"][1]["source"] = ["a = 1\n", "b = 2"]
+    path = tmp_path / "a.ipynb"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    assert read_submission(path).cells == ("a = 1\nb = 2",)
+
+
+def test_reads_a_python_file(tmp_path: Path) -> None:
+    path = tmp_path / "attention.py"
+    path.write_text("def f():\n    return 1\n", encoding="utf-8")
+    assert read_submission(path).cells == ("def f():\n    return 1\n",)
+
+
+def test_notebook_without_code_cells_gets_a_note(tmp_path: Path) -> None:
+    path = tmp_path / "attention.ipynb"
+    path.write_text(notebook(), encoding="utf-8")
+    submission = read_submission(path)
+    assert submission.cells == ()
+    assert "no code cells" in submission.notes[0]
+
+
+def test_folder_prefers_the_expected_name(tmp_path: Path) -> None:
+    (tmp_path / "notes.ipynb").write_text(notebook("a = 1"), encoding="utf-8")
+    (tmp_path / "attention.ipynb").write_text(notebook("b = 2"), encoding="utf-8")
+    submission = read_submission(tmp_path, expected="attention.ipynb")
+    assert submission.path.name == "attention.ipynb"
+
+
+def test_folder_with_one_notebook_of_any_name(tmp_path: Path) -> None:
+    (tmp_path / "my work (1).ipynb").write_text(notebook("a = 1"), encoding="utf-8")
+    checkpoints = tmp_path / ".ipynb_checkpoints"
+    checkpoints.mkdir()
+    (checkpoints / "old-checkpoint.ipynb").write_text(notebook("old"), encoding="utf-8")
+    assert read_submission(tmp_path, expected="attention.ipynb").cells == ("a = 1",)
+
+
+def _write(name: str, content: bytes) -> Callable[[Path], Path]:
+    def make(folder: Path) -> Path:
+        path = folder / name
+        path.write_bytes(content)
+        return path
+
+    return make
+
+
+def _several(folder: Path) -> Path:
+    for name in ("a.ipynb", "b.ipynb"):
+        (folder / name).write_text(notebook("x = 1"), encoding="utf-8")
+    return folder
+
+
+def _empty_folder(folder: Path) -> Path:
+    (folder / "readme.txt").write_text("hello", encoding="utf-8")
+    return folder
+
+
+V3 = json.dumps({"nbformat": 3, "nbformat_minor": 0, "worksheets": [], "metadata": {}}).encode()
+
+BAD = [
+    ("missing", lambda folder: folder / "nope.ipynb", "No file or folder at"),
+    ("several-notebooks", _several, "Found 2 notebooks"),
+    ("no-notebook", _empty_folder, "No notebook found"),
+    ("not-json", _write("a.ipynb", b"{not json"), "not valid JSON"),
+    ("json-not-notebook", _write("a.ipynb", b'{"hello": 1}'), "not a Jupyter notebook"),
+    ("json-list", _write("a.ipynb", b"[1, 2]"), "not a Jupyter notebook"),
+    ("nbformat-3", _write("a.ipynb", V3), "format 3"),
+    ("not-utf8", _write("a.ipynb", b'{"cells": "\xff\xfe"}'), "not UTF-8"),
+    ("zip", _write("attention.zip", b"PK\x03\x04rest"), "zip archive"),
+    ("bad-cells", _write("a.ipynb", b'{"nbformat": 4, "cells": [1, 2]}'), "malformed cells"),
+]
+
+
+@pytest.mark.parametrize(("make", "message"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_submissions_get_a_clear_error(
+    tmp_path: Path, make: Callable[[Path], Path], message: str
+) -> None:
+    with pytest.raises(SubmissionError, match=message) as raised:
+        read_submission(make(tmp_path), expected="attention.ipynb")
+    assert (
+        "attention.ipynb" in str(raised.value)
+        or "upload" in str(raised.value).lower()
+        or ("again" in str(raised.value))
+    )
