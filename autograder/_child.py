@@ -197,6 +197,14 @@ def _handle(
     args = [decode(node, buffers) for node in header.get("args", [])]
     kwargs = {key: decode(node, buffers) for key, node in header.get("kwargs", {}).items()}
     result = _resolve(target, ns, handles)(*args, **kwargs)
+    for attr, node in header.get("assign", {}).items():
+        path = attr.rsplit(".", 1)
+        owner = (
+            _resolve({"name": "", "attr": path[0]}, {"": result}, handles)
+            if len(path) == 2
+            else result
+        )
+        setattr(owner, path[-1], decode(node, buffers))
     if header.get("keep"):
         handles[len(handles) + 1] = result
         result = {"handle": len(handles), "type": type(result).__name__}

@@ -259,13 +259,20 @@ class Session:
         attr: str = "",
         keep: bool = False,
         echo: bool = False,
+        assign: Mapping[str, object] | None = None,
         **kwargs: object,
     ) -> Any:
-        """Call the student's `target` (a name, or `attr` of a handle) with plain values."""
+        """Call the student's `target` (a name, or `attr` of a handle) with plain values.
+
+        `keep` leaves the result in the worker and returns a `Handle` to it; `assign` sets
+        dotted attributes on the result first (one round trip); `echo` also returns the
+        arguments as they are after the call (to see in-place changes).
+        """
         header: dict[str, Any] = {"op": "call", "target": self._target(target, attr)}
         buffers: list[bytes] = []
         header["args"] = [encode(a, buffers) for a in args]
         header["kwargs"] = {k: encode(v, buffers) for k, v in kwargs.items()}
+        header["assign"] = {k: encode(v, buffers) for k, v in (assign or {}).items()}
         header["keep"], header["echo"] = keep, echo
         reply, received = self._exchange(header, buffers)
         if keep:

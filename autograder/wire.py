@@ -179,9 +179,7 @@ def send_frame(sock: socket.socket, header: dict[str, Any], buffers: Sequence[by
     """Write one frame: the header (with the buffer lengths added) and the raw buffers."""
     header = dict(header, lengths=[len(b) for b in buffers])
     data = json.dumps(header, separators=(",", ":")).encode()
-    sock.sendall(_LENGTH.pack(len(data)) + data)
-    for buffer in buffers:
-        sock.sendall(buffer)
+    sock.sendall(b"".join([_LENGTH.pack(len(data)), data, *buffers]))
 
 
 def _recv_exactly(sock: socket.socket, size: int) -> bytes:

@@ -527,9 +527,8 @@ def check_mha_init(session: Session, case: InitCase) -> None:
 
 def _mha(session: Session, case: MhaCase, x: np.ndarray | None = None) -> np.ndarray:
     try:
-        handle = session.call(MHA, case.embed_dim, case.num_heads, keep=True)
+        handle = session.call(MHA, case.embed_dim, case.num_heads, keep=True, assign=case.weights)
         assert isinstance(handle, Handle)
-        session.set(handle, case.weights)
         got = session.call(handle, case.x if x is None else x, attr="forward", mask=case.mask)
     except StudentRaised as error:
         if error.is_a("NotImplementedError"):
@@ -698,7 +697,7 @@ RUBRIC = Rubric(
             "MultiHeadAttention: ValueError when embed_dim % num_heads != 0, head_dim otherwise",
             check_mha_init,
             requires=(MHA,),
-            cases=init_grid(),
+            cases=init_grid(max_embed=16, max_heads=6),
             strategy=init_cases(),
         ),
         _item(
