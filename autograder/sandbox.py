@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autograder.confinement import plan
 from autograder.errors import SandboxError
 from autograder.settings import LIMITS, Limits
 from autograder.wire import WireError, decode, encode, recv_frame, send_frame
@@ -107,6 +108,8 @@ class NotebookRun:
     failure: str = ""
     """Why the child is unusable ("" when it is ready to answer calls)."""
     seconds: float = 0.0
+    confinement: str = ""
+    """How the child was confined, as it reported before running any student code."""
 
     @property
     def ready(self) -> bool:
@@ -367,9 +370,14 @@ class Session:
         return "the process stopped answering"
 
 
-def _launch(cells: Sequence[str], skip: set[int], limits: Limits) -> tuple[Sandbox, float]:
+def _launch(
+    cells: Sequence[str], skip: set[int], limits: Limits, secrets: tuple[Path, ...]
+) -> tuple[Sandbox, float]:
     workdir = tempfile.TemporaryDirectory(prefix="autograder-")
     os.chmod(workdir.name, 0o700)
+    confinement = plan(workdir=Path(workdir.name), secrets=secrets)
+    if confinement.uid is not None and confinement.gid is not None:
+        os.chown(workdir.name, confinement.uid, confinement.gid)
     ours, theirs = socket.socketpair()
     try:
         process = subprocess.Popen(
@@ -401,61 +409,134 @@ def _launch(cells: Sequence[str], skip: set[int], limits: Limits) -> tuple[Sandb
             "cells": list(cells),
             "skip": sorted(skip),
             "limits": {"memory_bytes": limits.memory_bytes, "processes": limits.processes},
+            "confinement": confinement.as_message(),
         },
     )
     return box, time.monotonic()
 
 
-def start(cells: Sequence[str], *, limits: Limits = LIMITS) -> tuple[Sandbox | None, NotebookRun]:
+def default_secrets() -> tuple[Path, ...]:
+    """What the child must never read: the reference solutions and the grader itself."""
+    from autograder.reference import solutions_dir
+
+    return (solutions_dir(), Path(__file__).resolve().parent)
+
+
+@dataclass
+class _Progress:
+    """What the child has reported so far while running the cells."""
+
+    outcomes: dict[int, CellOutcome] = field(default_factory=dict)
+    running: int | None = None
+    confinement: str = ""
+    definitions: tuple[Definition, ...] | None = None
+
+
+_STARTUP_SECONDS = 30.0
+"""Time for the child to start and confine itself (ours, not counted against the student)."""
+
+
+def _follow(box: Sandbox, limits: Limits, spent: float) -> tuple[_Progress, str, float]:
+    """Read the child's events until it is ready.
+
+    `spent` is the notebook time already used by earlier launches; returns the progress, a
+    failure ("" when ready) and the notebook time used in total.
+    """
+    progress = _Progress()
+    began = cell_began = time.monotonic()
+    notebook_left = limits.notebook_seconds - spent
+    try:
+        while progress.definitions is None:
+            now = time.monotonic()
+            if not progress.confinement:
+                remaining = _STARTUP_SECONDS - (now - began)
+            else:
+                remaining = min(
+                    notebook_left - (now - began), limits.cell_seconds - (now - cell_began)
+                )
+            if remaining <= 0:
+                raise TimeoutError
+            box.control.settimeout(remaining)
+            event, _ = recv_frame(box.control, max_header=1 << 20, max_total=0)
+            kind, index = event.get("event"), event.get("index")
+            if kind == "confined" and not progress.confinement:
+                progress.confinement = _confinement_text(event)
+                began = cell_began = time.monotonic()
+            elif not progress.confinement:
+                raise WireError("the child did not confine itself first")
+            elif kind == "cell_start" and type(index) is int:
+                progress.running, cell_began = index, time.monotonic()
+            elif kind == "cell_done" and type(index) is int:
+                progress.outcomes[index] = _cell_outcome(index, event.get("error"))
+                progress.running = None
+            elif kind == "ready":
+                progress.definitions = _definitions(event.get("names"))
+            else:
+                raise WireError("unexpected event from the child")
+    except TimeoutError:
+        used = spent + time.monotonic() - began
+        if used >= limits.notebook_seconds:
+            why = f"the notebook's {limits.notebook_seconds:g} s for all top-level code"
+        else:
+            why = f"its time ({limits.cell_seconds:g} s a cell)"
+        return progress, f"did not finish within {why}", used
+    except (EOFError, OSError):
+        failure = "stopped the Python process (it crashed or exited)"
+    except WireError as error:
+        failure = f"broke the sandbox protocol ({error})"
+    else:
+        failure = ""
+    return progress, failure, spent + time.monotonic() - began
+
+
+def _confinement_text(event: Mapping[str, Any]) -> str:
+    abi, uid = event.get("landlock"), event.get("uid")
+    parts = [f"Landlock ABI {abi}" if type(abi) is int and abi > 0 else "no Landlock"]
+    parts.append(f"uid {uid}" if type(uid) is int else "uid unknown")
+    return ", ".join(parts)
+
+
+def start(
+    cells: Sequence[str],
+    *,
+    limits: Limits = LIMITS,
+    secrets: tuple[Path, ...] | None = None,
+) -> tuple[Sandbox | None, NotebookRun]:
     """Run `cells` in a fresh child; return the ready sandbox (or None) and what happened.
 
-    A cell that hangs past the notebook's time or kills the child is skipped and the child is
-    started again without it, at most `limits.cell_restarts` times, as a student would restart
-    the kernel and skip the cell.
+    A cell that hangs past its time or kills the child is skipped and the child is started
+    again without it, at most `limits.cell_restarts` times, as a student would restart the
+    kernel and skip the cell. Raises `SandboxError` when the child cannot even start.
     """
     began = time.monotonic()
+    hidden = default_secrets() if secrets is None else secrets
     skipped: dict[int, str] = {}
+    spent = 0.0
     while True:
-        box, _ = _launch(cells, set(skipped), limits)
-        outcomes: dict[int, CellOutcome] = {}
-        running: int | None = None
-        failure = ""
-        try:
-            cell_began = time.monotonic()
-            while True:
-                now = time.monotonic()
-                remaining = min(
-                    limits.notebook_seconds - (now - began),
-                    limits.cell_seconds - (now - cell_began),
-                )
-                if remaining <= 0:
-                    raise TimeoutError
-                box.control.settimeout(remaining)
-                event, _ = recv_frame(box.control, max_header=1 << 20, max_total=0)
-                kind = event.get("event")
-                index = event.get("index")
-                if kind == "cell_start" and type(index) is int:
-                    running, cell_began = index, time.monotonic()
-                elif kind == "cell_done" and type(index) is int:
-                    outcomes[index] = _cell_outcome(index, event.get("error"))
-                    running = None
-                elif kind == "ready":
-                    definitions = _definitions(event.get("names"))
-                    break
-                else:
-                    raise WireError("unexpected event from the child")
-        except TimeoutError:
-            failure = f"did not finish within its time ({limits.cell_seconds:.0f} s a cell)"
-        except (EOFError, OSError):
-            failure = "stopped the Python process (it crashed or exited)"
-        except WireError as error:
-            failure = f"broke the sandbox protocol ({error})"
+        box, _ = _launch(cells, set(skipped), limits, hidden)
+        progress, failure, spent = _follow(box, limits, spent)
         if not failure:
-            return box, _notebook_run(cells, skipped, outcomes, definitions, box, began)
+            assert progress.definitions is not None
+            return box, _notebook_run(
+                cells,
+                skipped,
+                progress.outcomes,
+                progress.definitions,
+                box,
+                began,
+                progress.confinement,
+            )
         output = box.output()
         box.close()
-        if running is None or len(skipped) >= limits.cell_restarts:
-            run = _notebook_run(cells, skipped, outcomes, (), None, began)
+        if not progress.confinement:
+            raise SandboxError(
+                f"The sandbox could not start: the child {failure} before running any cell. "
+                f"Its output was: {output[-2000:] or '(nothing)'}"
+            )
+        running = progress.running
+        out_of_time = spent >= limits.notebook_seconds
+        if running is None or len(skipped) >= limits.cell_restarts or out_of_time:
+            run = _notebook_run(cells, skipped, progress.outcomes, (), None, began, "")
             where = f"cell {running + 1}" if running is not None else "the notebook"
             return None, NotebookRun(
                 run.cells, (), output, f"The top-level code in {where} {failure}.", run.seconds
@@ -498,6 +579,7 @@ def _notebook_run(
     definitions: tuple[Definition, ...],
     box: Sandbox | None,
     began: float,
+    confinement: str,
 ) -> NotebookRun:
     ordered = []
     for index in range(len(cells)):
@@ -510,4 +592,5 @@ def _notebook_run(
         definitions,
         box.output() if box is not None else "",
         seconds=time.monotonic() - began,
+        confinement=confinement,
     )
