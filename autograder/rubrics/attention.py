@@ -243,6 +243,11 @@ def _mask_after(scores: np.ndarray, allowed: np.ndarray, V: np.ndarray) -> Any:
 
 
 def _diagnose_sdpa(case: SdpaCase, output: np.ndarray, weights: np.ndarray) -> str:
+    ref_out, ref_w = _ref().scaled_dot_product_attention(case.Q, case.K, case.V, case.mask)
+    if output.shape == ref_w.shape and weights.shape == ref_out.shape:
+        with np.errstate(all="ignore"):
+            if np.allclose(output, ref_w) and np.allclose(weights, ref_out):
+                return "You return (weights, output): return (output, weights), in that order."
     for mistake, out, w in _sdpa_variants(case):
         if out.shape == output.shape and w.shape == weights.shape:
             with np.errstate(all="ignore"):

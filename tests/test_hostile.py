@@ -1,0 +1,343 @@
+"""Hostile and broken submissions: they earn nothing undeserved and lose nothing deserved.
+
+Each tampering case is appended to WRONG, an implementation that honestly scores 0: with the
+tampering it must still score exactly what WRONG alone scores. Honest-but-noisy cases are
+appended to the reference and must keep full marks. Every case runs through the real pipeline
+(reading, sandbox, checks, scoring, results.json).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import jsonschema
+import nbformat
+import pytest
+from conftest import REFERENCE_SOURCE, ROOT
+
+from autograder.confinement import sandbox_user
+from autograder.pipeline import grade
+from autograder.report import to_gradescope, write_results
+from autograder.rubrics import load
+from autograder.scoring import GradeResult
+from autograder.settings import Limits
+
+pytestmark = pytest.mark.slow
+
+RUBRIC = load("attention")
+SCHEMA = json.loads((Path(__file__).parent / "gradescope_results.schema.json").read_text())
+LIMITS = Limits(call_seconds=3.0, cell_seconds=3.0, notebook_seconds=30.0, item_seconds=20.0)
+CHILD_IS_ROOT = os.geteuid() == 0 and sandbox_user() is None
+
+WRONG = """
+import numpy as np
+MASK_VALUE = -1e9
+
+class Linear:
+    def __init__(self, n_in, n_out):
+        self.weight = np.zeros((n_in, n_out))
+        self.bias = np.zeros(n_out)
+    def forward(self, x):
+        return x @ self.weight + self.bias
+    __call__ = forward
+
+def scaled_dot_product_attention(Q, K, V, mask=None):
+    Q += 1.0  # also changes the caller's array
+    shape = np.broadcast_shapes(Q.shape[:-2], K.shape[:-2])
+    out = np.zeros((*shape, Q.shape[-2], V.shape[-1]))
+    return out, np.zeros((*shape, Q.shape[-2], K.shape[-2]))
+
+def create_causal_mask(seq_len):
+    return np.ones((seq_len, seq_len))
+
+class MultiHeadAttention:
+    def __init__(self, embed_dim, num_heads):
+        self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, 0
+        self.q_proj = self.k_proj = self.v_proj = self.out_proj = Linear(embed_dim, embed_dim)
+    def forward(self, x, mask=None):
+        return np.zeros_like(x)
+    __call__ = forward
+"""
+
+
+def notebook(path: Path, cells: Sequence[str]) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(cell) for cell in cells]
+    path.write_text(nbformat.writes(nb), encoding="utf-8")
+    return path
+
+
+def graded(tmp_path: Path, cells: Sequence[str]) -> GradeResult:
+    path = notebook(tmp_path / "attention.ipynb", cells)
+    result = grade(path, rubric=RUBRIC, limits=LIMITS)
+    results = tmp_path / "results" / "results.json"
+    write_results(results, result)
+    jsonschema.validate(json.loads(results.read_text(encoding="utf-8")), SCHEMA)
+    return result
+
+
+def scores(result: GradeResult) -> dict[str, float]:
+    return {item.id: item.score for item in result.items}
+
+
+@pytest.fixture(scope="module")
+def honest_wrong(tmp_path_factory: pytest.TempPathFactory) -> dict[str, float]:
+    result = graded(tmp_path_factory.mktemp("wrong"), [WRONG])
+    assert result.score == 0, scores(result)
+    return scores(result)
+
+
+MARKER = "/tmp/autograder-tamper-marker"
+
+TAMPERING = {
+    "patch-numpy-comparisons": """
+import numpy as np, numpy.testing
+np.allclose = lambda *a, **k: True
+np.isclose = lambda a, b, *r, **k: np.ones(np.broadcast(a, b).shape, bool)
+np.array_equal = lambda *a, **k: True
+numpy.testing.assert_allclose = lambda *a, **k: None
+""",
+    "patch-builtins": """
+import builtins
+builtins.isinstance = lambda *a: True
+builtins.abs = lambda x: 0
+builtins.len = lambda x: 0
+""",
+    "replace-test-modules": """
+import sys, types
+for name in ("hypothesis", "numpy.testing", "unittest", "pytest", "autograder"):
+    fake = types.ModuleType(name)
+    fake.__getattr__ = lambda attr: (lambda *a, **k: True)
+    sys.modules[name] = fake
+""",
+    "read-the-reference": f"""
+import glob, os
+found = []
+roots = ["/autograder/source", {str(ROOT)!r}, os.path.expanduser("~"), "/proc/%d/cwd" % os.getppid()]
+for root in roots:
+    for path in glob.glob(root + "/**/solutions/attention.py", recursive=True):
+        try:
+            exec(open(path).read(), globals())
+            found.append(path)
+        except OSError:
+            pass
+try:
+    import autograder.reference
+    exec(open(autograder.reference.solutions_dir() / "attention.py").read(), globals())
+except BaseException:
+    pass
+""",
+    "read-the-checks": f"""
+try:
+    source = open({str(ROOT / "autograder" / "rubrics" / "attention.py")!r}).read()
+    exec(source.split("# --- judging helpers")[0])
+except OSError:
+    pass
+""",
+    "inspect-the-caller": """
+import inspect, numpy as np
+_honest = scaled_dot_product_attention
+def scaled_dot_product_attention(Q, K, V, mask=None):
+    for frame in inspect.stack():
+        for name, value in frame.frame.f_locals.items():
+            if name in ("expected", "ref_out", "reference") and isinstance(value, tuple):
+                return value
+    return _honest(Q, K, V, mask)
+""",
+    "lying-ndarray-subclass": """
+import numpy as np
+class Yes(np.ndarray):
+    def __eq__(self, other): return True
+    __ne__ = lambda self, other: False
+    def __array_function__(self, *a, **k): return True
+_honest = scaled_dot_product_attention
+def scaled_dot_product_attention(Q, K, V, mask=None):
+    out, w = _honest(Q, K, V, mask)
+    return out.view(Yes), w.view(Yes)
+""",
+    "code-in-reduce-array-del": f"""
+import os
+PARENT = os.getppid()
+class Payload:
+    def _fire(self, *a):
+        if os.getpid() == PARENT:
+            open({MARKER!r}, "w").write("ran in the grader")
+        return (print, ("x",))
+    __reduce__ = __reduce_ex__ = _fire
+    __array__ = lambda self, *a, **k: self._fire()
+    __del__ = _fire
+    __eq__ = lambda self, other: True
+def create_causal_mask(seq_len):
+    return Payload()
+""",
+    "write-fake-results": """
+import json, os
+fake = json.dumps({"score": 100, "tests": []})
+for path in ("/autograder/results/results.json", "results.json", "/tmp/results.json",
+             os.path.expanduser("~/results.json")):
+    try:
+        open(path, "w").write(fake)
+    except OSError:
+        pass
+print(fake)
+import sys; sys.stderr.write(fake)
+""",
+    "fake-protocol-on-stdout": """
+import sys, struct, json
+msg = json.dumps({"ok": True, "value": {"t": "int", "v": 100}}).encode()
+sys.stdout.write(str(struct.pack("!I", len(msg)) + msg))
+sys.stdout.buffer.write(struct.pack("!I", len(msg)) + msg)
+sys.stdout.flush()
+""",
+    "exit-at-top-level": "import sys\nsys.exit(0)",
+    "os-exit-in-a-call": """
+import os
+def scaled_dot_product_attention(Q, K, V, mask=None):
+    os._exit(0)
+""",
+    "kill-the-parent": """
+import os, signal
+for target in (os.getppid(), -os.getpgid(os.getppid()), -1):
+    try:
+        os.kill(target, signal.SIGKILL)
+    except (OSError, ValueError):
+        pass
+""",
+    "hijack-the-sockets": """
+import os, socket
+for fd in range(3, 64):
+    try:
+        s = socket.socket(fileno=os.dup(fd))
+        s.sendall(b"\\x00\\x00\\x00\\x02{}")
+    except OSError:
+        pass
+""",
+    "close-the-sockets": "import os\nos.closerange(3, 256)",
+    "background-writer": """
+import os, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        time.sleep(1.5)
+        try:
+            open(os.environ.get("RESULTS", "/autograder/results/results.json"), "w").write("{}")
+        finally:
+            os._exit(0)
+    os._exit(0)
+""",
+    "detect-the-grader": """
+import os, sys
+SEEN = sorted(k for k in os.environ if "GRAD" in k.upper() or "HYPOTHESIS" in k.upper())
+SEEN += sorted(m for m in sys.modules if m.split(".")[0] in ("hypothesis", "autograder", "pytest"))
+if SEEN:
+    raise SystemExit("grader detected: " + ", ".join(SEEN))
+""",
+}
+
+
+@pytest.mark.parametrize("tamper", TAMPERING.values(), ids=TAMPERING.keys())
+def test_tampering_earns_exactly_the_honest_score(
+    tmp_path: Path, honest_wrong: dict[str, float], tamper: str
+) -> None:
+    if "kill-the-parent" in tamper and CHILD_IS_ROOT:
+        pytest.skip("the child would run as root")
+    Path(MARKER).unlink(missing_ok=True)
+    result = graded(tmp_path, [WRONG, tamper])
+    assert scores(result) == honest_wrong, [i.failure for i in result.items if i.score]
+    assert not Path(MARKER).exists(), "student code ran in the grader's process"
+    time.sleep(0.1)
+
+
+def test_background_process_cannot_touch_results(tmp_path: Path) -> None:
+    result = graded(tmp_path, [REFERENCE_SOURCE, TAMPERING["background-writer"]])
+    time.sleep(2.0)
+    document = json.loads((tmp_path / "results" / "results.json").read_text(encoding="utf-8"))
+    assert document["score"] == result.score == 100
+
+
+def test_grader_is_not_detectable(tmp_path: Path) -> None:
+    result = graded(tmp_path, [REFERENCE_SOURCE, TAMPERING["detect-the-grader"]])
+    assert result.score == 100 and not any("grader detected" in n for n in result.notes)
+
+
+NOISY = {
+    "print-a-million-lines": "for i in range(10**6):\n    print(i)",
+    "hang-at-top-level": "while True:\n    pass",
+    "sleep-at-top-level": "import time\ntime.sleep(3600)",
+    "allocate-1-tib": "import numpy as np\nbig = np.ones(2**40 // 8)",
+    "deep-recursion": "def f(n):\n    return f(n + 1)\nf(0)",
+    "crash-with-deep-recursion": "import sys\nsys.setrecursionlimit(10**8)\n"
+    "def f(n):\n    return f(n + 1)\nf(0)",
+    "syntax-error-cell": "def broken(:\n    pass",
+    "input-and-magics": "%matplotlib inline\nname = input('Your name? ')\n!ls\n",
+    "exit-in-a-cell": "import sys\nsys.exit('bye')",
+}
+
+
+@pytest.mark.parametrize("noise", NOISY.values(), ids=NOISY.keys())
+def test_noisy_but_correct_keeps_full_marks(tmp_path: Path, noise: str) -> None:
+    result = graded(tmp_path, [REFERENCE_SOURCE, noise, "AFTER = 1"])
+    assert result.score == 100, [(i.id, i.failure) for i in result.items if i.failure]
+    assert len(result.output) < LIMITS.output_bytes + 200
+
+
+@pytest.mark.skipif(CHILD_IS_ROOT, reason="the child would run as root: no process limit")
+def test_fork_bomb_at_top_level_is_contained(tmp_path: Path) -> None:
+    bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
+    result = graded(tmp_path, [REFERENCE_SOURCE, bomb])
+    assert result.score == 100 or any("cell 2" in note for note in result.notes)
+
+
+BROKEN_RETURNS = {
+    "returns-a-list": ("return [out.tolist(), w.tolist()]", "expected a NumPy array"),
+    "returns-none": ("return None", "expected a tuple (output, weights)"),
+    "returns-one-value": ("return out", "expected a tuple (output, weights)"),
+    "returns-three-values": ("return out, w, w", "expected a tuple (output, weights)"),
+    "returns-complex": ("return out.astype(complex), w", "ndarray of dtype complex128"),
+    "returns-object-array": ("return out.astype(object), w", "ndarray of dtype object"),
+    "returns-nan": ("return out * np.nan, w", "contains NaN"),
+    "returns-weights-first": ("return w, out", "(output, weights), in that order"),
+}
+
+
+@pytest.mark.parametrize(
+    ("statement", "message"), BROKEN_RETURNS.values(), ids=BROKEN_RETURNS.keys()
+)
+def test_bad_return_values_get_a_clear_message(
+    tmp_path: Path, statement: str, message: str
+) -> None:
+    source = REFERENCE_SOURCE.replace(
+        "    return weights @ V, weights", "    out, w = weights @ V, weights\n    " + statement
+    )
+    assert source != REFERENCE_SOURCE
+    result = graded(tmp_path, [source])
+    failure = {i.id: i.failure for i in result.items}["sdpa_reference"]
+    assert failure is not None and message in failure.summary + failure.hint, failure
+
+
+def test_wrong_name_is_named(tmp_path: Path) -> None:
+    source = REFERENCE_SOURCE.replace(
+        "def scaled_dot_product_attention(", "def scaled_dot_prod_attention("
+    ).replace(
+        "attended, _ = scaled_dot_product_attention(", "attended, _ = scaled_dot_prod_attention("
+    )
+    result = graded(tmp_path, [source])
+    failure = {i.id: i.failure for i in result.items}["sdpa_reference"]
+    assert failure is not None
+    assert "found `scaled_dot_prod_attention`; expected `scaled_dot_product_attention`" in (
+        failure.summary.replace("Found", "found")
+    )
+    assert result.score == 35  # the four MultiHeadAttention items still pass
+
+
+def test_wrong_signature_is_reported(tmp_path: Path) -> None:
+    source = REFERENCE_SOURCE.replace(
+        "def create_causal_mask(seq_len: int)", "def create_causal_mask(seq_len: int, batch: int)"
+    )
+    result = graded(tmp_path, [source])
+    failure = {i.id: i.failure for i in result.items}["causal_mask"]
+    assert failure is not None and "missing 1 required positional argument" in failure.summary
