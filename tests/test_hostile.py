@@ -21,7 +21,7 @@ from conftest import REFERENCE_SOURCE, ROOT
 
 from autograder.confinement import sandbox_user
 from autograder.pipeline import grade
-from autograder.report import to_gradescope, write_results
+from autograder.report import write_results
 from autograder.rubrics import load
 from autograder.scoring import GradeResult
 from autograder.settings import Limits
@@ -117,7 +117,8 @@ for name in ("hypothesis", "numpy.testing", "unittest", "pytest", "autograder"):
     "read-the-reference": f"""
 import glob, os
 found = []
-roots = ["/autograder/source", {str(ROOT)!r}, os.path.expanduser("~"), "/proc/%d/cwd" % os.getppid()]
+roots = ["/autograder/source", {str(ROOT)!r}, os.path.expanduser("~")]
+roots.append("/proc/%d/cwd" % os.getppid())
 for root in roots:
     for path in glob.glob(root + "/**/solutions/attention.py", recursive=True):
         try:
