@@ -9,6 +9,9 @@ from pathlib import Path
 
 from autograder import rubrics
 from autograder.errors import GraderError
+from autograder.gradescope import DEFAULT_ROOT
+from autograder.gradescope import run as run_gradescope
+from autograder.packaging import build_zip
 from autograder.pipeline import grade
 from autograder.report import render_text, write_results
 
@@ -44,6 +47,24 @@ def _parser() -> argparse.ArgumentParser:
         "--exercise", default="attention", choices=rubrics.AVAILABLE, help="which rubric"
     )
     grade_parser.add_argument("--quiet", action="store_true", help="print only the total")
+
+    zip_parser = commands.add_parser(
+        "gradescope",
+        help="build the autograder zip to upload to Gradescope",
+        description="Build the Gradescope autograder zip: setup.sh, run_autograder, the "
+        "grader, the reference solution and pinned requirements.",
+        epilog="example:\n  python -m autograder gradescope --out autograder.zip",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    zip_parser.add_argument("--out", type=Path, default=Path("autograder.zip"))
+    zip_parser.add_argument("--exercise", default="attention", choices=rubrics.AVAILABLE)
+
+    run_parser = commands.add_parser(
+        "gradescope-run",
+        help="grade ROOT/submission into ROOT/results/results.json (run_autograder calls this)",
+    )
+    run_parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    run_parser.add_argument("--exercise", default="attention", choices=rubrics.AVAILABLE)
     return parser
 
 
@@ -65,6 +86,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "grade":
             return _grade(args)
+        if args.command == "gradescope":
+            names = build_zip(args.out, exercise=args.exercise)
+            print(
+                f"Wrote {args.out} ({len(names)} files). Upload it to Gradescope as the "
+                "autograder of a programming assignment."
+            )
+            return 0
+        if args.command == "gradescope-run":
+            run_gradescope(root=args.root, exercise=args.exercise)
+            return 0
     except GraderError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

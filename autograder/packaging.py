@@ -1,0 +1,64 @@
+"""Packaging: the one zip an instructor uploads to Gradescope.
+
+The zip holds `setup.sh` and `run_autograder` at its root (Gradescope's layout), the grader
+package, the exercise's reference solution and a pinned `requirements.txt`: what grading needs
+and nothing else (no Jupyter, no conda, no Docker).
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+from autograder.errors import ConfigError
+from autograder.reference import solutions_dir
+from autograder.rubrics import AVAILABLE
+
+__all__ = ["REQUIREMENTS", "build_zip"]
+
+REQUIREMENTS = """\
+# Installed by setup.sh into /autograder/venv. Exact pins: a rebuild grades the same way.
+hypothesis==6.168.5
+numpy==2.2.6; python_version < "3.11"
+numpy==2.4.6; python_version >= "3.11"
+nbformat==5.11.1
+"""
+
+_PACKAGE = Path(__file__).resolve().parent
+_EXECUTABLE = 0o100755 << 16
+_REGULAR = 0o100644 << 16
+_FIXED_TIME = (2020, 1, 1, 0, 0, 0)
+
+
+def _add(archive: zipfile.ZipFile, name: str, data: bytes, *, executable: bool = False) -> None:
+    info = zipfile.ZipInfo(name, date_time=_FIXED_TIME)
+    info.external_attr = _EXECUTABLE if executable else _REGULAR
+    info.compress_type = zipfile.ZIP_DEFLATED
+    archive.writestr(info, data)
+
+
+def build_zip(out: Path, *, exercise: str = "attention") -> list[str]:
+    """Write the Gradescope autograder zip to `out`; returns the names it holds.
+
+    The zip is reproducible: the same sources give the same bytes.
+    """
+    if exercise not in AVAILABLE:
+        raise ConfigError(f"Unknown exercise {exercise!r}: choose one of {', '.join(AVAILABLE)}.")
+    reference = solutions_dir() / f"{exercise}.py"
+    if not reference.is_file():
+        raise ConfigError(f"No reference solution at {reference}: add it before packaging.")
+    files: dict[str, tuple[bytes, bool]] = {
+        "setup.sh": ((_PACKAGE / "templates" / "setup.sh").read_bytes(), True),
+        "run_autograder": ((_PACKAGE / "templates" / "run_autograder").read_bytes(), True),
+        "requirements.txt": (REQUIREMENTS.encode(), False),
+        f"solutions/{exercise}.py": (reference.read_bytes(), False),
+    }
+    for path in sorted(_PACKAGE.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+            name = "autograder/" + path.relative_to(_PACKAGE).as_posix()
+            files[name] = (path.read_bytes(), path.parent.name == "templates")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, (data, executable) in files.items():
+            _add(archive, name, data, executable=executable)
+    return list(files)

@@ -1,0 +1,163 @@
+"""The Gradescope zip end to end: build, unpack into an /autograder-shaped tree, run setup.sh
+into a fresh venv from the pinned requirements, then run_autograder on real submissions."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import jsonschema
+import nbformat
+import pytest
+from conftest import REFERENCE_SOURCE
+from test_hostile import TAMPERING, WRONG
+
+from autograder.packaging import build_zip
+
+pytestmark = pytest.mark.slow
+
+SCHEMA = json.loads((Path(__file__).parent / "gradescope_results.schema.json").read_text())
+IS_ROOT = os.geteuid() == 0
+
+
+def test_zip_has_gradescope_layout_and_is_reproducible(tmp_path: Path) -> None:
+    names = build_zip(tmp_path / "a.zip")
+    build_zip(tmp_path / "b.zip")
+    assert (tmp_path / "a.zip").read_bytes() == (tmp_path / "b.zip").read_bytes()
+    assert {"setup.sh", "run_autograder", "requirements.txt", "solutions/attention.py"} <= set(
+        names
+    )
+    assert "autograder/__main__.py" in names and not any("__pycache__" in n for n in names)
+    with zipfile.ZipFile(tmp_path / "a.zip") as archive:
+        modes = {info.filename: info.external_attr >> 16 for info in archive.infolist()}
+        requirements = archive.read("requirements.txt").decode()
+    assert modes["run_autograder"] & stat.S_IXUSR and modes["setup.sh"] & stat.S_IXUSR
+    for forbidden in ("jupyter", "notebook", "nbgrader", "torch", "conda"):
+        assert forbidden not in requirements.replace("nbformat", "")
+    assert all("==" in line for line in requirements.splitlines() if line[:1].isalpha())
+
+
+def env(root: Path) -> dict[str, str]:
+    return {**os.environ, "AUTOGRADER_ROOT": str(root), "AUTOGRADER_PYTHON": sys.executable}
+
+
+@pytest.fixture(scope="module")
+def autograder_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("gradescope") / "autograder"
+    source = root / "source"
+    source.mkdir(parents=True)
+    build_zip(root / "autograder.zip")
+    with zipfile.ZipFile(root / "autograder.zip") as archive:
+        archive.extractall(source)
+    for script in ("setup.sh", "run_autograder"):
+        (source / script).chmod(0o755)
+    shutil.copy2(source / "run_autograder", root / "run_autograder")
+    done = subprocess.run(
+        ["bash", str(source / "setup.sh")],
+        cwd=source,
+        env=env(root),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "autograder setup done" in done.stdout
+    yield root
+
+
+def submit(root: Path, cells: list[str], name: str = "my attention.ipynb") -> dict[str, object]:
+    for folder in ("submission", "results"):
+        shutil.rmtree(root / folder, ignore_errors=True)
+    (root / "submission").mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(cell) for cell in cells]
+    (root / "submission" / name).write_text(nbformat.writes(nb), encoding="utf-8")
+    done = subprocess.run(
+        [str(root / "run_autograder")],
+        cwd=root,
+        env=env(root),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    document: dict[str, object] = json.loads(
+        (root / "results" / "results.json").read_text(encoding="utf-8")
+    )
+    jsonschema.validate(document, SCHEMA)
+    return document
+
+
+def test_correct_notebook_scores_full_marks(autograder_root: Path) -> None:
+    document = submit(autograder_root, [REFERENCE_SOURCE])
+    assert document["score"] == 100, json.dumps(document)[:2000]
+    assert document["stdout_visibility"] == "hidden"
+
+
+def test_buggy_notebook_scores_partially(autograder_root: Path) -> None:
+    buggy = REFERENCE_SOURCE.replace(" / np.sqrt(d_k)", "")
+    document = submit(autograder_root, [buggy])
+    assert isinstance(document["score"], float | int) and 0 < document["score"] < 100
+    tests = document["tests"]
+    assert isinstance(tests, list)
+    visibilities = {test["visibility"] for test in tests}
+    assert visibilities == {"visible", "after_due_date"}
+    assert any("sqrt" in test["output"] for test in tests if test["status"] == "failed")
+
+
+def test_tampering_notebook_scores_nothing(autograder_root: Path) -> None:
+    tamper = [TAMPERING["write-fake-results"], TAMPERING["read-the-reference"]]
+    document = submit(autograder_root, [WRONG, *tamper])
+    assert document["score"] == 0
+
+
+def test_several_notebooks_get_a_clear_message(autograder_root: Path) -> None:
+    submit(autograder_root, ["x = 1"], name="attention (1).ipynb")
+    nb = nbformat.v4.new_notebook()
+    (autograder_root / "submission" / "scratch.ipynb").write_text(nbformat.writes(nb))
+    shutil.rmtree(autograder_root / "results")
+    subprocess.run([str(autograder_root / "run_autograder")], env=env(autograder_root), check=True)
+    document = json.loads((autograder_root / "results" / "results.json").read_text())
+    jsonschema.validate(document, SCHEMA)
+    assert document["score"] == 0 and "Found 2 notebooks" in document["output"]
+
+
+def test_broken_setup_still_writes_valid_results(autograder_root: Path, tmp_path: Path) -> None:
+    root = tmp_path / "autograder"
+    shutil.copytree(autograder_root / "source", root / "source")
+    shutil.copy2(autograder_root / "run_autograder", root / "run_autograder")
+    (root / "submission").mkdir()
+    done = subprocess.run([str(root / "run_autograder")], env=env(root), timeout=60)
+    assert done.returncode == 0
+    document = json.loads((root / "results" / "results.json").read_text(encoding="utf-8"))
+    jsonschema.validate(document, SCHEMA)
+    assert document["score"] == 0 and "Autograder failed" in json.dumps(document)
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="the privilege drop needs root, as on Gradescope and CI")
+def test_student_code_runs_unprivileged_and_sees_nothing_of_ours(autograder_root: Path) -> None:
+    source = autograder_root / "source"
+    assert stat.S_IMODE(source.stat().st_mode) & 0o077 == 0
+    assert stat.S_IMODE((autograder_root / "results").stat().st_mode) & 0o077 == 0
+    probe = f"""
+import os
+CHECKS = {{
+    "root": os.getuid() == 0,
+    "read-source": os.access({str(source / "solutions" / "attention.py")!r}, os.R_OK),
+    "list-source": os.access({str(source)!r}, os.R_OK),
+    "write-results": os.access({str(autograder_root / "results")!r}, os.W_OK),
+}}
+LEAKS = sorted(name for name, bad in CHECKS.items() if bad)
+if LEAKS:
+    raise SystemExit("leak: " + ", ".join(LEAKS))
+"""
+    document = submit(autograder_root, [REFERENCE_SOURCE, probe])
+    assert document["score"] == 100
+    assert "leak" not in str(document["output"]), document["output"]
