@@ -13,11 +13,13 @@ from autograder.gradescope import DEFAULT_ROOT
 from autograder.gradescope import run as run_gradescope
 from autograder.packaging import build_zip
 from autograder.pipeline import grade
-from autograder.report import render_text, write_results
+from autograder.report import render_check, render_text, write_results
+from autograder.submission import read_submission
 
 __all__ = ["main"]
 
 _EXAMPLES = """examples:
+  python -m autograder check attention.ipynb
   python -m autograder grade attention.ipynb --results results.json
   python -m autograder grade submissions/alice/ --results alice.json
 """
@@ -47,6 +49,18 @@ def _parser() -> argparse.ArgumentParser:
         "--exercise", default="attention", choices=rubrics.AVAILABLE, help="which rubric"
     )
     grade_parser.add_argument("--quiet", action="store_true", help="print only the total")
+
+    check_parser = commands.add_parser(
+        "check",
+        help="students: run the public checks on your notebook before you submit",
+        description="Run the checks you can see before the deadline, in the same sandbox the "
+        "grader uses, and explain any failure: the smallest failing input, what was expected, "
+        "and the likely mistake.",
+        epilog="example:\n  python -m autograder check attention.ipynb",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    check_parser.add_argument("notebook", type=Path, help="your notebook (saved)")
+    check_parser.add_argument("--exercise", default="attention", choices=rubrics.AVAILABLE)
 
     zip_parser = commands.add_parser(
         "gradescope",
@@ -80,12 +94,23 @@ def _grade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    rubric = rubrics.load(args.exercise)
+    read_submission(args.notebook, expected=rubric.notebook)  # a bad path: one clear error
+    result = grade(args.notebook, rubric=rubric, public_only=True)
+    later = tuple(item.title for item in rubric.items if item.visibility != "visible")
+    print(render_check(result, later=later))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args = _parser().parse_args(argv)
     try:
         if args.command == "grade":
             return _grade(args)
+        if args.command == "check":
+            return _check(args)
         if args.command == "gradescope":
             names = build_zip(args.out, exercise=args.exercise)
             print(

@@ -54,8 +54,19 @@ def ungraded(
     return GradeResult(submission, items, (reason,), "", seconds, internal_error)
 
 
-def grade(path: Path, *, rubric: Rubric, limits: Limits = LIMITS) -> GradeResult:
-    """Grade the submission at `path` (a notebook, a .py file, or a folder holding one)."""
+def grade(
+    path: Path, *, rubric: Rubric, limits: Limits = LIMITS, public_only: bool = False
+) -> GradeResult:
+    """Grade the submission at `path` (a notebook, a .py file, or a folder holding one).
+
+    `public_only` checks only the items students see before the deadline (`check` command).
+    """
+    if public_only:
+        rubric = Rubric(
+            rubric.name,
+            rubric.notebook,
+            tuple(item for item in rubric.items if item.visibility == "visible"),
+        )
     began = time.monotonic()
     deadline = began + limits.total_seconds
     try:

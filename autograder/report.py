@@ -15,7 +15,14 @@ from typing import Any
 from autograder.rubric import Failure
 from autograder.scoring import GradeResult, ItemResult
 
-__all__ = ["MAX_OUTPUT_CHARS", "render_failure", "render_text", "to_gradescope", "write_results"]
+__all__ = [
+    "MAX_OUTPUT_CHARS",
+    "render_check",
+    "render_failure",
+    "render_text",
+    "to_gradescope",
+    "write_results",
+]
 
 MAX_OUTPUT_CHARS = 6000
 """Longest feedback text per test; longer text is cut with a note."""
@@ -33,7 +40,7 @@ def _fence(text: str, language: str = "") -> str:
 
 def render_failure(failure: Failure, *, markdown: bool = True) -> str:
     """The feedback for one failed item, in Markdown (Gradescope) or plain text (terminal)."""
-    parts = [failure.summary]
+    parts = [failure.summary if markdown else "    " + failure.summary]
     rows = [
         ("Smallest failing input", failure.inputs, ""),
         ("Reproduce it in a cell", failure.snippet, "python"),
@@ -123,6 +130,26 @@ def write_results(path: Path, result: GradeResult) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def render_check(result: GradeResult, *, later: tuple[str, ...]) -> str:
+    """The student's pre-submission report: public items, and the names of the later ones."""
+    passed = sum(item.passed for item in result.items)
+    lines = [f"Checked {result.submission}: {passed} of {len(result.items)} public checks pass."]
+    lines += [f"  note: {note}" for note in result.notes]
+    for item in result.items:
+        lines.append(f"  [{'PASS' if item.passed else 'FAIL'}] {item.title}")
+        if item.failure is not None:
+            lines.append(render_failure(item.failure, markdown=False))
+    if later:
+        lines.append(
+            f"{len(later)} more items are graded after the deadline (not run now): "
+            + "; ".join(later)
+            + "."
+        )
+    if result.internal_error:
+        lines.append("The checker itself failed; tell your instructor:\n" + result.internal_error)
+    return "\n".join(lines)
 
 
 def render_text(result: GradeResult) -> str:
