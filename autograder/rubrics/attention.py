@@ -248,14 +248,17 @@ def _diagnose_sdpa(case: SdpaCase, output: np.ndarray, weights: np.ndarray) -> s
         with np.errstate(all="ignore"):
             if np.allclose(output, ref_w) and np.allclose(weights, ref_out):
                 return "You return (weights, output): return (output, weights), in that order."
+    matches: list[tuple[int, str]] = []
     for mistake, out, w in _sdpa_variants(case):
         if out.shape == output.shape and w.shape == weights.shape:
             with np.errstate(all="ignore"):
                 same_w = np.allclose(weights, w, rtol=TOLERANCE.rtol, atol=TOLERANCE.atol)
                 same_out = np.allclose(output, out, rtol=TOLERANCE.rtol, atol=TOLERANCE.atol)
             if same_w or same_out:
-                return mistake
-    return ""
+                matches.append((int(same_w) + int(same_out), mistake))
+    best = max((strength for strength, _ in matches), default=0)
+    # On small inputs two mistakes can give the same numbers: name both.
+    return " Or: ".join(mistake for strength, mistake in matches if strength == best)
 
 
 def _raised_hint(error: StudentRaised) -> str:
@@ -411,9 +414,14 @@ def check_sdpa_inputs_unchanged(session: Session, case: SdpaCase) -> None:
         if before is None:
             continue
         if not (isinstance(after, np.ndarray) and np.array_equal(before, after)):
+            lines = case.snippet().splitlines()
+            lines.insert(-1, f"{name}_before = {name}.copy()")
+            lines.append(f'assert np.array_equal({name}, {name}_before), "{name} was changed"')
             raise CheckFailed(
                 Failure(
                     f"`{name}` was changed by your function; inputs must be left as they were.",
+                    inputs=case.describe(),
+                    snippet="\n".join(lines),
                     expected=_excerpt(before),
                     got=_excerpt(after) if isinstance(after, np.ndarray) else _kind(after),
                     hint="Operations like `x -= ...`, `x /= ...` or `x[...] = ...` change the "
@@ -433,14 +441,13 @@ def check_causal_mask(session: Session, case: CausalCase) -> None:
     expected = np.tril(np.ones((n, n)))
     if mask.shape != (n, n) or not np.array_equal(mask.astype(np.float64), expected):
         hint = ""
-        if mask.shape == (n, n) and np.array_equal(mask.astype(np.float64), expected.T):
-            hint = "Your mask is transposed: position i may attend to keys 0..i (np.tril)."
-        elif mask.shape == (n, n) and np.array_equal(mask.astype(np.float64), 1 - expected):
-            hint = "Your mask is inverted: 1 means *may attend* (on and below the diagonal)."
-        elif mask.shape == (n, n) and np.array_equal(
-            mask.astype(np.float64), np.tril(expected, -1)
-        ):
+        got = mask.astype(np.float64)
+        if mask.shape == (n, n) and np.array_equal(got, np.tril(expected, -1)):
             hint = "The diagonal must be 1: each position may attend to itself."
+        elif mask.shape == (n, n) and np.array_equal(got, expected.T):
+            hint = "Your mask is transposed: position i may attend to keys 0..i (np.tril)."
+        elif mask.shape == (n, n) and np.array_equal(got, 1 - expected):
+            hint = "Your mask is inverted: 1 means *may attend* (on and below the diagonal)."
         raise CheckFailed(
             Failure(
                 f"{CAUSAL}({n}) is not 1 on and below the diagonal and 0 above it.",
@@ -553,13 +560,19 @@ def _mha_raised_hint(error: StudentRaised, case: MhaCase) -> str:
     return _raised_hint(error)
 
 
-def _mha_reference(case: MhaCase, x: np.ndarray | None = None, mask: Any = "case") -> np.ndarray:
+_CASE_MASK: Any = object()
+"""Default of `_mha_reference`'s mask: the case's own."""
+
+
+def _mha_reference(
+    case: MhaCase, x: np.ndarray | None = None, mask: Any = _CASE_MASK
+) -> np.ndarray:
     ref = _ref().MultiHeadAttention(case.embed_dim, case.num_heads)
     for path, value in case.weights.items():
         name, part = path.split(".")
         setattr(getattr(ref, name), part, value)
     return np.asarray(
-        ref.forward(case.x if x is None else x, case.mask if mask == "case" else mask)
+        ref.forward(case.x if x is None else x, case.mask if mask is _CASE_MASK else mask)
     )
 
 
@@ -589,8 +602,8 @@ def _diagnose_mha(case: MhaCase, got: np.ndarray) -> str:
     b, s = case.batch, case.seq
     wrong_split = [p.reshape(b, h, s, e // h) for p in project.values()]
     attended, _ = ref.scaled_dot_product_attention(*wrong_split, mask)
-    concat = attended.reshape(b, s, e)
-    if same(concat @ w["out_proj.weight"] + w["out_proj.bias"]):
+    concats = (attended.reshape(b, s, e), attended.transpose(0, 2, 1, 3).reshape(b, s, e))
+    if any(same(c @ w["out_proj.weight"] + w["out_proj.bias"]) for c in concats):
         return (
             "Heads were split with a plain reshape to (batch, heads, seq, head_dim): reshape to "
             "(batch, seq, heads, head_dim) first, then transpose(0, 2, 1, 3)."

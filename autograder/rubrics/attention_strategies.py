@@ -189,7 +189,16 @@ class InitCase:
         return f"embed_dim = {self.embed_dim}, num_heads = {self.num_heads}"
 
     def snippet(self) -> str:
-        return f"mha = MultiHeadAttention({self.embed_dim}, {self.num_heads})"
+        e, h = self.embed_dim, self.num_heads
+        if e % h == 0:
+            return f"mha = MultiHeadAttention({e}, {h})\nprint(mha.head_dim)  # expected {e // h}"
+        return (
+            "try:\n"
+            f"    mha = MultiHeadAttention({e}, {h})\n"
+            f"    print('no error, but {e} % {h} != 0: expected ValueError')\n"
+            "except ValueError as error:\n"
+            "    print('ValueError, as expected:', error)"
+        )
 
 
 def init_grid(max_embed: int = 24, max_heads: int = 8) -> tuple[InitCase, ...]:

@@ -1,0 +1,207 @@
+"""Feedback that teaches: for common mistakes the hint names the mistake, and the snippet in
+the feedback, pasted after the student's code, really reproduces the failure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import REFERENCE_SOURCE, grade_code
+
+from autograder.reference import load_reference
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass(frozen=True)
+class Mistake:
+    id: str
+    item: str
+    edits: tuple[tuple[str, str], ...]
+    hint: str
+    """A phrase the hint must contain."""
+
+
+MISTAKES = [
+    Mistake("no-scaling", "sdpa_reference", ((" / np.sqrt(d_k)", ""),), "1/sqrt(d_k)"),
+    Mistake("divide-by-d_k", "sdpa_reference", (("np.sqrt(d_k)", "d_k"),), "divided by d_k"),
+    Mistake(
+        "softmax-over-queries",
+        "sdpa_reference",
+        (("max(axis=-1", "max(axis=-2"), ("sum(axis=-1", "sum(axis=-2")),
+        "query axis",
+    ),
+    Mistake(
+        "softmax-over-whole-matrix",
+        "sdpa_distribution",
+        (("max(axis=-1", "max(axis=(-2, -1)"), ("sum(axis=-1", "sum(axis=(-2, -1)")),
+        "whole matrix",
+    ),
+    Mistake(
+        "weights-returned-first",
+        "sdpa_reference",
+        (("return weights @ V, weights", "return weights, weights @ V"),),
+        "(output, weights), in that order",
+    ),
+    Mistake(
+        "mask-ignored",
+        "sdpa_masking",
+        (("scores = np.where(np.asarray(mask) != 0, scores, MASK_VALUE)", "pass"),),
+        "mask ignored",
+    ),
+    Mistake(
+        "mask-inverted",
+        "sdpa_masking",
+        (("np.asarray(mask) != 0", "np.asarray(mask) == 0"),),
+        "inverted mask",
+    ),
+    Mistake(
+        "mask-after-softmax",
+        "sdpa_masking",
+        (
+            ("scores = np.where(np.asarray(mask) != 0, scores, MASK_VALUE)", "pass"),
+            (
+                "weights = exp / exp.sum(axis=-1, keepdims=True)",
+                "weights = exp / exp.sum(axis=-1, keepdims=True)\n"
+                "    if mask is not None:\n        weights = weights * mask",
+            ),
+        ),
+        "after the softmax",
+    ),
+    Mistake(
+        "no-max-subtraction",
+        "sdpa_stability",
+        (("scores = scores - scores.max(axis=-1, keepdims=True)", "pass"),),
+        "subtract each row's maximum",
+    ),
+    Mistake(
+        "changes-q-in-place",
+        "sdpa_inputs_unchanged",
+        (
+            (
+                "scores = Q @ np.swapaxes(K, -1, -2) / np.sqrt(d_k)",
+                "Q /= np.sqrt(d_k)\n    scores = Q @ np.swapaxes(K, -1, -2)",
+            ),
+        ),
+        "change the caller's array",
+    ),
+    Mistake(
+        "causal-transposed", "causal_mask", (("np.tril(np.ones", "np.triu(np.ones"),), "transposed"
+    ),
+    Mistake(
+        "causal-without-diagonal",
+        "causal_mask",
+        (("np.tril(np.ones((seq_len, seq_len)))", "np.tril(np.ones((seq_len, seq_len)), k=-1)"),),
+        "diagonal must be 1",
+    ),
+    Mistake(
+        "assert-instead-of-valueerror",
+        "mha_init",
+        (
+            (
+                "        if embed_dim % num_heads != 0:\n            raise ValueError(",
+                "        assert embed_dim % num_heads == 0, (",
+            ),
+        ),
+        "not `assert`",
+    ),
+    Mistake(
+        "head-dim-float",
+        "mha_init",
+        (("embed_dim // num_heads", "embed_dim / num_heads"),),
+        "integer division",
+    ),
+    Mistake(
+        "mask-without-head-axis",
+        "mha_mask_broadcast",
+        (("            if mask.ndim == 3:", "            if False:"),),
+        "head axis",
+    ),
+    Mistake(
+        "missing-out-proj",
+        "mha_forward",
+        (("return self.out_proj(concat)", "return concat"),),
+        "out_proj",
+    ),
+    Mistake(
+        "heads-split-by-reshape",
+        "mha_forward",
+        (
+            (
+                "x.reshape(batch, seq, self.num_heads, self.head_dim).transpose(0, 2, 1, 3)",
+                "x.reshape(batch, self.num_heads, seq, self.head_dim)",
+            ),
+        ),
+        "plain reshape",
+    ),
+    Mistake(
+        "heads-concatenated-without-transpose",
+        "mha_forward",
+        (("attended.transpose(0, 2, 1, 3).reshape(", "attended.reshape("),),
+        "without transposing back",
+    ),
+]
+
+
+def buggy(mistake: Mistake) -> str:
+    source = REFERENCE_SOURCE
+    for old, new in mistake.edits:
+        assert source.count(old) >= 1, f"{mistake.id}: {old!r} is not in the reference"
+        source = source.replace(old, new)
+    return source
+
+
+def reproduces(mistake: Mistake, source: str, snippet: str) -> bool:
+    """Run the student's code, then the snippet, and see whether the failure shows."""
+    ref = load_reference("attention")
+    ns: dict[str, Any] = {"__name__": "__main__"}
+    exec(compile(source, "<student>", "exec"), ns)
+    try:
+        with np.errstate(all="ignore"):
+            exec(compile(snippet, "<snippet>", "exec"), ns)
+    except Exception:
+        return True  # the failure shows as an exception (e.g. AssertionError, not ValueError)
+    if "output" in ns:
+        expected = ref.scaled_dot_product_attention(ns["Q"], ns["K"], ns["V"], ns["mask"])
+        got = (ns["output"], ns["weights"])
+        return not all(
+            g.shape == e.shape and np.allclose(g, e, rtol=1e-3, atol=1e-4)
+            for g, e in zip(got, expected, strict=True)
+        )
+    if "out" in ns:
+        student = ns["mha"]
+        model = ref.MultiHeadAttention(student.embed_dim, student.num_heads)
+        for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            getattr(model, name).weight = getattr(student, name).weight
+            getattr(model, name).bias = getattr(student, name).bias
+        expected = model.forward(ns["x"], ns["mask"])
+        return ns["out"].shape != expected.shape or not np.allclose(ns["out"], expected)
+    if mistake.item == "mha_init":  # no exception, or ValueError caught by the snippet
+        if "mha" not in ns:
+            return False
+        mha = ns["mha"]
+        head_dim = mha.embed_dim // mha.num_heads
+        return (
+            mha.embed_dim % mha.num_heads != 0
+            or type(mha.head_dim) is not int
+            or (mha.head_dim != head_dim)
+        )
+    mask = ns["mask"]
+    return mask.shape != (len(mask),) * 2 or not np.array_equal(mask, np.tril(np.ones(mask.shape)))
+
+
+def test_there_are_at_least_ten_distinct_mistakes() -> None:
+    assert len({m.id for m in MISTAKES}) >= 10 and len({m.hint for m in MISTAKES}) >= 10
+
+
+@pytest.mark.parametrize("mistake", MISTAKES, ids=[m.id for m in MISTAKES])
+def test_hint_names_the_mistake_and_snippet_reproduces_it(mistake: Mistake) -> None:
+    source = buggy(mistake)
+    result = grade_code(source, only=(mistake.item,))[mistake.item]
+    assert result.failure is not None, f"{mistake.id} was not caught by {mistake.item}"
+    assert mistake.hint in result.failure.hint, (result.failure.summary, result.failure.hint)
+    assert result.failure.snippet, result.failure
+    assert reproduces(mistake, source, result.failure.snippet), result.failure.snippet
+    assert not reproduces(mistake, REFERENCE_SOURCE, result.failure.snippet)
