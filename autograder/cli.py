@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from autograder import rubrics
+from autograder.batch import Progress, discover, grade_all, summary, write_csv
 from autograder.errors import GraderError
 from autograder.gradescope import DEFAULT_ROOT
 from autograder.gradescope import run as run_gradescope
@@ -62,6 +65,35 @@ def _parser() -> argparse.ArgumentParser:
     check_parser.add_argument("notebook", type=Path, help="your notebook (saved)")
     check_parser.add_argument("--exercise", default="attention", choices=rubrics.AVAILABLE)
 
+    batch_parser = commands.add_parser(
+        "batch",
+        help="grade a whole class into per-student results, feedback and a CSV",
+        description="Grade every submission under DIR: nbgrader's submitted/STUDENT/ASSIGNMENT/"
+        " layout, one folder per student, or one notebook per student. Resumes: a student "
+        "whose files have not changed since the last run is not graded again.",
+        epilog="examples:\n  python -m autograder batch course/ --jobs 2 --csv grades.csv\n"
+        "  python -m autograder batch course/ --gradebook course/gradebook.db",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    batch_parser.add_argument("folder", type=Path, help="the submissions (or the nbgrader course)")
+    batch_parser.add_argument(
+        "--jobs",
+        type=_positive,
+        default=os.cpu_count() or 1,
+        help="parallel gradings (default: the number of cores)",
+    )
+    batch_parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("batch_results"),
+        help="per-student results.json and feedback.md go here",
+    )
+    batch_parser.add_argument("--csv", type=Path, help="the grades table (default: OUT/grades.csv)")
+    batch_parser.add_argument("--exercise", default="attention", choices=rubrics.AVAILABLE)
+    batch_parser.add_argument(
+        "--gradebook", type=Path, help="also write the scores into this nbgrader gradebook.db"
+    )
+
     zip_parser = commands.add_parser(
         "gradescope",
         help="build the autograder zip to upload to Gradescope",
@@ -94,6 +126,33 @@ def _grade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--jobs must be at least 1, got {value}")
+    return value
+
+
+def _batch(args: argparse.Namespace) -> int:
+    rubric = rubrics.load(args.exercise)
+    entries = discover(args.folder, assignment=args.exercise)
+    progress = Progress(len(entries))
+    began = time.monotonic()
+    outcomes = grade_all(
+        entries, out=args.out, exercise=args.exercise, jobs=args.jobs, on_done=progress.update
+    )
+    csv_path = args.csv or args.out / "grades.csv"
+    write_csv(csv_path, outcomes, rubric)
+    print(summary(outcomes, time.monotonic() - began))
+    print(f"Grades: {csv_path}; per-student results and feedback: {args.out}/")
+    if args.gradebook is not None:
+        from autograder.gradebook import record
+
+        count = record(args.gradebook, outcomes, rubric=rubric, assignment=args.exercise)
+        print(f"Wrote {count} students' scores into {args.gradebook}.")
+    return 0
+
+
 def _check(args: argparse.Namespace) -> int:
     rubric = rubrics.load(args.exercise)
     read_submission(args.notebook, expected=rubric.notebook)  # a bad path: one clear error
@@ -109,6 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "grade":
             return _grade(args)
+        if args.command == "batch":
+            return _batch(args)
         if args.command == "check":
             return _check(args)
         if args.command == "gradescope":

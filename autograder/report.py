@@ -74,11 +74,12 @@ def _test(item: ItemResult, number: int) -> dict[str, Any]:
         "output": output,
         "output_format": "md",
         "visibility": item.visibility,
+        "extra_data": {"id": item.id},
     }
 
 
-def to_gradescope(result: GradeResult) -> dict[str, Any]:
-    """The results.json document for `result`."""
+def to_gradescope(result: GradeResult, *, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The results.json document for `result`; `extra` goes to its `extra_data`."""
     tests = [_test(item, number) for number, item in enumerate(result.items, 1)]
     if result.internal_error:
         tests.append(
@@ -115,13 +116,15 @@ def to_gradescope(result: GradeResult) -> dict[str, Any]:
         "stdout_visibility": "hidden",
         "tests": tests,
     }
+    if extra:
+        document["extra_data"] = extra
     return document
 
 
-def write_results(path: Path, result: GradeResult) -> None:
+def write_results(path: Path, result: GradeResult, *, extra: dict[str, Any] | None = None) -> None:
     """Write results.json atomically (a crash never leaves half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(to_gradescope(result), indent=2, ensure_ascii=False) + "\n"
+    text = json.dumps(to_gradescope(result, extra=extra), indent=2, ensure_ascii=False) + "\n"
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".results-", suffix=".json")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:

@@ -90,12 +90,19 @@ class Rubric:
     notebook: str
     """The expected file name of a submission (e.g. "attention.ipynb")."""
     items: tuple[Item, ...]
-    hints_for_missing: dict[str, str] = field(default_factory=dict)
+    grade_cells: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """nbgrader grade cell id -> the item ids whose points that cell stands for."""
 
     def __post_init__(self) -> None:
         ids = [item.id for item in self.items]
         if len(set(ids)) != len(ids):
             raise ConfigError(f"Rubric {self.name!r} repeats an item id: {ids}; make ids unique.")
+        for cell, mapped in self.grade_cells.items():
+            unknown = sorted(set(mapped) - set(ids))
+            if unknown:
+                raise ConfigError(
+                    f"Grade cell {cell!r} maps to unknown item(s) {unknown}; known: {ids}."
+                )
         for item in self.items:
             if item.points < 0:
                 raise ConfigError(
@@ -118,7 +125,7 @@ class Rubric:
             Item(**{**item.__dict__, "points": points.get(item.id, item.points)})
             for item in self.items
         )
-        return Rubric(self.name, self.notebook, items, self.hints_for_missing)
+        return Rubric(self.name, self.notebook, items, self.grade_cells)
 
 
 def describe_items(items: Sequence[Item]) -> str:

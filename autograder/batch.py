@@ -1,0 +1,266 @@
+"""Grading a whole class: find every submission, grade them in parallel, write what staff need.
+
+Layouts found under DIR (the first that matches):
+
+* nbgrader: `submitted/{student}/{assignment}/*.ipynb` (DIR is the course or `submitted/`);
+* one folder per student (e.g. a Gradescope "export submissions" folder): `{student}/...`;
+* a flat folder of notebooks: `{student}.ipynb`.
+
+Each student gets `OUT/{student}/results.json` and `OUT/{student}/feedback.md`; `OUT/grades.csv`
+(or `--csv`) has one row per student. A result records the SHA-256 of what it graded, so an
+interrupted batch resumes without regrading what is done. Grading runs on any
+`concurrent.futures.Executor`: a process pool here, or a distributed engine's executor
+(e.g. Dask's `client.get_executor()`) on a cluster.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from autograder.errors import SubmissionError
+from autograder.pipeline import grade, ungraded
+from autograder.report import render_failure, write_results
+from autograder.rubric import Rubric
+from autograder.rubrics import load
+from autograder.scoring import GradeResult
+
+__all__ = ["Entry", "Outcome", "discover", "grade_all", "write_csv"]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One student's submission."""
+
+    student: str
+    path: Path
+    """A notebook, a .py file, or a folder holding one."""
+
+    def digest(self) -> str:
+        """SHA-256 of the submitted files, to tell a regrade from a resume."""
+        files = [self.path] if self.path.is_file() else sorted(self.path.rglob("*"))
+        digest = hashlib.sha256()
+        for file in files:
+            if file.is_file():
+                digest.update(file.name.encode() + b"\0" + file.read_bytes())
+        return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A student's scores, as written to the CSV."""
+
+    student: str
+    scores: dict[str, float]
+    total: float
+    max_total: float
+    resumed: bool = False
+
+
+def _notebooks(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("*.ipynb") if p.is_file() and not p.name.startswith("."))
+
+
+def discover(folder: Path, *, assignment: str = "attention") -> list[Entry]:
+    """Every submission under `folder`, sorted by student; raises when there is none."""
+    if not folder.is_dir():
+        raise SubmissionError(f"No folder at {folder}: give the folder of submissions.")
+    submitted = folder / "submitted" if (folder / "submitted").is_dir() else folder
+    nbgrader = [
+        Entry(student.name, student / assignment)
+        for student in sorted(submitted.iterdir())
+        if (student / assignment).is_dir()
+    ]
+    if nbgrader:
+        return nbgrader
+    per_student = [
+        Entry(child.name, child)
+        for child in sorted(folder.iterdir())
+        if child.is_dir() and not child.name.startswith(".") and any(child.rglob("*.ipynb"))
+    ]
+    if per_student:
+        return per_student
+    flat = [Entry(path.stem, path) for path in _notebooks(folder)]
+    if flat:
+        return flat
+    raise SubmissionError(
+        f"No submissions found in {folder}: expected submitted/STUDENT/{assignment}/*.ipynb, "
+        "one folder per student, or one notebook per student."
+    )
+
+
+def _grade_one(entry: Entry, exercise: str, out: Path, digest: str) -> GradeResult:
+    """Grade one entry and write its files (runs in a worker process)."""
+    rubric = load(exercise)
+    result = grade(entry.path, rubric=rubric)
+    folder = out / entry.student
+    _write_student(folder, result, digest)
+    return result
+
+
+def _write_student(folder: Path, result: GradeResult, digest: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "feedback.md").write_text(_feedback(result), encoding="utf-8")
+    write_results(folder / "results.json", result, extra={"submission_sha256": digest})
+
+
+def _feedback(result: GradeResult) -> str:
+    lines = [
+        f"# Feedback on {result.submission}",
+        "",
+        f"**{result.score:g} / {result.max_score:g} points**",
+        "",
+    ]
+    lines += [f"- {note}" for note in result.notes]
+    for item in result.items:
+        mark = "passed" if item.passed else "failed"
+        lines += ["", f"## {item.title} ({item.score:g}/{item.max_score:g}, {mark})", ""]
+        if item.failure is not None:
+            lines.append(render_failure(item.failure))
+    return "\n".join(lines) + "\n"
+
+
+def _done(folder: Path, digest: str) -> Outcome | None:
+    path = folder / "results.json"
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        if document["extra_data"]["submission_sha256"] != digest:
+            return None
+        scores = {
+            t["extra_data"]["id"]: float(t["score"])
+            for t in document["tests"]
+            if "id" in t.get("extra_data", {})
+        }
+        total = float(document["score"])
+        max_total = sum(float(t["max_score"]) for t in document["tests"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return Outcome(folder.name, scores, total, max_total, resumed=True)
+
+
+def _outcome(student: str, result: GradeResult) -> Outcome:
+    scores = {item.id: item.score for item in result.items}
+    return Outcome(student, scores, result.score, result.max_score)
+
+
+class Progress:
+    """A progress bar on a terminal, one line per submission otherwise."""
+
+    def __init__(self, total: int, stream: IO[str] = sys.stderr) -> None:
+        self.total, self.stream, self.done = total, stream, 0
+        self.tty = stream.isatty()
+
+    def update(self, outcome: Outcome) -> None:
+        self.done += 1
+        note = " (already graded)" if outcome.resumed else ""
+        if self.tty:
+            filled = int(30 * self.done / max(self.total, 1))
+            self.stream.write(
+                f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} "
+                f"{outcome.student[:30]:30}"
+            )
+            if self.done == self.total:
+                self.stream.write("\n")
+        else:
+            self.stream.write(
+                f"{self.done}/{self.total} {outcome.student}: {outcome.total:g}/"
+                f"{outcome.max_total:g}{note}\n"
+            )
+        self.stream.flush()
+
+
+def grade_all(
+    entries: Sequence[Entry],
+    *,
+    out: Path,
+    exercise: str = "attention",
+    jobs: int | None = None,
+    executor: Executor | None = None,
+    on_done: Callable[[Outcome], None] | None = None,
+) -> list[Outcome]:
+    """Grade `entries` into `out`, skipping those already graded from the same files.
+
+    Uses `executor` if given (any `concurrent.futures.Executor`), else a process pool of
+    `jobs` workers (default: the number of cores). Results do not depend on either.
+    """
+    rubric = load(exercise)
+    outcomes: dict[str, Outcome] = {}
+    pending: list[tuple[Entry, str]] = []
+    for entry in entries:
+        digest = entry.digest()
+        previous = _done(out / entry.student, digest)
+        if previous is not None:
+            outcomes[entry.student] = previous
+            if on_done:
+                on_done(previous)
+        else:
+            pending.append((entry, digest))
+    own = executor is None
+    pool = executor or ProcessPoolExecutor(max_workers=jobs or os.cpu_count() or 1)
+    try:
+        futures: dict[Future[GradeResult], tuple[Entry, str]] = {
+            pool.submit(_grade_one, entry, exercise, out, digest): (entry, digest)
+            for entry, digest in pending
+        }
+        for future in as_completed(futures):
+            entry, digest = futures[future]
+            result = _result_of(future, rubric, entry, out, digest)
+            outcomes[entry.student] = _outcome(entry.student, result)
+            if on_done:
+                on_done(outcomes[entry.student])
+    finally:
+        if own:
+            pool.shutdown(cancel_futures=True)
+    return [outcomes[entry.student] for entry in entries]
+
+
+def _result_of(
+    future: Future[GradeResult], rubric: Rubric, entry: Entry, out: Path, digest: str
+) -> GradeResult:
+    try:
+        return future.result()
+    except (BrokenProcessPool, Exception) as error:  # a worker died: record it, keep going
+        result = ungraded(
+            rubric,
+            entry.path.name,
+            f"the autograder failed ({type(error).__name__}); your instructor has the details.",
+            internal_error=repr(error),
+        )
+        _write_student(out / entry.student, result, digest="")
+        return result
+
+
+def write_csv(path: Path, outcomes: Sequence[Outcome], rubric: Rubric) -> None:
+    """One row per student: a column per rubric item, then the total."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ids = [item.id for item in rubric.items]
+    with path.open("w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["student", *ids, "total", "max_total"])
+        for outcome in outcomes:
+            writer.writerow(
+                [
+                    outcome.student,
+                    *(f"{outcome.scores.get(i, 0):g}" for i in ids),
+                    f"{outcome.total:g}",
+                    f"{outcome.max_total:g}",
+                ]
+            )
+
+
+def summary(outcomes: Sequence[Outcome], seconds: float) -> str:
+    graded = [o for o in outcomes if not o.resumed]
+    rate = f", {seconds / len(graded):.2f} s per submission" if graded else ""
+    return (
+        f"{len(outcomes)} submissions: {len(graded)} graded, "
+        f"{len(outcomes) - len(graded)} already done, in {seconds:.1f} s{rate}."
+    )
