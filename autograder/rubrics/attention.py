@@ -31,7 +31,7 @@ from autograder.sandbox import Handle, Session, StudentRaised
 from autograder.settings import TOLERANCE, Tolerance
 from autograder.wire import Opaque
 
-__all__ = ["POINTS", "RUBRIC", "VISIBILITY"]
+__all__ = ["GRADE_CELLS", "POINTS", "RUBRIC", "VISIBILITY"]
 
 SDPA = "scaled_dot_product_attention"
 CAUSAL = "create_causal_mask"
@@ -59,6 +59,19 @@ VISIBILITY: dict[str, Visibility] = {
     "mha_forward": "visible",
 }
 """Items the released notebook already checks are visible; the rest after the due date."""
+
+GRADE_CELLS: dict[str, tuple[str, ...]] = {
+    "test_sdpa_basic": (
+        "sdpa_reference",
+        "sdpa_distribution",
+        "sdpa_stability",
+        "sdpa_inputs_unchanged",
+    ),
+    "test_sdpa_mask": ("sdpa_masking",),
+    "test_causal_mask": ("causal_mask",),
+    "test_mha": ("mha_init", "mha_forward", "mha_mask_broadcast", "mha_causal"),
+}
+"""The notebook's autograded nbgrader cells, and the items whose points each stands for."""
 
 STABLE = Tolerance(rtol=1e-2, atol=1e-2)
 """Scores of magnitude 1e3-1e4 in float32 carry rounding of about 1e-3 into the weights."""
@@ -666,6 +679,7 @@ def _item(
 RUBRIC = Rubric(
     name="attention",
     notebook="attention.ipynb",
+    grade_cells=GRADE_CELLS,
     items=(
         _item(
             "sdpa_reference",
