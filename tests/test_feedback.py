@@ -205,3 +205,21 @@ def test_hint_names_the_mistake_and_snippet_reproduces_it(mistake: Mistake) -> N
     assert result.failure.snippet, result.failure
     assert reproduces(mistake, source, result.failure.snippet), result.failure.snippet
     assert not reproduces(mistake, REFERENCE_SOURCE, result.failure.snippet)
+
+
+def test_feedback_doc_shows_the_current_report() -> None:
+    """docs/FEEDBACK.md quotes a real `check` report; regenerate it if this fails."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    done = subprocess.run(
+        [sys.executable, "-m", "autograder", "check", "examples/attention.ipynb"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip() in (ROOT / "docs" / "FEEDBACK.md").read_text(encoding="utf-8")
