@@ -1,0 +1,78 @@
+"""Scores land in nbgrader's own gradebook, where nbgrader's tools see them."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import REFERENCE_SOURCE, ROOT
+
+from autograder.batch import discover, grade_all
+from autograder.errors import ConfigError
+from autograder.gradebook import record
+from autograder.rubrics import load
+
+pytestmark = pytest.mark.slow
+
+
+def course(tmp_path: Path) -> Path:
+    root = tmp_path / "course"
+    shutil.copytree(ROOT / "source", root / "source")
+    shutil.copy2(ROOT / "nbgrader_config.py", root / "nbgrader_config.py")
+    done = subprocess.run(
+        [sys.executable, "-m", "nbgrader", "generate_assignment", "attention", "--force"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    release = nbformat.read(str(root / "release" / "attention" / "attention.ipynb"), as_version=4)
+    for student, source in (
+        ("alice", REFERENCE_SOURCE),
+        ("bob", REFERENCE_SOURCE.replace(" / np.sqrt(d_k)", "")),
+    ):
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [*release.cells, nbformat.v4.new_code_cell(source)]
+        folder = root / "submitted" / student / "attention"
+        folder.mkdir(parents=True)
+        nbformat.write(nb, str(folder / "attention.ipynb"))
+    return root
+
+
+def test_batch_scores_go_into_the_gradebook(tmp_path: Path) -> None:
+    from nbgrader.api import Gradebook
+
+    root = course(tmp_path)
+    rubric = load("attention")
+    outcomes = grade_all(discover(root), out=tmp_path / "out", jobs=2)
+    assert record(root / "gradebook.db", outcomes, rubric=rubric, assignment="attention") == 2
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
+        alice = gradebook.find_grade("test_sdpa_basic", "attention", "attention", "alice")
+        bob = gradebook.find_grade("test_sdpa_basic", "attention", "attention", "bob")
+        assert alice.auto_score == alice.max_score == 3
+        assert 0 < bob.auto_score < bob.max_score
+        written = gradebook.find_grade("q_memory", "attention", "attention", "alice")
+        assert written.auto_score is None and written.needs_manual_grade
+    export = tmp_path / "grades.csv"
+    done = subprocess.run(
+        [sys.executable, "-m", "nbgrader", "export", "--to", str(export)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = {row["student_id"]: row for row in csv.DictReader(export.open())}
+    assert float(rows["alice"]["raw_score"]) == 10.0
+    assert float(rows["bob"]["raw_score"]) < 10.0
+
+
+def test_missing_gradebook_says_what_to_run(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="nbgrader generate_assignment attention"):
+        record(tmp_path / "gradebook.db", [], rubric=load("attention"), assignment="attention")
