@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import grade_code
+from conftest import REFERENCE_SOURCE, grade_code
 
 pytestmark = pytest.mark.slow
 
@@ -16,6 +16,9 @@ CORRECT = sorted(IMPLEMENTATIONS.glob("correct_*.py"))
 
 
 def source(name: str) -> str:
+    """A correct implementation by name; "reference" is solutions/attention.py itself."""
+    if name == "reference":
+        return REFERENCE_SOURCE
     return (IMPLEMENTATIONS / f"{name}.py").read_text(encoding="utf-8")
 
 
@@ -46,7 +49,7 @@ class Mutant:
         return text
 
 
-V = "correct_vectorised"
+V = "reference"
 MUTANTS = [
     Mutant("no-scaling", V, ((" / np.sqrt(d_k)", ""),), ("sdpa_reference",)),
     Mutant("divide-by-d_k", V, (("/ np.sqrt(d_k)", "/ d_k"),), ("sdpa_reference",)),
