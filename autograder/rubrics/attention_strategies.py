@@ -29,6 +29,24 @@ MAX_BATCH = 3
 SMALL = 24
 """Arrays with at most this many elements are shown in full in feedback."""
 
+# Strategies are built once: building one inside a draw costs Hypothesis a validation each time.
+_BATCH = st.lists(st.integers(1, MAX_BATCH), min_size=0, max_size=2)
+_SEQ = st.integers(1, MAX_SEQ)
+_DIM = st.integers(1, MAX_DIM)
+_SEED = st.integers(0, 2**16)
+_KIND = st.sampled_from(["float", "bool"])
+_DENSITY = st.sampled_from([0.5, 0.25, 0.75])
+_MAGNITUDE = st.sampled_from([1e3, 3e3, 1e4])
+_LAYOUTS = {
+    True: st.sampled_from(["full", "shared", "size-one"]),
+    False: st.sampled_from(["full", "shared"]),
+}
+_HEADS = st.integers(1, 4)
+_HEAD_DIM = st.integers(1, 4)
+_MHA_BATCH = st.integers(1, MAX_BATCH)
+_MHA_SEQ = {True: st.integers(2, 5), False: st.integers(1, 5)}
+_MHA_LAYOUT = st.sampled_from(["seq", "batch", "batch-1", "batch-heads"])
+
 
 def literal(name: str, array: np.ndarray) -> str:
     """A line `name = np.array(...)` that rebuilds `array` exactly."""
@@ -110,28 +128,27 @@ def sdpa_cases(draw: st.DrawFn, *, masked: bool | None = False, stable: bool = F
     `masked`: False for no mask, True for always a mask, None for either. With a mask, its kind
     (float 0/1 or bool) and layout (full, or one that broadcasts over the batch) vary.
     """
-    batch = tuple(draw(st.lists(st.integers(1, MAX_BATCH), min_size=0, max_size=2)))
-    seq_q, seq_k = draw(st.integers(1, MAX_SEQ)), draw(st.integers(1, MAX_SEQ))
-    d_k, d_v = draw(st.integers(1, MAX_DIM)), draw(st.integers(1, MAX_DIM))
-    seed = draw(st.integers(0, 2**16))
+    batch = tuple(draw(_BATCH))
+    seq_q, seq_k = draw(_SEQ), draw(_SEQ)
+    d_k, d_v = draw(_DIM), draw(_DIM)
+    seed = draw(_SEED)
     Q, K, V, rng = _qkv(seed, batch, seq_q, seq_k, d_k, d_v)
     mask = None
     use_mask = draw(st.booleans()) if masked is None else masked
     if use_mask:
-        kind = draw(st.sampled_from(["float", "bool"]))
-        layouts = ["full", "shared"] + (["size-one"] if batch else [])
-        layout = draw(st.sampled_from(layouts))
+        kind = draw(_KIND)
+        layout = draw(_LAYOUTS[bool(batch)])
         if layout == "full":
             shape: tuple[int, ...] = (*batch, seq_q, seq_k)
         elif layout == "shared":
             shape = (seq_q, seq_k)
         else:
             shape = (*(1 for _ in batch), seq_q, seq_k)
-        mask = _mask(rng, shape, kind, draw(st.sampled_from([0.5, 0.25, 0.75])))
+        mask = _mask(rng, shape, kind, draw(_DENSITY))
     scale = 1.0
     if stable:
         scores = np.abs(Q @ np.swapaxes(K, -1, -2)) / np.sqrt(d_k)
-        target = draw(st.sampled_from([1e3, 3e3, 1e4]))
+        target = draw(_MAGNITUDE)
         scale = float(target / max(float(scores.max()), 1e-3))
         Q = Q * scale
     return SdpaCase(seed, Q, K, V, mask, scale)
@@ -260,14 +277,14 @@ PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")
 @st.composite
 def mha_cases(draw: st.DrawFn, *, masked: bool = False, causal: bool = False) -> MhaCase:
     """Random MHA inputs; with `masked`, one of the four mask layouts (often batch == heads)."""
-    num_heads = draw(st.integers(1, 4))
-    head_dim = draw(st.integers(1, 4))
+    num_heads = draw(_HEADS)
+    head_dim = draw(_HEAD_DIM)
     same = masked and draw(st.booleans())
-    batch = max(num_heads, 2) if same else draw(st.integers(1, MAX_BATCH))
+    batch = max(num_heads, 2) if same else draw(_MHA_BATCH)
     if same:
         num_heads = batch
-    seq = draw(st.integers(2 if causal else 1, 5))
-    seed = draw(st.integers(0, 2**16))
+    seq = draw(_MHA_SEQ[causal])
+    seed = draw(_SEED)
     e = num_heads * head_dim
     rng = np.random.default_rng(seed)
     weights = {}
@@ -278,14 +295,14 @@ def mha_cases(draw: st.DrawFn, *, masked: bool = False, causal: bool = False) ->
     mask = None
     cut = -1
     if masked:
-        layout = draw(st.sampled_from(["seq", "batch", "batch-1", "batch-heads"]))
+        layout = draw(_MHA_LAYOUT)
         shape = {
             "seq": (seq, seq),
             "batch": (batch, seq, seq),
             "batch-1": (batch, 1, seq, seq),
             "batch-heads": (batch, num_heads, seq, seq),
         }[layout]
-        kind = draw(st.sampled_from(["float", "bool"]))
+        kind = draw(_KIND)
         mask = _mask(rng, shape, kind, 0.5)
     if causal:
         mask = np.tril(np.ones((seq, seq)))
