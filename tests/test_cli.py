@@ -61,3 +61,20 @@ def test_grade_prints_a_summary_and_writes_results(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "[FAIL]" in done.stdout and "query axis" in done.stdout
     assert json.loads(results.read_text(encoding="utf-8"))["score"] < 100
+
+
+@pytest.mark.slow
+def test_check_on_the_released_stubs_says_not_implemented_per_function() -> None:
+    done = run("check", "release/attention/attention.ipynb")
+    assert done.returncode == 0, done.stderr
+    for name in ("scaled_dot_product_attention", "create_causal_mask", "MultiHeadAttention"):
+        assert f"Not implemented yet: `{name}`" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
+    assert "0 of 5 public checks pass" in done.stdout
+    assert "5 more items are graded after the deadline (not run now)" in done.stdout
+
+
+def test_check_on_a_missing_notebook_is_one_clear_error(tmp_path: Path) -> None:
+    done = run("check", str(tmp_path / "attention.ipynb"))
+    assert done.returncode == 2 and done.stdout == ""
+    assert "No file or folder at" in done.stderr and "Traceback" not in done.stderr

@@ -120,3 +120,14 @@ def test_bad_submissions_get_a_clear_error(
         or "upload" in str(raised.value).lower()
         or ("again" in str(raised.value))
     )
+
+
+def test_notebook_with_50_mb_of_outputs_is_read(tmp_path: Path) -> None:
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("x = 1")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="y" * (50 << 20))]
+    nb.cells = [cell, nbformat.v4.new_code_cell("z = 2")]
+    path = tmp_path / "attention.ipynb"
+    path.write_text(nbformat.writes(nb), encoding="utf-8")
+    assert path.stat().st_size > 50 << 20
+    assert read_submission(path).cells == ("x = 1", "z = 2")
