@@ -155,6 +155,15 @@ class _Drain(threading.Thread):
         return text
 
 
+def _parent_of(pid: int) -> int | None:
+    """The parent pid of `pid`, read from the kernel (/proc), or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            return int(stat.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _kill_group(pid: int) -> None:
     for kill in (os.killpg, os.kill):
         try:
@@ -196,8 +205,10 @@ class Sandbox:
             theirs.close()
             reply, _ = recv_frame(self.control, max_header=4096, max_total=0)
             pid = reply.get("pid")
-            if type(pid) is not int or pid <= 1:
-                raise WireError("the child did not report a worker")
+            # The child is untrusted: only ever signal a process it really forked, never
+            # whatever pid it names (it could name the grader).
+            if type(pid) is not int or pid <= 1 or _parent_of(pid) != self.process.pid:
+                raise WireError("the child did not report a worker of its own")
         except (OSError, EOFError, WireError) as error:
             ours.close()
             raise WorkerLost(f"the sandbox could not start a worker ({error})") from None

@@ -342,3 +342,24 @@ def test_wrong_signature_is_reported(tmp_path: Path) -> None:
     result = graded(tmp_path, [source])
     failure = {i.id: i.failure for i in result.items}["causal_mask"]
     assert failure is not None and "missing 1 required positional argument" in failure.summary
+
+
+def test_a_lying_child_cannot_make_the_grader_kill_another_process(tmp_path: Path) -> None:
+    """Top-level code replaces the fork handler to report the grader's own pid as a worker."""
+    lie = """
+import json, os, socket, struct
+_real = socket.recv_fds
+def recv_fds(sock, size, count, *rest):
+    message, fds, flags, address = _real(sock, size, count, *rest)
+    if message.startswith(b"fork"):
+        for fd in fds:
+            os.close(fd)
+        body = json.dumps({"pid": os.getppid(), "lengths": []}).encode()
+        sock.sendall(struct.pack("!I", len(body)) + body)
+        return b"noop", [], flags, address
+    return message, fds, flags, address
+socket.recv_fds = recv_fds
+"""
+    result = graded(tmp_path, [REFERENCE_SOURCE, lie])
+    assert result.score == 0  # no worker could be started: nothing of ours was killed
+    assert all(item.failure is not None for item in result.items)
