@@ -447,7 +447,7 @@ _STARTUP_SECONDS = 30.0
 """Time for the child to start and confine itself (ours, not counted against the student)."""
 
 
-def _follow(box: Sandbox, limits: Limits, spent: float) -> tuple[_Progress, str, float]:
+def _follow(box: Sandbox, limits: Limits, spent: float, cells: int) -> tuple[_Progress, str, float]:
     """Read the child's events until it is ready.
 
     `spent` is the notebook time already used by earlier launches; returns the progress, a
@@ -470,6 +470,8 @@ def _follow(box: Sandbox, limits: Limits, spent: float) -> tuple[_Progress, str,
             box.control.settimeout(remaining)
             event, _ = recv_frame(box.control, max_header=1 << 20, max_total=0)
             kind, index = event.get("event"), event.get("index")
+            if index is not None and not (type(index) is int and 0 <= index < cells):
+                raise WireError("the child reported a cell that does not exist")
             if kind == "confined" and not progress.confinement:
                 progress.confinement = _confinement_text(event)
                 began = cell_began = time.monotonic()
@@ -525,7 +527,7 @@ def start(
     spent = 0.0
     while True:
         box, _ = _launch(cells, set(skipped), limits, hidden)
-        progress, failure, spent = _follow(box, limits, spent)
+        progress, failure, spent = _follow(box, limits, spent, len(cells))
         if not failure:
             assert progress.definitions is not None
             return box, _notebook_run(
