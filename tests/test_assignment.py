@@ -1,24 +1,66 @@
-"""The assignment itself: the release is the real nbgrader's output and not stale, the notebook
-validates, its solution cells agree with solutions/, and the reference agrees with PyTorch."""
+"""The assignment itself: the committed release is what the real nbgrader generates from the
+source, the notebook validates both ways, its solution cells are (and behave like)
+solutions/attention.py, it runs top to bottom in a fresh kernel, and the reference agrees with
+PyTorch."""
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import json
 import shutil
 import subprocess
 import sys
+import textwrap
+from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import nbformat
 import numpy as np
 import pytest
-from conftest import ROOT
 
-from autograder.reference import load_reference
-
+ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "source" / "attention" / "attention.ipynb"
 RELEASE = ROOT / "release" / "attention" / "attention.ipynb"
+SOLUTIONS = ROOT / "solutions" / "attention.py"
+
+ANSWER_CELLS = ("sdpa", "causal_mask", "mha")
+GIVEN_CELLS = ("imports", "linear")
+AUTOGRADED_POINTS = {
+    "test_sdpa_basic": 3,
+    "test_sdpa_mask": 2,
+    "test_causal_mask": 2,
+    "test_mha": 3,
+}
+WRITTEN_POINTS = {"q_memory": 3, "q_heads": 2, "q_causal": 2}
+STUBBED = (  # the functions whose bodies the release replaces by a stub
+    "scaled_dot_product_attention",
+    "create_causal_mask",
+    "__init__",
+    "_split_heads",
+    "forward",
+)
+TORCH_REASON = "torch is the optional cross-check extra (pip install '.[crosscheck]')"
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def read(path: Path) -> Any:
+    """The notebook as nbformat parses it (so JSON formatting differences do not count)."""
+    return nbformat.read(str(path), as_version=nbformat.NO_CONVERT)
+
+
+def nbgrader_meta(cell: Any) -> dict[str, Any]:
+    meta: dict[str, Any] = cell.metadata.get("nbgrader", {})
+    return meta
+
+
+def cells_by_id(path: Path) -> dict[str, Any]:
+    return {nbgrader_meta(c)["grade_id"]: c for c in read(path).cells if nbgrader_meta(c)}
 
 
 def nbgrader(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -31,9 +73,118 @@ def nbgrader(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def comparable(path: Path) -> Any:
-    """The notebook as nbformat reads it (parsed, so formatting differences do not count)."""
-    return nbformat.read(str(path), as_version=nbformat.NO_CONVERT)
+@cache
+def solutions() -> ModuleType:
+    """solutions/attention.py, imported from its path (the oracle)."""
+    spec = importlib.util.spec_from_file_location("_attention_solutions", SOLUTIONS)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def notebook_namespace() -> dict[str, Any]:
+    """The source's given (`reference`-tagged) cells and solution cells, executed in order in a
+    fresh namespace; nothing else (no demos, no tests)."""
+    namespace: dict[str, Any] = {}
+    for cell in read(SOURCE).cells:
+        meta = nbgrader_meta(cell)
+        is_given = "reference" in cell.metadata.get("tags", [])
+        is_answer = bool(meta.get("solution")) and not meta.get("grade")
+        if cell.cell_type == "code" and (is_given or is_answer):
+            exec(compile(cell.source, f"<cell {meta.get('grade_id')}>", "exec"), namespace)
+    return namespace
+
+
+def function_bodies(source: str) -> dict[str, str]:
+    """`name` or `Class.name` -> the AST of each function's body, its docstring left out, and
+    `Class.<other>` for class-level statements (`__call__ = forward`)."""
+
+    def body(node: ast.FunctionDef) -> str:
+        statements = node.body
+        first = statements[0]
+        if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+            statements = statements[1:]
+        return "\n".join(ast.dump(s) for s in statements)
+
+    found: dict[str, str] = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.FunctionDef):
+            found[node.name] = body(node)
+        elif isinstance(node, ast.ClassDef):
+            for member in node.body:
+                if isinstance(member, ast.FunctionDef):
+                    found[f"{node.name}.{member.name}"] = body(member)
+                elif not isinstance(member, ast.Expr):  # skip the class docstring
+                    found[f"{node.name}.<{ast.dump(member)}>"] = ""
+    return found
+
+
+def random_mask(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """A random bool mask, True = may attend, in which every query may see at least one key."""
+    mask = rng.random(shape) < 0.6
+    rows = np.arange(shape[-2])
+    mask[..., rows, rng.integers(0, shape[-1], size=shape[-2])] = True
+    return mask
+
+
+SdpaCase = tuple[np.ndarray, np.ndarray, np.ndarray, "np.ndarray | None"]
+
+
+def sdpa_cases(count: int, seed: int) -> Iterator[SdpaCase]:
+    """Q, K, V with 0-2 batch axes, seq_q != seq_k and d_k != d_v in general, and no mask, or a
+    bool or float mask of a shape that broadcasts (shared, per batch element, or with 1s)."""
+    rng = np.random.default_rng(seed)
+    for index in range(count):
+        batch = tuple(int(b) for b in rng.integers(1, 4, size=index % 3))
+        seq_q, seq_k, d_k, d_v = (int(n) for n in rng.integers(1, 7, size=4))
+        Q = rng.standard_normal((*batch, seq_q, d_k))
+        K = rng.standard_normal((*batch, seq_k, d_k))
+        V = rng.standard_normal((*batch, seq_k, d_v))
+        mask = None
+        kind = index % 4
+        if kind:
+            lead = batch if kind == 2 else tuple(1 for _ in batch) if kind == 3 else ()
+            mask = random_mask(rng, (*lead, seq_q, seq_k))
+            if index % 8 >= 4:
+                mask = mask.astype(float)
+        yield Q, K, V, mask
+
+
+MHA_LAYOUTS = (
+    "none",
+    "(seq, seq)",
+    "(batch, seq, seq)",
+    "(batch, 1, seq, seq)",
+    "(batch, H, seq, seq)",
+)
+
+
+def mha_mask(rng: np.random.Generator, layout: str, batch: int, heads: int, seq: int) -> Any:
+    shapes = {
+        "(seq, seq)": (seq, seq),
+        "(batch, seq, seq)": (batch, seq, seq),
+        "(batch, 1, seq, seq)": (batch, 1, seq, seq),
+        "(batch, H, seq, seq)": (batch, heads, seq, seq),
+    }
+    return None if layout == "none" else random_mask(rng, shapes[layout])
+
+
+def set_projections(model: Any, weights: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    for name, (weight, bias) in weights.items():
+        getattr(model, name).weight, getattr(model, name).bias = weight.copy(), bias.copy()
+
+
+def random_projections(
+    rng: np.random.Generator, embed_dim: int
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    return {
+        name: (rng.standard_normal((embed_dim, embed_dim)), rng.standard_normal(embed_dim))
+        for name in ("q_proj", "k_proj", "v_proj", "out_proj")
+    }
+
+
+# --- the release and nbgrader ----------------------------------------------------------------
 
 
 @pytest.mark.slow
@@ -43,104 +194,171 @@ def test_committed_release_is_what_nbgrader_generates(tmp_path: Path) -> None:
     done = nbgrader("generate_assignment", "attention", "--force", cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     fresh = tmp_path / "release" / "attention" / "attention.ipynb"
-    assert comparable(fresh) == comparable(RELEASE), (
-        "release/attention/attention.ipynb is stale: run "
+    # nbgrader 0.9.6's output is deterministic (cell checksums are hashes of the cells), so
+    # nothing is normalised: the parsed notebooks must be equal.
+    assert read(fresh) == read(RELEASE), (
+        "release/attention/attention.ipynb is stale: from the repository root run "
         "'nbgrader generate_assignment attention --force' and commit the result"
     )
 
 
 @pytest.mark.slow
 def test_source_validates_and_release_passes_no_test() -> None:
+    # nbgrader validate exits 0 even when validation fails: the verdict is in the text.
     done = nbgrader("validate", str(SOURCE), cwd=ROOT)
-    assert done.returncode == 0 and "Success! Your notebook passes all the tests." in done.stdout
+    assert done.returncode == 0, done.stderr
+    assert "Success! Your notebook passes all the tests." in done.stdout, done.stdout
+    assert "FAILED" not in done.stdout
     done = nbgrader("validate", "--invert", str(RELEASE), cwd=ROOT)
-    assert done.returncode == 0
-    assert "Success! The notebook does not pass any tests." in done.stdout
+    assert done.returncode == 0, done.stderr
+    assert "Success! The notebook does not pass any tests." in done.stdout, done.stdout
+    assert "PASSED" not in done.stdout
 
 
 def test_release_has_stubs_and_no_solutions_or_hidden_tests() -> None:
     text = RELEASE.read_text(encoding="utf-8")
-    assert "BEGIN SOLUTION" not in text and "HIDDEN TESTS" not in text
-    assert text.count("raise NotImplementedError()") == 4  # sdpa, mask, __init__, forward
-    assert "YOUR ANSWER HERE" in text
+    assert "BEGIN SOLUTION" not in text and "END SOLUTION" not in text
+    assert "HIDDEN TESTS" not in text
+    released = cells_by_id(RELEASE)
+    stubs = "\n".join(released[name].source for name in ANSWER_CELLS)
+    assert stubs.count("# YOUR CODE HERE\n") == len(STUBBED)
+    assert stubs.count("raise NotImplementedError()") == len(STUBBED)
+    for name in WRITTEN_POINTS:
+        assert released[name].source.rstrip().endswith("YOUR ANSWER HERE")
+    # The stubs still parse and keep every signature and docstring of the source.
+    source = cells_by_id(SOURCE)
+    for name in ANSWER_CELLS:
+        stub, full = ast.parse(released[name].source), ast.parse(source[name].source)
+        signatures = [
+            (n.name, ast.dump(n.args), ast.get_docstring(n))
+            for tree in (stub, full)
+            for n in ast.walk(tree)
+            if isinstance(n, ast.FunctionDef)
+        ]
+        half = len(signatures) // 2
+        assert signatures[:half] == signatures[half:], name
+        stubbed = [n.name for n in ast.walk(stub) if isinstance(n, ast.FunctionDef)]
+        assert all(n in STUBBED for n in stubbed), stubbed
+
+
+def test_cell_metadata_is_what_nbgrader_and_the_grader_expect() -> None:
+    notebook = read(SOURCE)
+    assert notebook.nbformat == 4
+    ids = [cell.get("id") for cell in notebook.cells]
+    assert len(set(ids)) == len(ids), "cell ids must be unique"
+    cells = cells_by_id(SOURCE)
+    for cell in cells.values():
+        meta = nbgrader_meta(cell)
+        assert meta["schema_version"] == 3
+        assert {"grade", "solution", "locked", "grade_id", "task"} <= set(meta)
+        assert ("points" in meta) == bool(meta["grade"]), meta["grade_id"]
+    for name in GIVEN_CELLS:
+        meta = nbgrader_meta(cells[name])
+        assert meta["locked"] and not meta["solution"] and not meta["grade"], name
+        assert "reference" in cells[name].metadata.get("tags", []), name
+    for name in ANSWER_CELLS:
+        meta = nbgrader_meta(cells[name])
+        assert cells[name].cell_type == "code" and meta["solution"] and not meta["grade"], name
+        assert not meta["locked"]
+    for name, points in AUTOGRADED_POINTS.items():
+        cell, meta = cells[name], nbgrader_meta(cells[name])
+        assert cell.cell_type == "code" and meta["grade"] and meta["locked"], name
+        assert not meta["solution"] and meta["points"] == points, name
+        assert "### BEGIN HIDDEN TESTS" in cell.source and "### END HIDDEN TESTS" in cell.source
+        last = cell.source.strip().splitlines()[-1]
+        assert last.startswith("print(") and last.endswith(' ok")'), last
+    for name, points in WRITTEN_POINTS.items():
+        cell, meta = cells[name], nbgrader_meta(cells[name])
+        assert cell.cell_type == "markdown" and meta["grade"] and meta["solution"], name
+        assert not meta["task"] and not meta["locked"] and meta["points"] == points, name
+        assert "### BEGIN SOLUTION" in cell.source
+    graded = {n for n, c in cells.items() if nbgrader_meta(c)["grade"]}
+    assert graded == set(AUTOGRADED_POINTS) | set(WRITTEN_POINTS)
+    assert "python -m autograder check attention.ipynb" in notebook.cells[0].source
 
 
 def test_grade_cells_are_the_ones_the_rubric_maps() -> None:
     from autograder.rubrics.attention import GRADE_CELLS
 
-    notebook = comparable(SOURCE)
-    graded = {
-        cell.metadata["nbgrader"]["grade_id"]
-        for cell in notebook.cells
-        if cell.metadata.get("nbgrader", {}).get("grade") and cell.cell_type == "code"
-    }
-    assert graded == set(GRADE_CELLS)
+    assert set(GRADE_CELLS) == set(AUTOGRADED_POINTS)
 
 
-def notebook_namespace() -> dict[str, Any]:
-    """The notebook's given (reference-tagged) and solution cells, executed."""
-    namespace: dict[str, Any] = {}
-    for cell in comparable(SOURCE).cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if cell.cell_type == "code" and (
-            "reference" in cell.metadata.get("tags", [])
-            or (meta.get("solution") and not meta.get("grade"))
-        ):
-            exec(compile(cell.source, "<notebook>", "exec"), namespace)
-    return namespace
+# --- the notebook's solution is solutions/attention.py -----------------------------------------
 
 
-def random_cases(count: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, Any]]:
-    rng = np.random.default_rng(2024)
-    cases = []
-    for index in range(count):
-        batch = tuple(rng.integers(1, 4, size=index % 3))
-        seq_q, seq_k, d_k, d_v = rng.integers(1, 7, size=4)
-        Q = rng.standard_normal((*batch, seq_q, d_k))
-        K = rng.standard_normal((*batch, seq_k, d_k))
-        V = rng.standard_normal((*batch, seq_k, d_v))
-        mask: Any = None
-        if index % 3:
-            mask = rng.random((seq_q, seq_k)) < 0.6
-            mask[:, 0] = True
-            mask = mask if index % 3 == 1 else mask.astype(float)
-        cases.append((Q, K, V, mask))
-    return cases
+def test_solution_cells_are_the_code_of_the_solutions_module() -> None:
+    """Same statements (compared as ASTs; docstrings and type hints aside)."""
+    cells = cells_by_id(SOURCE)
+    notebook = {}
+    for name in (*GIVEN_CELLS, *ANSWER_CELLS):
+        notebook.update(function_bodies(cells[name].source))
+    reference = function_bodies(SOLUTIONS.read_text(encoding="utf-8"))
+    assert notebook.keys() == reference.keys()
+    for name, body in reference.items():
+        assert notebook[name] == body, f"{name} differs from solutions/attention.py"
+    namespace = notebook_namespace()
+    assert namespace["MASK_VALUE"] == solutions().MASK_VALUE == -1e9
 
 
 def test_notebook_solution_agrees_with_solutions_module() -> None:
-    ns, ref = notebook_namespace(), load_reference("attention")
-    for Q, K, V, mask in random_cases(30):
+    ns, ref = notebook_namespace(), solutions()
+    for Q, K, V, mask in sdpa_cases(36, seed=2024):
         got = ns["scaled_dot_product_attention"](Q, K, V, mask)
         want = ref.scaled_dot_product_attention(Q, K, V, mask)
-        for g, w in zip(got, want, strict=True):
-            assert np.allclose(g, w, rtol=1e-12, atol=1e-12)
+        for g, w, what in zip(got, want, ("output", "weights"), strict=True):
+            assert g.shape == w.shape, what
+            np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12, err_msg=what)
     for n in range(1, 65):
-        assert np.array_equal(ns["create_causal_mask"](n), ref.create_causal_mask(n))
+        assert np.array_equal(ns["create_causal_mask"](n), ref.create_causal_mask(n)), n
     rng = np.random.default_rng(7)
     for index in range(30):
         heads, head_dim = int(rng.integers(1, 5)), int(rng.integers(1, 5))
         batch, seq, e = int(rng.integers(1, 4)), int(rng.integers(1, 6)), heads * head_dim
         ours, theirs = ns["MultiHeadAttention"](e, heads), ref.MultiHeadAttention(e, heads)
-        for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
-            weight, bias = rng.standard_normal((e, e)), rng.standard_normal(e)
-            for model in (ours, theirs):
-                getattr(model, name).weight, getattr(model, name).bias = weight, bias
+        assert (ours.embed_dim, ours.num_heads, ours.head_dim) == (e, heads, head_dim)
+        weights = random_projections(rng, e)
+        set_projections(ours, weights)
+        set_projections(theirs, weights)
         x = rng.standard_normal((batch, seq, e))
-        layouts = [
-            None,
-            (seq, seq),
-            (batch, seq, seq),
-            (batch, 1, seq, seq),
-            (batch, heads, seq, seq),
-        ]
-        shape = layouts[index % len(layouts)]
-        mask = None if shape is None else np.tril(np.ones(shape)) + np.eye(seq) * 0
-        assert np.allclose(ours.forward(x, mask), theirs.forward(x, mask), rtol=1e-12)
+        layout = MHA_LAYOUTS[index % len(MHA_LAYOUTS)]
+        mask = mha_mask(rng, layout, batch, heads, seq)
+        got, want = ours(x, mask), theirs.forward(x, mask)
+        assert got.shape == want.shape == (batch, seq, e), layout
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=layout)
+    for embed_dim, num_heads in ((10, 3), (7, 2), (4, 8)):
+        for cls in (ns["MultiHeadAttention"], ref.MultiHeadAttention):
+            with pytest.raises(ValueError, match="divisible"):
+                cls(embed_dim, num_heads)
+
+
+def test_top_level_code_of_the_notebook_is_fast_and_needs_no_matplotlib() -> None:
+    """The grader runs every code cell of every submission, outside Jupyter."""
+    program = textwrap.dedent(
+        f"""
+        import json, sys, time
+        import nbformat
+        cells = [c.source for c in nbformat.read({str(SOURCE)!r}, as_version=4).cells
+                 if c.cell_type == "code"]
+        began = time.perf_counter()
+        namespace = {{}}
+        for source in cells:
+            exec(compile(source, "<cell>", "exec"), namespace)
+        print(json.dumps([time.perf_counter() - began, "matplotlib" in sys.modules]))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr
+    seconds, imported_matplotlib = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seconds < 2.0, f"the notebook's top-level code took {seconds:.2f} s"
+    assert not imported_matplotlib, "outside Jupyter the notebook must not import matplotlib"
+    for line in ("basic checks ok", "mask checks ok", "create_causal_mask: ok", "Attention: ok"):
+        assert line in done.stdout
 
 
 @pytest.mark.slow
-def test_every_code_cell_of_the_source_runs_in_a_fresh_kernel() -> None:
+def test_every_code_cell_of_the_source_runs_in_a_fresh_kernel(tmp_path: Path) -> None:
     from nbclient import NotebookClient
 
     notebook = nbformat.read(str(SOURCE), as_version=4)
@@ -148,19 +366,21 @@ def test_every_code_cell_of_the_source_runs_in_a_fresh_kernel() -> None:
         notebook,
         timeout=120,
         kernel_name="python3",
-        resources={"metadata": {"path": str(SOURCE.parent)}},
+        resources={"metadata": {"path": str(tmp_path)}},
     )
     client.execute()
-    errors = [
-        output
-        for cell in notebook.cells
-        if cell.cell_type == "code"
-        for output in cell.get("outputs", [])
-        if output.get("output_type") == "error"
-    ]
-    assert errors == []
-    printed = json.dumps([cell.get("outputs", []) for cell in notebook.cells])
-    assert "MultiHeadAttention: ok" in printed and "4096" in printed
+    outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    errors = [o for o in outputs if o.get("output_type") == "error"]
+    assert errors == [], errors
+    printed = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
+    for line in ("basic checks ok", "mask checks ok", "create_causal_mask: ok", "Attention: ok"):
+        assert line in printed
+    for seq_len, elements in ((128, "16,384"), (2048, "4,194,304"), (4096, "16,777,216")):
+        assert any(row.split()[:2] == [str(seq_len), elements] for row in printed.splitlines()), (
+            f"memory table row for {seq_len}"
+        )
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert any("image/png" in o.get("data", {}) for o in outputs), "no heatmap drawn"
 
 
 # --- cross-check against PyTorch, which nobody here wrote -----------------------------------
@@ -168,35 +388,35 @@ def test_every_code_cell_of_the_source_runs_in_a_fresh_kernel() -> None:
 
 @pytest.mark.slow
 def test_reference_sdpa_matches_torch() -> None:
-    torch = pytest.importorskip("torch", reason="torch is a test-only extra (pip install torch)")
-    ref = load_reference("attention")
-    for Q, K, V, mask in random_cases(40):
+    torch = pytest.importorskip("torch", reason=TORCH_REASON)
+    ref = solutions()
+    for Q, K, V, mask in sdpa_cases(48, seed=99):
         out, weights = ref.scaled_dot_product_attention(Q, K, V, mask)
+        # Our mask: 1/True = may attend. torch's bool attn_mask here: True = takes part.
         attn_mask = None if mask is None else torch.from_numpy(np.asarray(mask) != 0)
-        expected = torch.nn.functional.scaled_dot_product_attention(
-            torch.from_numpy(Q), torch.from_numpy(K), torch.from_numpy(V), attn_mask=attn_mask
-        )
-        assert np.allclose(out, expected.numpy(), rtol=1e-10, atol=1e-10)
-        del weights
+        tq, tk, tv = (torch.from_numpy(a) for a in (Q, K, V))
+        expected = torch.nn.functional.scaled_dot_product_attention(tq, tk, tv, attn_mask=attn_mask)
+        np.testing.assert_allclose(out, expected.numpy(), rtol=1e-10, atol=1e-10)
+        # The weights: torch's softmax of the masked, scaled scores.
+        scores = tq @ tk.transpose(-1, -2) / np.sqrt(Q.shape[-1])
+        if attn_mask is not None:
+            scores = scores.masked_fill(~attn_mask, float("-inf"))
+        np.testing.assert_allclose(weights, torch.softmax(scores, dim=-1).numpy(), atol=1e-12)
 
 
 @pytest.mark.slow
 def test_reference_mha_matches_torch_multihead_attention() -> None:
-    torch = pytest.importorskip("torch", reason="torch is a test-only extra (pip install torch)")
-    ref = load_reference("attention")
+    torch = pytest.importorskip("torch", reason=TORCH_REASON)
+    ref = solutions()
     rng = np.random.default_rng(11)
-    for index in range(20):
+    for index in range(30):
         heads, head_dim = int(rng.integers(1, 5)), int(rng.integers(1, 5))
         batch, seq, e = int(rng.integers(1, 4)), int(rng.integers(1, 7)), heads * head_dim
         ours = ref.MultiHeadAttention(e, heads)
         theirs = torch.nn.MultiheadAttention(e, heads, batch_first=True, dtype=torch.float64)
-        weights = {
-            n: (rng.standard_normal((e, e)), rng.standard_normal(e))
-            for n in ("q_proj", "k_proj", "v_proj", "out_proj")
-        }
-        for name, (weight, bias) in weights.items():
-            getattr(ours, name).weight, getattr(ours, name).bias = weight, bias
-        with torch.no_grad():  # torch computes x @ W.T + b: store our weights transposed
+        weights = random_projections(rng, e)
+        set_projections(ours, weights)
+        with torch.no_grad():  # torch computes x @ W.T + b: store our (in, out) weights transposed
             theirs.in_proj_weight.copy_(
                 torch.from_numpy(
                     np.concatenate([weights[n][0].T for n in ("q_proj", "k_proj", "v_proj")])
@@ -210,10 +430,21 @@ def test_reference_mha_matches_torch_multihead_attention() -> None:
             theirs.out_proj.weight.copy_(torch.from_numpy(weights["out_proj"][0].T))
             theirs.out_proj.bias.copy_(torch.from_numpy(weights["out_proj"][1]))
         x = rng.standard_normal((batch, seq, e))
-        causal = index % 2 == 1
-        mask = np.tril(np.ones((seq, seq))) if causal else None
-        # torch's bool attn_mask is True where attention is NOT allowed.
-        torch_mask = torch.from_numpy(np.triu(np.ones((seq, seq), bool), 1)) if causal else None
+        kind = ("none", "causal", "(batch, seq, seq)", "(batch, H, seq, seq)")[index % 4]
+        mask: np.ndarray | None = None
+        torch_mask = None  # torch's bool attn_mask for nn.MultiheadAttention: True = NOT allowed
+        if kind == "causal":
+            mask = ref.create_causal_mask(seq)
+            torch_mask = torch.from_numpy(np.triu(np.ones((seq, seq), dtype=bool), k=1))
+        elif kind == "(batch, seq, seq)":
+            mask = random_mask(rng, (batch, seq, seq))
+            # torch wants (batch * num_heads, seq, seq), row b * num_heads + h for head h
+            torch_mask = torch.from_numpy(~np.repeat(mask, heads, axis=0))
+        elif kind == "(batch, H, seq, seq)":
+            mask = random_mask(rng, (batch, heads, seq, seq))
+            torch_mask = torch.from_numpy(~mask.reshape(batch * heads, seq, seq))
         tx = torch.from_numpy(x)
         expected, _ = theirs(tx, tx, tx, attn_mask=torch_mask, need_weights=False)
-        assert np.allclose(ours.forward(x, mask), expected.detach().numpy(), rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(
+            ours.forward(x, mask), expected.detach().numpy(), rtol=1e-9, atol=1e-9, err_msg=kind
+        )
