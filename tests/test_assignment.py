@@ -29,12 +29,30 @@ SOLUTIONS = ROOT / "solutions" / "attention.py"
 
 ANSWER_CELLS = ("sdpa", "causal_mask", "mha")
 GIVEN_CELLS = ("imports", "linear")
-AUTOGRADED_POINTS = {
-    "test_sdpa_basic": 3,
-    "test_sdpa_mask": 2,
-    "test_causal_mask": 2,
-    "test_mha": 3,
+AUTOGRADED_POINTS = {  # one grade cell per rubric item, worth a tenth of the item's points
+    "test_sdpa_reference": 1.5,
+    "test_sdpa_distribution": 1,
+    "test_sdpa_masking": 1.5,
+    "test_sdpa_stability": 1,
+    "test_sdpa_inputs_unchanged": 0.5,
+    "test_causal_mask": 1,
+    "test_mha_init": 1,
+    "test_mha_forward": 1,
+    "test_mha_mask_broadcast": 1,
+    "test_mha_causal": 0.5,
 }
+CHECKS_OK = (  # what the grade cells print when they pass
+    "scaled_dot_product_attention: reference checks ok",
+    "scaled_dot_product_attention: distribution checks ok",
+    "scaled_dot_product_attention: mask checks ok",
+    "scaled_dot_product_attention: stability checks ok",
+    "scaled_dot_product_attention: inputs-unchanged checks ok",
+    "create_causal_mask: ok",
+    "MultiHeadAttention: constructor checks ok",
+    "MultiHeadAttention: forward checks ok",
+    "MultiHeadAttention: mask checks ok",
+    "MultiHeadAttention: causal checks ok",
+)
 WRITTEN_POINTS = {"q_memory": 3, "q_heads": 2, "q_causal": 2}
 STUBBED = (  # the functions whose bodies the release replaces by a stub
     "scaled_dot_product_attention",
@@ -278,9 +296,13 @@ def test_cell_metadata_is_what_nbgrader_and_the_grader_expect() -> None:
 
 
 def test_grade_cells_are_the_ones_the_rubric_maps() -> None:
-    from autograder.rubrics.attention import GRADE_CELLS
+    """One cell per rubric item, worth a tenth of its points: nbgrader and our grader then
+    give the same score, on scales of 10 and 100, whenever their checks fail the same items."""
+    from autograder.rubrics.attention import GRADE_CELLS, POINTS
 
     assert set(GRADE_CELLS) == set(AUTOGRADED_POINTS)
+    for cell, items in GRADE_CELLS.items():
+        assert AUTOGRADED_POINTS[cell] == sum(POINTS[item] for item in items) / 10, cell
 
 
 # --- the notebook's solution is solutions/attention.py -----------------------------------------
@@ -353,7 +375,7 @@ def test_top_level_code_of_the_notebook_is_fast_and_needs_no_matplotlib() -> Non
     seconds, imported_matplotlib = json.loads(done.stdout.strip().splitlines()[-1])
     assert seconds < 2.0, f"the notebook's top-level code took {seconds:.2f} s"
     assert not imported_matplotlib, "outside Jupyter the notebook must not import matplotlib"
-    for line in ("basic checks ok", "mask checks ok", "create_causal_mask: ok", "Attention: ok"):
+    for line in CHECKS_OK:
         assert line in done.stdout
 
 
@@ -373,7 +395,7 @@ def test_every_code_cell_of_the_source_runs_in_a_fresh_kernel(tmp_path: Path) ->
     errors = [o for o in outputs if o.get("output_type") == "error"]
     assert errors == [], errors
     printed = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
-    for line in ("basic checks ok", "mask checks ok", "create_causal_mask: ok", "Attention: ok"):
+    for line in CHECKS_OK:
         assert line in printed
     for seq_len, elements in ((128, "16,384"), (2048, "4,194,304"), (4096, "16,777,216")):
         assert any(row.split()[:2] == [str(seq_len), elements] for row in printed.splitlines()), (

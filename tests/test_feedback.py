@@ -142,6 +142,13 @@ MISTAKES = [
         (("attended.transpose(0, 2, 1, 3).reshape(", "attended.reshape("),),
         "without transposing back",
     ),
+    Mistake(  # the attention inside is wrong: multi-head attention says so, by name
+        "mha-on-unscaled-attention",
+        "mha_forward",
+        ((" / np.sqrt(d_k)", ""),),
+        "the attention inside has a mistake (see scaled_dot_product_attention). Your result "
+        "matches attention without the 1/sqrt(d_k) scaling",
+    ),
 ]
 
 

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -53,10 +54,14 @@ def test_batch_scores_go_into_the_gradebook(tmp_path: Path) -> None:
     outcomes = grade_all(discover(root), out=tmp_path / "out", jobs=2)
     assert record(root / "gradebook.db", outcomes, rubric=rubric, assignment="attention") == 2
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
-        alice = gradebook.find_grade("test_sdpa_basic", "attention", "attention", "alice")
-        bob = gradebook.find_grade("test_sdpa_basic", "attention", "attention", "bob")
-        assert alice.auto_score == alice.max_score == 3
-        assert 0 < bob.auto_score < bob.max_score
+
+        def grade(cell: str, student: str) -> Any:
+            return gradebook.find_grade(cell, "attention", "attention", student)
+
+        # bob forgot 1/sqrt(d_k): he loses the reference cell, keeps the distribution cell.
+        assert grade("test_sdpa_reference", "alice").auto_score == 1.5
+        assert grade("test_sdpa_reference", "bob").auto_score == 0
+        assert grade("test_sdpa_distribution", "bob").auto_score == 1
         written = gradebook.find_grade("q_memory", "attention", "attention", "alice")
         assert written.auto_score is None and written.needs_manual_grade
     export = tmp_path / "grades.csv"
@@ -70,7 +75,9 @@ def test_batch_scores_go_into_the_gradebook(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     rows = {row["student_id"]: row for row in csv.DictReader(export.open())}
     assert float(rows["alice"]["raw_score"]) == 10.0
-    assert float(rows["bob"]["raw_score"]) < 10.0
+    bob_total = {o.student: o.total for o in outcomes}["bob"]
+    assert 0 < bob_total < 100
+    assert float(rows["bob"]["raw_score"]) == pytest.approx(bob_total / 10)
 
 
 def test_missing_gradebook_says_what_to_run(tmp_path: Path) -> None:

@@ -60,18 +60,10 @@ VISIBILITY: dict[str, Visibility] = {
 }
 """Items the released notebook already checks are visible; the rest after the due date."""
 
-GRADE_CELLS: dict[str, tuple[str, ...]] = {
-    "test_sdpa_basic": (
-        "sdpa_reference",
-        "sdpa_distribution",
-        "sdpa_stability",
-        "sdpa_inputs_unchanged",
-    ),
-    "test_sdpa_mask": ("sdpa_masking",),
-    "test_causal_mask": ("causal_mask",),
-    "test_mha": ("mha_init", "mha_forward", "mha_mask_broadcast", "mha_causal"),
-}
-"""The notebook's autograded nbgrader cells, and the items whose points each stands for."""
+GRADE_CELLS: dict[str, tuple[str, ...]] = {f"test_{item}": (item,) for item in POINTS}
+"""The notebook's autograded nbgrader cells, and the items whose points each stands for: one
+cell per item, worth a tenth of its points, checking the same property on fixed inputs (so
+`nbgrader autograde` and this grader fail the same items for the same mistakes)."""
 
 STABLE = Tolerance(rtol=1e-2, atol=1e-2)
 """Scores of magnitude 1e3-1e4 in float32 carry rounding of about 1e-3 into the weights."""
@@ -631,6 +623,16 @@ def _diagnose_mha(case: MhaCase, got: np.ndarray) -> str:
             "Heads were concatenated without transposing back: transpose(0, 2, 1, 3) before "
             "reshaping to (batch, seq, embed_dim)."
         )
+    # Multi-head attention is built on the student's own sdpa: a mistake there shows here.
+    q, k, v = right
+    for mistake, heads, _ in _sdpa_variants(SdpaCase(0, q, k, v, mask)):
+        if heads.shape == attended.shape:
+            merged = heads.transpose(0, 2, 1, 3).reshape(b, s, e)
+            if same(merged @ w["out_proj.weight"] + w["out_proj.bias"]):
+                return (
+                    "The heads are split and merged correctly, but the attention inside has a "
+                    f"mistake (see scaled_dot_product_attention). {mistake}"
+                )
     return ""
 
 
