@@ -63,6 +63,11 @@ def read_submission(path: Path, *, expected: str = "submission.ipynb") -> Submis
             "clear all outputs (Kernel > Restart & Clear Output), save and upload again."
         )
     raw = path.read_bytes()
+    if not raw.strip():
+        raise SubmissionError(
+            f"{path.name} is empty ({size} bytes): save your work in Jupyter (File > Save) "
+            f"and upload {expected} again."
+        )
     if path.suffix == ".zip" or raw[:4] == b"PK\x03\x04":
         raise SubmissionError(
             f"{path.name} is a zip archive: upload the notebook itself ({expected}), not a zip."

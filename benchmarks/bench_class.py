@@ -202,6 +202,16 @@ def main() -> None:
         f"\nPairs of non-hostile students ranked in opposite order by the two tools: "
         f"{disagreements}"
     )
+    # The notebook has one grade cell per rubric item, worth a tenth of its points.
+    differ = [
+        f"{s} ({students[s][0]}: ours {v:g}/100, nbgrader {nb_scores.get(s, -1):g}/10)"
+        for s, v in sorted(honest.items())
+        if abs(v / 100.0 - nb_scores.get(s, -1.0) / 10.0) > 1e-9
+    ]
+    print(
+        f"Non-hostile students whose two scores differ (ours / 100 vs nbgrader / 10): "
+        f"{len(differ)}" + "".join(f"\n  {line}" for line in differ)
+    )
 
 
 if __name__ == "__main__":

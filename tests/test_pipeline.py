@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import jsonschema
 import nbformat
 import pytest
 from conftest import REFERENCE_SOURCE, ROOT
+from test_submission import BAD
 from toy_rubric import BROKEN, RUBRIC
 
 from autograder.pipeline import grade
@@ -18,6 +20,7 @@ from autograder.rubrics import load
 from autograder.settings import Limits
 
 SCHEMA = json.loads((Path(__file__).parent / "gradescope_results.schema.json").read_text())
+ATTENTION = load("attention")
 FAST = Limits(call_seconds=2.0, cell_seconds=2.0, item_seconds=10.0)
 
 
@@ -39,26 +42,33 @@ def test_a_notebook_is_graded_cell_by_cell(tmp_path: Path) -> None:
     jsonschema.validate(to_gradescope(result), SCHEMA)
 
 
-@pytest.mark.parametrize(
-    ("name", "content", "message"),
-    [
-        ("square.ipynb", "{broken", "not valid JSON"),
-        ("square.zip", "PK\x03\x04", "zip archive"),
-        ("missing", None, "No file or folder"),
-    ],
-    ids=["not-json", "zip", "missing"],
-)
+@pytest.mark.parametrize(("make", "message"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
 def test_unreadable_submission_scores_zero_with_the_reason(
-    tmp_path: Path, name: str, content: str | None, message: str
+    tmp_path: Path, make: Callable[[Path], Path], message: str
 ) -> None:
-    path = tmp_path / name
-    if content is not None:
-        path.write_text(content, encoding="utf-8")
-    result = grade(path, rubric=RUBRIC, limits=FAST)
+    result = grade(make(tmp_path), rubric=ATTENTION, limits=FAST)
     assert result.score == 0 and result.max_score == 100
     assert message in result.notes[0]
     assert all(item.failure is not None for item in result.items)
-    jsonschema.validate(to_gradescope(result), SCHEMA)
+    document = to_gradescope(result)
+    jsonschema.validate(document, SCHEMA)
+    assert message in document["output"]
+    assert all(message in test["output"] for test in document["tests"])
+
+
+@pytest.mark.parametrize(
+    "cells", [[], ["# only a comment"]], ids=["notebook-without-cells", "no-code-to-run"]
+)
+def test_a_notebook_with_nothing_to_run_scores_zero_and_says_why(
+    tmp_path: Path, cells: list[str]
+) -> None:
+    path = write_notebook(tmp_path / "attention.ipynb", *cells)
+    result = grade(path, rubric=ATTENTION, limits=FAST)
+    assert result.score == 0
+    document = to_gradescope(result)
+    jsonschema.validate(document, SCHEMA)
+    for test in document["tests"]:
+        assert "is not defined in your notebook" in test["output"], test
 
 
 def test_a_bug_of_ours_still_gives_a_valid_result(tmp_path: Path) -> None:

@@ -58,6 +58,14 @@ def test_notebook_without_code_cells_gets_a_note(tmp_path: Path) -> None:
     assert "no code cells" in submission.notes[0]
 
 
+def test_notebook_without_any_cell_gets_a_note(tmp_path: Path) -> None:
+    path = tmp_path / "attention.ipynb"
+    path.write_text(nbformat.writes(nbformat.v4.new_notebook()), encoding="utf-8")
+    submission = read_submission(path)
+    assert submission.cells == ()
+    assert submission.notes == ("attention.ipynb has no code cells: nothing of yours could run.",)
+
+
 def test_folder_prefers_the_expected_name(tmp_path: Path) -> None:
     (tmp_path / "notes.ipynb").write_text(notebook("a = 1"), encoding="utf-8")
     (tmp_path / "attention.ipynb").write_text(notebook("b = 2"), encoding="utf-8")
@@ -97,6 +105,8 @@ V3 = json.dumps({"nbformat": 3, "nbformat_minor": 0, "worksheets": [], "metadata
 
 BAD = [
     ("missing", lambda folder: folder / "nope.ipynb", "No file or folder at"),
+    ("empty-file", _write("attention.ipynb", b""), "is empty"),
+    ("blank-py-file", _write("attention.py", b"\n  \n"), "is empty"),
     ("several-notebooks", _several, "Found 2 notebooks"),
     ("no-notebook", _empty_folder, "No notebook found"),
     ("not-json", _write("a.ipynb", b"{not json"), "not valid JSON"),
