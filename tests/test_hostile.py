@@ -285,7 +285,13 @@ NOISY = {  # honest code, then a noisy cell 2: (the cell, what the student is to
     ),
     "crash-with-deep-recursion": (
         "import sys\nsys.setrecursionlimit(10**8)\ndef f(n):\n    return f(n + 1)\nf(0)",
-        "Code cell 2 stopped the Python process (it crashed or exited); it was skipped.",
+        # Python 3.10 overflows the C stack and crashes; 3.11+ recurses on the heap until the
+        # cell runs out of time (or memory): either way the cell is skipped, and says why.
+        (
+            "Code cell 2 stopped the Python process (it crashed or exited); it was skipped.",
+            "Code cell 2 did not finish within its time (3 s a cell); it was skipped.",
+            "Code cell 2 raised MemoryError",
+        ),
     ),
     "syntax-error-cell": ("def broken(:\n    pass", "Code cell 2 raised SyntaxError"),
     "input-and-magics": ("%matplotlib inline\nname = input('Your name? ')\n!ls\n", ""),
@@ -294,13 +300,15 @@ NOISY = {  # honest code, then a noisy cell 2: (the cell, what the student is to
 
 
 @pytest.mark.parametrize(("noise", "note"), NOISY.values(), ids=NOISY.keys())
-def test_noisy_but_correct_keeps_full_marks(tmp_path: Path, noise: str, note: str) -> None:
+def test_noisy_but_correct_keeps_full_marks(
+    tmp_path: Path, noise: str, note: str | tuple[str, ...]
+) -> None:
     result = graded(tmp_path, [REFERENCE_SOURCE, noise, "AFTER = 1"])
     assert result.score == 100, [(i.id, i.failure) for i in result.items if i.failure]
     assert len(result.output) < LIMITS.output_bytes + 200
     if note:
         assert len(result.notes) == 1 and result.notes[0].startswith(note), result.notes
-        assert "the cells after it still ran" in result.notes[0] or "skipped" in note
+        assert result.notes[0].endswith(("the cells after it still ran.", "it was skipped."))
     else:
         assert result.notes == ()
 
