@@ -1,10 +1,11 @@
 """How fast is grading? Run by hand: `python benchmarks/bench_grade.py`.
 
-Grades three submissions, each in a fresh `python -m autograder grade` process, exactly as a
-user would, and reports per submission: wall time, CPU time (grader, sandbox and workers
-together), examples checked per second, and peak memory of the whole process tree (sampled
-every 5 ms). Targets (issue 3): a correct vectorised submission in <= 2 s wall and <= 1.5 s
-CPU, <= 250 MB peak; a correct loop-based one in <= 60 s.
+Grades three submissions, each a student notebook (the released notebook with its answer cells
+filled in, so its own check cells and demos run too), each in a fresh `python -m autograder
+grade` process, exactly as Gradescope would. It reports per submission: wall time, CPU time
+(grader, sandbox and workers together), examples checked per second, and peak memory of the
+whole process tree (sampled every 5 ms). Targets (issue 3): a correct vectorised submission
+in <= 2 s wall and <= 1.5 s CPU, <= 250 MB peak; a correct loop-based one in <= 60 s.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = (ROOT / "solutions" / "attention.py").read_text(encoding="utf-8")
@@ -53,9 +56,22 @@ def tree_rss(root: int) -> int:
     return sum(rss.get(pid, 0) for pid in family)
 
 
+def student_notebook(source: str, path: Path) -> Path:
+    """The released notebook, with `source` in the first answer cell (the others say so)."""
+    release = ROOT / "release" / "attention" / "attention.ipynb"
+    notebook = nbformat.read(str(release), as_version=4)
+    for cell in notebook.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id == "sdpa":
+            cell.source = source
+        elif grade_id in ("causal_mask", "mha"):
+            cell.source = "# implemented above"
+    nbformat.write(notebook, str(path))
+    return path
+
+
 def measure(source: str, folder: Path) -> dict[str, float]:
-    submission = folder / "attention.py"
-    submission.write_text(source, encoding="utf-8")
+    submission = student_notebook(source, folder / "attention.ipynb")
     results = folder / "results.json"
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.perf_counter()
