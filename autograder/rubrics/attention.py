@@ -7,13 +7,13 @@ hints that name common mistakes. Points are set in `POINTS` (they sum to 100).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from autograder.reference import load_reference
+from autograder import oracle
 from autograder.rubric import CheckFailed, Failure, Item, Rubric, Visibility
 from autograder.rubrics.attention_strategies import (
     PROJECTIONS,
@@ -69,8 +69,9 @@ STABLE = Tolerance(rtol=1e-2, atol=1e-2)
 """Scores of magnitude 1e3-1e4 in float32 carry rounding of about 1e-3 into the weights."""
 
 
-def _ref() -> Any:
-    return load_reference("attention")
+def _ask(question: str, *args: object) -> Any:
+    """The oracle's answer (`attention_oracle.py` in the grader, a recorded bank in a kit)."""
+    return oracle.ask("attention", question, *args)
 
 
 # --- judging helpers ---------------------------------------------------------------------
@@ -166,95 +167,55 @@ def _close(
     )
 
 
-def _softmax(scores: np.ndarray, axis: int = -1) -> np.ndarray:
-    shifted = scores - scores.max(axis=axis, keepdims=True)
-    exp = np.exp(shifted)
-    return np.asarray(exp / exp.sum(axis=axis, keepdims=True))
+SDPA_MISTAKES: dict[str, str] = {
+    "no-scaling": "Your result matches attention without the 1/sqrt(d_k) scaling: divide the "
+    "scores by np.sqrt(d_k), where d_k = Q.shape[-1].",
+    "divide-by-d_k": "Your result matches scores divided by d_k instead of sqrt(d_k).",
+    "softmax-over-queries": "Your weights equal a softmax over the query axis: softmax must run "
+    "over the keys, the last axis (axis=-1).",
+    "softmax-over-whole-matrix": "Your weights equal a softmax over the whole matrix: normalise "
+    "each row (axis=-1, keepdims=True) instead.",
+    "mask-ignored": "Your result matches attention with the mask ignored: set the scores where "
+    "mask == 0 to MASK_VALUE before the softmax.",
+    "mask-inverted": "Your result matches an inverted mask: 1/True means *may attend*, 0/False "
+    "means masked.",
+    "mask-after-softmax": "Your result matches masking applied after the softmax without "
+    "renormalising: mask the scores, then take the softmax.",
+}
+"""The oracle's ids of known wrong sdpa variants, and what to tell the student."""
+
+MHA_MISTAKES: dict[str, str] = {
+    "mask-applied-per-head": "Your (batch, seq, seq) mask was applied per head, not per batch "
+    "element: mask[b] ended up on head b. Add the head axis: mask[:, np.newaxis].",
+    "mask-ignored": "Your output matches attention with the mask ignored: pass mask to the "
+    "attention.",
+    "heads-split-by-reshape": "Heads were split with a plain reshape to (batch, heads, seq, "
+    "head_dim): reshape to (batch, seq, heads, head_dim) first, then transpose(0, 2, 1, 3).",
+    "missing-out-proj": "Your output is missing the final output projection (out_proj).",
+    "concat-without-transpose": "Heads were concatenated without transposing back: "
+    "transpose(0, 2, 1, 3) before reshaping to (batch, seq, embed_dim).",
+}
+"""The oracle's ids of known wrong multi-head variants ("sdpa:ID" for one inside attention)."""
 
 
-def _sdpa_variants(case: SdpaCase) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    """Known wrong versions of sdpa for this case: (mistake, output, weights)."""
-    Q, K, V, mask = case.Q, case.K, case.V, case.mask
-    d_k = Q.shape[-1]
-    raw = Q @ np.swapaxes(K, -1, -2)
-    allowed = None if mask is None else np.asarray(mask) != 0
-
-    def finish(scores: np.ndarray, where: np.ndarray | None, axis: int = -1) -> tuple[Any, Any]:
-        if where is not None:
-            scores = np.where(where, scores, -1e9)
-        weights = _softmax(scores, axis)
-        return weights @ V, weights
-
-    scaled = raw / np.sqrt(d_k)
-    variants: list[tuple[str, Callable[[], tuple[Any, Any]]]] = [
-        (
-            "Your result matches attention without the 1/sqrt(d_k) scaling: divide the scores "
-            "by np.sqrt(d_k), where d_k = Q.shape[-1].",
-            lambda: finish(raw, allowed),
-        ),
-        (
-            "Your result matches scores divided by d_k instead of sqrt(d_k).",
-            lambda: finish(raw / d_k, allowed),
-        ),
-        (
-            "Your weights equal a softmax over the query axis: softmax must run over the keys, "
-            "the last axis (axis=-1).",
-            lambda: finish(scaled, allowed, axis=-2),
-        ),
-        (
-            "Your weights equal a softmax over the whole matrix: normalise each row (axis=-1, "
-            "keepdims=True) instead.",
-            lambda: _whole_matrix(scaled, allowed, V),
-        ),
-    ]
-    if allowed is not None:
-        variants += [
-            (
-                "Your result matches attention with the mask ignored: set the scores where "
-                "mask == 0 to MASK_VALUE before the softmax.",
-                lambda: finish(scaled, None),
-            ),
-            (
-                "Your result matches an inverted mask: 1/True means *may attend*, 0/False means "
-                "masked.",
-                lambda: finish(scaled, ~allowed),
-            ),
-            (
-                "Your result matches masking applied after the softmax without renormalising: "
-                "mask the scores, then take the softmax.",
-                lambda: _mask_after(scaled, allowed, V),
-            ),
-        ]
-    for mistake, compute in variants:
-        try:
-            with np.errstate(all="ignore"):
-                output, weights = compute()
-        except (ValueError, IndexError):
-            continue
-        yield mistake, np.asarray(output), np.asarray(weights)
-
-
-def _whole_matrix(scores: np.ndarray, allowed: np.ndarray | None, V: np.ndarray) -> Any:
-    if allowed is not None:
-        scores = np.where(allowed, scores, -1e9)
-    exp = np.exp(scores - scores.max(axis=(-1, -2), keepdims=True))
-    weights = exp / exp.sum(axis=(-1, -2), keepdims=True)
-    return weights @ V, weights
-
-
-def _mask_after(scores: np.ndarray, allowed: np.ndarray, V: np.ndarray) -> Any:
-    weights = _softmax(scores) * allowed
-    return weights @ V, weights
+def _mha_mistake(mistake: str) -> str:
+    if mistake.startswith("sdpa:"):
+        return (
+            "The heads are split and merged correctly, but the attention inside has a mistake "
+            f"(see scaled_dot_product_attention). {SDPA_MISTAKES[mistake[5:]]}"
+        )
+    return MHA_MISTAKES[mistake]
 
 
 def _diagnose_sdpa(case: SdpaCase, output: np.ndarray, weights: np.ndarray) -> str:
-    ref_out, ref_w = _ref().scaled_dot_product_attention(case.Q, case.K, case.V, case.mask)
+    ref_out, ref_w = _ask("sdpa", case)
     if output.shape == ref_w.shape and weights.shape == ref_out.shape:
         with np.errstate(all="ignore"):
             if np.allclose(output, ref_w) and np.allclose(weights, ref_out):
                 return "You return (weights, output): return (output, weights), in that order."
     matches: list[tuple[int, str]] = []
-    for mistake, out, w in _sdpa_variants(case):
+    for mistake_id, out, w in _ask("sdpa_variants", case):
+        mistake = SDPA_MISTAKES[mistake_id]
         if out.shape == output.shape and w.shape == weights.shape:
             with np.errstate(all="ignore"):
                 same_w = np.allclose(weights, w, rtol=TOLERANCE.rtol, atol=TOLERANCE.atol)
@@ -302,7 +263,7 @@ def _call_sdpa(session: Session, case: SdpaCase) -> tuple[np.ndarray, np.ndarray
 
 
 def _against_reference(case: SdpaCase, out: np.ndarray, w: np.ndarray, tol: Tolerance) -> None:
-    ref_out, ref_w = _ref().scaled_dot_product_attention(case.Q, case.K, case.V, case.mask)
+    ref_out, ref_w = _ask("sdpa", case)
     _close(w, ref_w, "weights", tol=tol, hint=lambda: _diagnose_sdpa(case, out, w))
     _close(out, ref_out, "output", tol=tol, hint=lambda: _diagnose_sdpa(case, out, w))
 
@@ -443,7 +404,7 @@ def check_causal_mask(session: Session, case: CausalCase) -> None:
     mask = session.call(CAUSAL, n)
     if not isinstance(mask, np.ndarray):
         raise CheckFailed(Failure(f"{CAUSAL}({n}) returned {_kind(mask)}; expected an array."))
-    expected = np.tril(np.ones((n, n)))
+    expected = _ask("causal", n)
     if mask.shape != (n, n) or not np.array_equal(mask.astype(np.float64), expected):
         hint = ""
         got = mask.astype(np.float64)
@@ -565,80 +526,19 @@ def _mha_raised_hint(error: StudentRaised, case: MhaCase) -> str:
     return _raised_hint(error)
 
 
-_CASE_MASK: Any = object()
-"""Default of `_mha_reference`'s mask: the case's own."""
-
-
-def _mha_reference(
-    case: MhaCase, x: np.ndarray | None = None, mask: Any = _CASE_MASK
-) -> np.ndarray:
-    ref = _ref().MultiHeadAttention(case.embed_dim, case.num_heads)
-    for path, value in case.weights.items():
-        name, part = path.split(".")
-        setattr(getattr(ref, name), part, value)
-    return np.asarray(
-        ref.forward(case.x if x is None else x, case.mask if mask is _CASE_MASK else mask)
-    )
-
-
 def _diagnose_mha(case: MhaCase, got: np.ndarray) -> str:
-    def same(other: np.ndarray) -> bool:
-        return bool(np.allclose(got, other, rtol=TOLERANCE.rtol, atol=TOLERANCE.atol))
-
-    three_d = case.mask is not None and case.mask.ndim == 3
-    if three_d and case.batch == case.num_heads:
-        assert case.mask is not None
-        if same(_mha_reference(case, mask=case.mask[np.newaxis])):
-            return (
-                "Your (batch, seq, seq) mask was applied per head, not per batch element: "
-                "mask[b] ended up on head b. Add the head axis: mask[:, np.newaxis]."
-            )
-    if case.mask is not None and same(_mha_reference(case, mask=None)):
-        return "Your output matches attention with the mask ignored: pass mask to the attention."
-    ref = _ref()
-    e, h = case.embed_dim, case.num_heads
-    w = case.weights
-    project = {
-        n: case.x @ w[f"{n}.weight"] + w[f"{n}.bias"] for n in ("q_proj", "k_proj", "v_proj")
-    }
-    mask = case.mask
-    if mask is not None and mask.ndim == 3:
-        mask = mask[:, np.newaxis]
-    b, s = case.batch, case.seq
-    wrong_split = [p.reshape(b, h, s, e // h) for p in project.values()]
-    attended, _ = ref.scaled_dot_product_attention(*wrong_split, mask)
-    concats = (attended.reshape(b, s, e), attended.transpose(0, 2, 1, 3).reshape(b, s, e))
-    if any(same(c @ w["out_proj.weight"] + w["out_proj.bias"]) for c in concats):
-        return (
-            "Heads were split with a plain reshape to (batch, heads, seq, head_dim): reshape to "
-            "(batch, seq, heads, head_dim) first, then transpose(0, 2, 1, 3)."
-        )
-    right = [p.reshape(b, s, h, e // h).transpose(0, 2, 1, 3) for p in project.values()]
-    attended, _ = ref.scaled_dot_product_attention(*right, mask)
-    concat = attended.transpose(0, 2, 1, 3).reshape(b, s, e)
-    if same(concat):
-        return "Your output is missing the final output projection (out_proj)."
-    if h > 1 and same(attended.reshape(b, s, e) @ w["out_proj.weight"] + w["out_proj.bias"]):
-        return (
-            "Heads were concatenated without transposing back: transpose(0, 2, 1, 3) before "
-            "reshaping to (batch, seq, embed_dim)."
-        )
-    # Multi-head attention is built on the student's own sdpa: a mistake there shows here.
-    q, k, v = right
-    for mistake, heads, _ in _sdpa_variants(SdpaCase(0, q, k, v, mask)):
-        if heads.shape == attended.shape:
-            merged = heads.transpose(0, 2, 1, 3).reshape(b, s, e)
-            if same(merged @ w["out_proj.weight"] + w["out_proj.bias"]):
-                return (
-                    "The heads are split and merged correctly, but the attention inside has a "
-                    f"mistake (see scaled_dot_product_attention). {mistake}"
-                )
+    """The first known mistake whose output `got` matches (most specific first), or ""."""
+    for mistake, output in _ask("mha_variants", case):
+        if output.shape == got.shape and np.allclose(
+            got, output, rtol=TOLERANCE.rtol, atol=TOLERANCE.atol
+        ):
+            return _mha_mistake(mistake)
     return ""
 
 
 def check_mha_forward(session: Session, case: MhaCase) -> None:
     got = _mha(session, case)
-    _close(got, _mha_reference(case), "output", hint=lambda: _diagnose_mha(case, got))
+    _close(got, _ask("mha", case), "output", hint=lambda: _diagnose_mha(case, got))
 
 
 def check_mha_causal(session: Session, case: MhaCase) -> None:
@@ -656,7 +556,7 @@ def check_mha_causal(session: Session, case: MhaCase) -> None:
             "positions: pass the mask down to scaled_dot_product_attention for every head."
         ),
     )
-    _close(out1, _mha_reference(case), "output", hint=lambda: _diagnose_mha(case, out1))
+    _close(out1, _ask("mha", case), "output", hint=lambda: _diagnose_mha(case, out1))
 
 
 def _item(
