@@ -11,9 +11,10 @@ from pathlib import Path
 
 from autograder import rubrics
 from autograder.batch import Progress, discover, grade_all, summary, write_csv
-from autograder.errors import GraderError
+from autograder.errors import ConfigError, GraderError
 from autograder.gradescope import DEFAULT_ROOT
 from autograder.gradescope import run as run_gradescope
+from autograder.oracle import is_kit
 from autograder.packaging import build_zip
 from autograder.pipeline import grade
 from autograder.report import render_check, render_text, write_results
@@ -105,6 +106,19 @@ def _parser() -> argparse.ArgumentParser:
     zip_parser.add_argument("--out", type=Path, default=Path("autograder.zip"))
     zip_parser.add_argument("--exercise", default="attention", choices=rubrics.AVAILABLE)
 
+    kit_parser = commands.add_parser(
+        "student-kit",
+        help="build the checker students install to run the public checks (no solution inside)",
+        description="Build a pip-installable checker for students: the grader without the "
+        "reference solution or anything that computes it, plus the expected answers for the "
+        "inputs of the public checks. Students run: pip install KIT.zip, then python -m "
+        "autograder check NOTEBOOK.",
+        epilog="example:\n  python -m autograder student-kit --out attention-checker.zip",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    kit_parser.add_argument("--out", type=Path, default=Path("attention-checker.zip"))
+    kit_parser.add_argument("--exercise", default="attention", choices=rubrics.AVAILABLE)
+
     run_parser = commands.add_parser(
         "gradescope-run",
         help="grade ROOT/submission into ROOT/results/results.json (run_autograder calls this)",
@@ -166,6 +180,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args = _parser().parse_args(argv)
     try:
+        if args.command != "check" and is_kit(args.exercise):
+            raise ConfigError(
+                f"This is the student checker, which runs only the checks visible before the "
+                f"deadline, so it cannot {args.command}: run python -m autograder check "
+                "NOTEBOOK instead."
+            )
         if args.command == "grade":
             return _grade(args)
         if args.command == "batch":
@@ -177,6 +197,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(
                 f"Wrote {args.out} ({len(names)} files). Upload it to Gradescope as the "
                 "autograder of a programming assignment."
+            )
+            return 0
+        if args.command == "student-kit":
+            from autograder.kit import build_kit
+
+            names = build_kit(args.out, exercise=args.exercise)
+            print(
+                f"Wrote {args.out} ({len(names)} files). Give it to students: pip install "
+                f"{args.out.name}, then python -m autograder check NOTEBOOK."
             )
             return 0
         if args.command == "gradescope-run":

@@ -26,6 +26,7 @@ import importlib.util
 import json
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ __all__ = [
     "Oracle",
     "ask",
     "bank_path",
+    "banked_cases",
     "digest",
     "dump_bank",
     "is_kit",
@@ -145,8 +147,7 @@ def is_kit(exercise: str) -> bool:
 def _oracle(exercise: str) -> Oracle:
     if exercise not in _ACTIVE:
         if is_kit(exercise):
-            answers, _ = load_bank(bank_path(exercise))
-            _ACTIVE[exercise] = Bank(answers)
+            _ACTIVE[exercise] = Bank(_installed_bank(exercise)[0])
         else:
             module = importlib.import_module(f"{_RUBRICS}.{exercise}_oracle")
             _ACTIVE[exercise] = Oracle(module.FUNCTIONS, module.COMPANIONS)
@@ -223,27 +224,35 @@ def _decode(node: object) -> object:
     raise ConfigError("The bank holds a value it cannot read: rebuild the kit.")
 
 
-def dump_bank(path: Path, answers: Mapping[str, object], cases: Mapping[str, list[object]]) -> None:
-    """Write `answers` (key -> answer) and each public item's `cases` to `path`."""
+def dump_bank(answers: Mapping[str, object], cases: Mapping[str, list[object]]) -> bytes:
+    """A bank of `answers` (key -> answer) and each public item's `cases`, as bytes."""
     document = {
         "version": 1,
         "answers": {key: _encode(value) for key, value in sorted(answers.items())},
         "cases": {item: [_encode(case) for case in items] for item, items in cases.items()},
     }
     text = json.dumps(document, separators=(",", ":"), sort_keys=True)
-    path.write_bytes(gzip.compress(text.encode(), mtime=0))
+    return gzip.compress(text.encode(), mtime=0)
 
 
-def load_bank(path: Path) -> tuple[dict[str, object], dict[str, list[object]]]:
+def load_bank(data: bytes) -> tuple[dict[str, object], dict[str, list[object]]]:
     """Read a bank written by `dump_bank`: (answers, cases per item)."""
     try:
-        document = json.loads(gzip.decompress(path.read_bytes()))
+        document = json.loads(gzip.decompress(data))
     except (OSError, ValueError) as error:
-        raise ConfigError(
-            f"The answer bank {path} is unreadable ({error}): reinstall the kit."
-        ) from None
+        raise ConfigError(f"The answer bank is unreadable ({error}): reinstall the kit.") from None
     if not isinstance(document, dict) or document.get("version") != 1:
-        raise ConfigError(f"The answer bank {path} has an unknown format: reinstall the kit.")
+        raise ConfigError("The answer bank has an unknown format: reinstall the kit.")
     answers = {key: _decode(value) for key, value in document["answers"].items()}
     cases = {item: [_decode(c) for c in items] for item, items in document["cases"].items()}
     return answers, cases
+
+
+@cache
+def _installed_bank(exercise: str) -> tuple[dict[str, object], dict[str, list[object]]]:
+    return load_bank(bank_path(exercise).read_bytes())
+
+
+def banked_cases(exercise: str) -> dict[str, list[object]]:
+    """In a student kit: the inputs recorded for each public item of `exercise`."""
+    return _installed_bank(exercise)[1]

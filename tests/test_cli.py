@@ -78,3 +78,12 @@ def test_check_on_a_missing_notebook_is_one_clear_error(tmp_path: Path) -> None:
     done = run("check", str(tmp_path / "attention.ipynb"))
     assert done.returncode == 2 and done.stdout == ""
     assert "No file or folder at" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_student_kit_command_writes_the_kit_and_says_how_to_use_it(tmp_path: Path) -> None:
+    done = run("student-kit", "--out", str(tmp_path / "attention-checker.zip"))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "attention-checker.zip").is_file()
+    assert "pip install attention-checker.zip" in done.stdout
+    assert "python -m autograder check NOTEBOOK" in done.stdout

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from autograder.reference import load_reference
-from autograder.rubrics.attention_strategies import MhaCase, SdpaCase
+from autograder.rubrics.attention_strategies import CausalCase, MhaCase, SdpaCase
 
-__all__ = ["COMPANIONS", "FUNCTIONS"]
+__all__ = ["COMPANIONS", "FUNCTIONS", "questions"]
 
 
 def _ref() -> Any:
@@ -140,6 +140,17 @@ def mha_variants(case: MhaCase) -> list[tuple[str, np.ndarray]]:
             merged = heads.transpose(0, 2, 1, 3).reshape(b, s, e)
             found.append((f"sdpa:{mistake}", out_proj(merged)))
     return found
+
+
+def questions(case: object) -> list[tuple[str, tuple[object, ...]]]:
+    """Every question a check may ask about `case`, failing or not (a kit records them all)."""
+    if isinstance(case, SdpaCase):
+        return [("sdpa", (case,)), ("sdpa_variants", (case,))]
+    if isinstance(case, MhaCase):
+        return [("mha", (case,)), ("mha_variants", (case,))]
+    if isinstance(case, CausalCase):
+        return [("causal", (case.seq_len,))]
+    return []
 
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {

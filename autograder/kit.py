@@ -1,0 +1,213 @@
+"""Packaging for students: a checker kit that runs the public checks without the solution.
+
+`python -m autograder student-kit --out attention-checker.zip` builds an archive students
+install with `pip install attention-checker.zip`; then `python -m autograder check
+attention.ipynb` runs the public rubric items in the same sandbox, with the same checks, hints
+and feedback as the grader. The kit holds the grader package without its oracle modules
+(`*_oracle.py`, which compute attention) and without `solutions/`. In their place it carries a
+bank of answers (`oracle.py`), recorded here by running every public check on the reference
+solution, for each public item's inputs: its exhaustive cases, every example the grader draws
+for it, and the smallest examples of a longer run. The kit checks them smallest first and
+reports the first failure: the smallest banked input that shows it (the grader shrinks instead).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import time
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autograder import oracle, sandbox
+from autograder.checks import run_checks
+from autograder.errors import ConfigError
+from autograder.packaging import REQUIREMENTS
+from autograder.reference import solutions_dir
+from autograder.rubric import Item, Rubric
+from autograder.sandbox import Session
+from autograder.settings import HYPOTHESIS, LIMITS
+
+__all__ = ["build_kit", "kit_item", "kit_rubric"]
+
+_PACKAGE = Path(__file__).resolve().parent
+_FIXED_TIME = (2020, 1, 1, 0, 0, 0)
+
+
+EXTRA_RUN, EXTRA_KEPT = 10, 2
+"""Besides the grader's own examples, a kit holds the `EXTRA_KEPT` x max_examples smallest of a
+run `EXTRA_RUN` times longer: small inputs, so that the smallest failing input it can show is
+close to the one the grader's shrinking finds."""
+
+
+def _size(case: object) -> tuple[int, int]:
+    """How big a case is: the number of array elements it holds, then their dimensions."""
+    if isinstance(case, np.ndarray):
+        return int(case.size), case.ndim
+    values: list[object] = []
+    if isinstance(case, Mapping):
+        values = list(case.values())
+    elif dataclasses.is_dataclass(case) and not isinstance(case, type):
+        values = [getattr(case, f.name) for f in dataclasses.fields(case)]
+    sizes = [_size(value) for value in values]
+    return sum(s[0] for s in sizes), sum(s[1] for s in sizes)
+
+
+def _capturing(item: Item, into: list[object], *, examples: int | None = None) -> Item:
+    """`item`, also appending every case it checks to `into`. The property Hypothesis runs is
+    the grader's own (`checks.run_item`), so the cases are exactly the ones the grader draws."""
+    check = item.check
+
+    def capture(session: Session, case: Any) -> None:
+        into.append(case)
+        check(session, case)
+
+    return dataclasses.replace(item, check=capture, max_examples=examples or item.max_examples)
+
+
+def _record(rubric: Rubric, exercise: str) -> tuple[dict[str, object], dict[str, list[object]]]:
+    """Run every public check on the reference solution, with the grader's examples and with
+    a longer run, recording the cases and the oracle's answers."""
+    reference = solutions_dir() / f"{exercise}.py"
+    if not reference.is_file():
+        raise ConfigError(f"No reference solution at {reference}: add it before building a kit.")
+    questions = importlib.import_module(f"autograder.rubrics.{exercise}_oracle").questions
+    items = [item for item in rubric.items if item.visibility == "visible"]
+    graded: dict[str, list[object]] = {item.id: [] for item in items}
+    longer: dict[str, list[object]] = {item.id: [] for item in items}
+    runs = [
+        tuple(_capturing(item, graded[item.id]) for item in items),
+        tuple(
+            _capturing(item, longer[item.id], examples=EXTRA_RUN * _examples(item))
+            for item in items
+            if item.strategy is not None
+        ),
+    ]
+    box, run = sandbox.start([reference.read_text(encoding="utf-8")], limits=LIMITS)
+    try:
+        with oracle.recording(exercise) as answers:
+            outcomes = [
+                outcome
+                for checked in runs
+                for outcome in run_checks(
+                    Rubric(rubric.name, rubric.notebook, checked),
+                    box,
+                    run,
+                    deadline=time.monotonic() + 600,
+                )
+            ]
+            cases = {}
+            for item in items:
+                small = sorted(longer[item.id], key=_size)[: EXTRA_KEPT * _examples(item)]
+                unique = {oracle.digest("case", (c,)): c for c in [*graded[item.id], *small]}
+                cases[item.id] = sorted(unique.values(), key=_size)
+                for case in cases[item.id]:
+                    for question, args in questions(case):
+                        oracle.ask(exercise, question, *args)
+    finally:
+        if box is not None:
+            box.close()
+    failed = [o.item_id for o in outcomes if not o.passed]
+    if failed:
+        raise ConfigError(
+            f"The reference solution fails its own public checks ({', '.join(failed)}): fix "
+            f"solutions/{exercise}.py or the rubric before building a kit."
+        )
+    return answers, cases
+
+
+def _examples(item: Item) -> int:
+    return item.max_examples or HYPOTHESIS.max_examples
+
+
+def kit_item(item: Item, cases: Sequence[object]) -> Item:
+    """`item` checking exactly `cases`, in order (no random examples)."""
+    return dataclasses.replace(item, cases=tuple(cases), strategy=None)
+
+
+def kit_rubric(rubric: Rubric, cases: Mapping[str, Sequence[object]]) -> Rubric:
+    """The rubric as a kit runs it: public items check their banked cases; the others are kept
+    (to be named) but can only report that the grader checks them."""
+    items = tuple(
+        kit_item(item, cases[item.id]) if item.id in cases else item for item in rubric.items
+    )
+    return Rubric(rubric.name, rubric.notebook, items, rubric.grade_cells)
+
+
+def _pyproject(exercise: str) -> str:
+    requirements = [
+        line.split(";")[0].strip()
+        for line in REQUIREMENTS.splitlines()
+        if line[:1].isalpha() and "python_version >= " not in line
+    ]
+    requirements = [r if not r.startswith("numpy") else "numpy>=1.24,<3" for r in requirements]
+    dependencies = ",\n    ".join(f'"{r}"' for r in requirements)
+    return f"""[build-system]
+requires = ["setuptools>=64"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "{exercise}-checker"
+version = "1.0"
+description = "Check your {exercise} notebook before you submit it."
+requires-python = ">=3.10"
+dependencies = [
+    {dependencies},
+]
+
+[tool.setuptools.packages.find]
+include = ["autograder*"]
+
+[tool.setuptools.package-data]
+autograder = ["templates/*", "rubrics/*.json.gz"]
+"""
+
+
+_README = """# Checker for {notebook}
+
+Install it once, then check your notebook before you submit it:
+
+    pip install {exercise}-checker.zip
+    python -m autograder check {notebook}
+
+It runs the checks that are visible before the deadline, in the same sandbox and with the same
+feedback as the grader. It holds no solution: only the expected answers for the inputs it
+tries.
+"""
+
+
+def build_kit(out: Path, *, exercise: str = "attention") -> list[str]:
+    """Write the student checker kit to `out`; returns the names it holds."""
+    from autograder.rubrics import load
+
+    if oracle.is_kit(exercise):
+        raise ConfigError("This is a student kit: build kits from the course repository.")
+    rubric = load(exercise)
+    answers, cases = _record(rubric, exercise)
+    top = f"{exercise}-checker"
+    files: dict[str, bytes] = {
+        "pyproject.toml": _pyproject(exercise).encode(),
+        "README.md": _README.format(exercise=exercise, notebook=rubric.notebook).encode(),
+        f"autograder/rubrics/{exercise}_bank.json.gz": oracle.dump_bank(answers, cases),
+    }
+    for path in sorted(_PACKAGE.rglob("*")):
+        if (
+            path.is_file()
+            and "__pycache__" not in path.parts
+            and path.suffix != ".pyc"
+            and not path.name.endswith("_oracle.py")
+            and not path.name.endswith("_bank.json.gz")
+        ):
+            files["autograder/" + path.relative_to(_PACKAGE).as_posix()] = path.read_bytes()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, data in files.items():
+            info = zipfile.ZipInfo(f"{top}/{name}", date_time=_FIXED_TIME)
+            info.external_attr = 0o100644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, data)
+    return list(files)
