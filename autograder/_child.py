@@ -375,7 +375,10 @@ def _status(pid: int, children: set[int]) -> dict[str, Any]:
         return {"exited": False, "code": None, "signal": None}
     import time
 
-    for _ in range(50):
+    # A killed worker is usually gone within a millisecond: poll often at first, then back
+    # off, for half a second at most.
+    delay, deadline = 0.0002, time.monotonic() + 0.5
+    while True:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
             children.discard(pid)
@@ -384,8 +387,10 @@ def _status(pid: int, children: set[int]) -> dict[str, Any]:
                 "code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
                 "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
             }
-        time.sleep(0.01)
-    return {"exited": False, "code": None, "signal": None}
+        if time.monotonic() >= deadline:
+            return {"exited": False, "code": None, "signal": None}
+        time.sleep(delay)
+        delay = min(2 * delay, 0.01)
 
 
 def main() -> None:
