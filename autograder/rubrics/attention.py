@@ -1,8 +1,10 @@
 """The attention exercise: scaled dot-product attention, a causal mask, multi-head attention.
 
-Everything specific to this exercise lives here and in `attention_strategies.py`: the items,
-their points and visibility, how answers are judged against `solutions/attention.py`, and the
-hints that name common mistakes. Points are set in `POINTS` (they sum to 100).
+Everything specific to this exercise lives here, in `attention_strategies.py` (the inputs) and
+in `attention_oracle.py` (expected answers from `solutions/attention.py`, and the known wrong
+ones): the items, their points and visibility, how answers are judged, and the hints that name
+common mistakes. Points are set in `POINTS` (they sum to 100). Nothing here computes attention,
+so the student checker kit can ship this module without its oracle.
 """
 
 from __future__ import annotations
