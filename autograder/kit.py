@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import time
-import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,17 +25,13 @@ import numpy as np
 from autograder import oracle, sandbox
 from autograder.checks import run_checks
 from autograder.errors import ConfigError
-from autograder.packaging import REQUIREMENTS
+from autograder.packaging import REQUIREMENTS, package_files, write_zip
 from autograder.reference import solutions_dir
 from autograder.rubric import Item, Rubric
 from autograder.sandbox import Session
 from autograder.settings import HYPOTHESIS, LIMITS
 
 __all__ = ["build_kit", "kit_item", "kit_rubric"]
-
-_PACKAGE = Path(__file__).resolve().parent
-_FIXED_TIME = (2020, 1, 1, 0, 0, 0)
-
 
 EXTRA_RUN, EXTRA_KEPT = 10, 2
 """Besides the grader's own examples, a kit holds the `EXTRA_KEPT` x max_examples smallest of a
@@ -188,26 +183,13 @@ def build_kit(out: Path, *, exercise: str = "attention") -> list[str]:
         raise ConfigError("This is a student kit: build kits from the course repository.")
     rubric = load(exercise)
     answers, cases = _record(rubric, exercise)
-    top = f"{exercise}-checker"
     files: dict[str, bytes] = {
         "pyproject.toml": _pyproject(exercise).encode(),
         "README.md": _README.format(exercise=exercise, notebook=rubric.notebook).encode(),
         f"autograder/rubrics/{exercise}_bank.json.gz": oracle.dump_bank(answers, cases),
     }
-    for path in sorted(_PACKAGE.rglob("*")):
-        if (
-            path.is_file()
-            and "__pycache__" not in path.parts
-            and path.suffix != ".pyc"
-            and not path.name.endswith("_oracle.py")
-            and not path.name.endswith("_bank.json.gz")
-        ):
-            files["autograder/" + path.relative_to(_PACKAGE).as_posix()] = path.read_bytes()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(out, "w") as archive:
-        for name, data in files.items():
-            info = zipfile.ZipInfo(f"{top}/{name}", date_time=_FIXED_TIME)
-            info.external_attr = 0o100644 << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, data)
+    for name, path in package_files(skip=("_oracle.py", "_bank.json.gz")).items():
+        files[name] = path.read_bytes()
+    top = f"{exercise}-checker"
+    write_zip(out, {f"{top}/{name}": (data, False) for name, data in files.items()})
     return list(files)

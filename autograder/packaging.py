@@ -14,7 +14,7 @@ from autograder.errors import ConfigError
 from autograder.reference import solutions_dir
 from autograder.rubrics import AVAILABLE
 
-__all__ = ["REQUIREMENTS", "build_zip"]
+__all__ = ["REQUIREMENTS", "build_zip", "package_files", "write_zip"]
 
 REQUIREMENTS = """\
 # Installed by setup.sh into /autograder/venv. Exact pins: a rebuild grades the same way.
@@ -30,11 +30,29 @@ _REGULAR = 0o100644 << 16
 _FIXED_TIME = (2020, 1, 1, 0, 0, 0)
 
 
-def _add(archive: zipfile.ZipFile, name: str, data: bytes, *, executable: bool = False) -> None:
-    info = zipfile.ZipInfo(name, date_time=_FIXED_TIME)
-    info.external_attr = _EXECUTABLE if executable else _REGULAR
-    info.compress_type = zipfile.ZIP_DEFLATED
-    archive.writestr(info, data)
+def package_files(*, skip: tuple[str, ...] = ()) -> dict[str, Path]:
+    """The grader package's files, as `autograder/...` archive names, without caches and without
+    files whose names end with one of `skip`."""
+    return {
+        "autograder/" + path.relative_to(_PACKAGE).as_posix(): path
+        for path in sorted(_PACKAGE.rglob("*"))
+        if path.is_file()
+        and "__pycache__" not in path.parts
+        and path.suffix != ".pyc"
+        and not path.name.endswith(skip)
+    }
+
+
+def write_zip(out: Path, files: dict[str, tuple[bytes, bool]]) -> None:
+    """Write `files` (name -> (data, executable)) to `out`, reproducibly: the same files give
+    the same bytes."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, (data, executable) in files.items():
+            info = zipfile.ZipInfo(name, date_time=_FIXED_TIME)
+            info.external_attr = _EXECUTABLE if executable else _REGULAR
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, data)
 
 
 def build_zip(out: Path, *, exercise: str = "attention") -> list[str]:
@@ -53,12 +71,7 @@ def build_zip(out: Path, *, exercise: str = "attention") -> list[str]:
         "requirements.txt": (REQUIREMENTS.encode(), False),
         f"solutions/{exercise}.py": (reference.read_bytes(), False),
     }
-    for path in sorted(_PACKAGE.rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
-            name = "autograder/" + path.relative_to(_PACKAGE).as_posix()
-            files[name] = (path.read_bytes(), path.parent.name == "templates")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(out, "w") as archive:
-        for name, (data, executable) in files.items():
-            _add(archive, name, data, executable=executable)
+    for name, path in package_files().items():
+        files[name] = (path.read_bytes(), path.parent.name == "templates")
+    write_zip(out, files)
     return list(files)
