@@ -97,22 +97,15 @@ def digest(name: str, args: tuple[object, ...]) -> str:
 class Oracle:
     """Answers questions by name; live, recording or replaying."""
 
-    def __init__(
-        self,
-        functions: Mapping[str, Callable[..., Any]],
-        companions: Mapping[str, tuple[str, ...]] | None = None,
-    ) -> None:
+    def __init__(self, functions: Mapping[str, Callable[..., Any]]) -> None:
         self.functions = dict(functions)
-        self.companions = dict(companions or {})
-        """Questions a check may ask only on failure, recorded with every `name` (same args)."""
         self.recorded: dict[str, object] | None = None
+        """While recording: every answer given, by key."""
 
     def ask(self, name: str, *args: object) -> Any:
         answer = self.functions[name](*args)
         if self.recorded is not None:
             self.recorded[digest(name, args)] = answer
-            for other in self.companions.get(name, ()):
-                self.recorded[digest(other, args)] = self.functions[other](*args)
         return answer
 
 
@@ -150,7 +143,7 @@ def _oracle(exercise: str) -> Oracle:
             _ACTIVE[exercise] = Bank(_installed_bank(exercise)[0])
         else:
             module = importlib.import_module(f"{_RUBRICS}.{exercise}_oracle")
-            _ACTIVE[exercise] = Oracle(module.FUNCTIONS, module.COMPANIONS)
+            _ACTIVE[exercise] = Oracle(module.FUNCTIONS)
     return _ACTIVE[exercise]
 
 
@@ -161,7 +154,7 @@ def ask(exercise: str, name: str, *args: object) -> Any:
 
 @contextmanager
 def recording(exercise: str) -> Iterator[dict[str, object]]:
-    """Record every answer the live oracle gives (with its companions) into the yielded dict."""
+    """Record every answer the live oracle gives into the yielded dict."""
     oracle = _oracle(exercise)
     if isinstance(oracle, Bank):
         raise ConfigError("A student kit cannot record answers: build kits from the course repo.")

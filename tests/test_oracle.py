@@ -46,32 +46,34 @@ def test_a_key_refuses_what_it_cannot_describe() -> None:
         digest("x", (object(),))
 
 
-def test_recording_keeps_answers_and_their_companions() -> None:
-    calls: list[str] = []
+def test_recording_keeps_every_answer_and_a_bank_replays_them() -> None:
+    calls: list[int] = []
 
     def square(x: int) -> int:
-        calls.append("square")
+        calls.append(x)
         return x * x
 
-    def explain(x: int) -> str:
-        calls.append("explain")
-        return f"{x} squared"
-
-    live = Oracle({"square": square, "explain": explain}, {"square": ("explain",)})
-    assert live.ask("square", 3) == 9 and calls == ["square"]
+    live = Oracle({"square": square})
+    assert live.ask("square", 3) == 9 and calls == [3]
     live.recorded = {}
     live.ask("square", 4)
-    assert live.recorded == {digest("square", (4,)): 16, digest("explain", (4,)): "4 squared"}
+    assert live.recorded == {digest("square", (4,)): 16}
     bank = Bank(live.recorded)
-    assert bank.ask("square", 4) == 16 and bank.ask("explain", 4) == "4 squared"
+    assert bank.ask("square", 4) == 16 and calls == [3, 4]  # replayed, not computed
     with pytest.raises(BankMiss):
         bank.ask("square", 5)
 
 
 def test_the_live_attention_oracle_records_what_a_kit_needs() -> None:
+    """Every question a check may ask about a case, the failure-only ones too."""
+    from autograder.rubrics.attention_oracle import questions
+
     case = sdpa_case(mask=np.tril(np.ones((3, 3))))
     with oracle.recording("attention") as answers:
-        out, weights = oracle.ask("attention", "sdpa", case)
+        for question, args in questions(case):
+            oracle.ask("attention", question, *args)
+    reference: Any = answers[digest("sdpa", (case,))]
+    out, weights = reference
     assert out.shape == (2, 3, 4) and np.allclose(weights.sum(-1), 1)
     variants: Any = answers[digest("sdpa_variants", (case,))]
     assert [v[0] for v in variants] == [

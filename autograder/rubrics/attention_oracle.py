@@ -17,7 +17,7 @@ import numpy as np
 from autograder.reference import load_reference
 from autograder.rubrics.attention_strategies import CausalCase, MhaCase, SdpaCase
 
-__all__ = ["COMPANIONS", "FUNCTIONS", "questions"]
+__all__ = ["FUNCTIONS", "questions"]
 
 
 def _ref() -> Any:
@@ -161,7 +161,3 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "mha_variants": mha_variants,
 }
 """The questions the rubric may ask, by name."""
-
-COMPANIONS: dict[str, tuple[str, ...]] = {"sdpa": ("sdpa_variants",), "mha": ("mha_variants",)}
-"""Questions asked only when a check fails (to name the mistake): a kit records them with the
-question they explain, so that its hints are the grader's."""
