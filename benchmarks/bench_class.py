@@ -22,10 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import nbformat
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_grade import LOOPS, REFERENCE
+from bench_grade import LOOPS, REFERENCE, student_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,16 +90,9 @@ def make_course(folder: Path, students: dict[str, tuple[str, str]]) -> None:
     )
     release = folder / "release" / "attention" / "attention.ipynb"
     for student, (_, source) in students.items():
-        nb = nbformat.read(str(release), as_version=4)
-        for cell in nb.cells:
-            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-            if grade_id == "sdpa":
-                cell.source = source  # the whole implementation in the first answer cell
-            elif grade_id in ("causal_mask", "mha"):
-                cell.source = "# implemented above"
         target = folder / "submitted" / student / "attention"
         target.mkdir(parents=True)
-        nbformat.write(nb, str(target / "attention.ipynb"))
+        student_notebook(source, target / "attention.ipynb", release)
 
 
 def nbgrader_scores(folder: Path) -> dict[str, float]:
