@@ -25,7 +25,7 @@ from typing import Any
 
 from autograder.confinement import plan
 from autograder.errors import SandboxError
-from autograder.settings import LIMITS, Limits
+from autograder.settings import LIMITS, SINGLE_THREADED, Limits
 from autograder.wire import WireError, decode, encode, recv_frame, send_frame
 
 __all__ = [
@@ -178,9 +178,7 @@ def _child_env(home: str) -> dict[str, str]:
         "HOME": home,
         "LANG": "C.UTF-8",
         "MPLBACKEND": "Agg",
-        "OPENBLAS_NUM_THREADS": "1",
-        "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
+        **SINGLE_THREADED,
     }
 
 

@@ -87,3 +87,23 @@ def test_student_kit_command_writes_the_kit_and_says_how_to_use_it(tmp_path: Pat
     assert (tmp_path / "attention-checker.zip").is_file()
     assert "pip install attention-checker.zip" in done.stdout
     assert "python -m autograder check NOTEBOOK" in done.stdout
+
+
+def test_the_grader_pins_one_blas_thread_before_numpy_loads() -> None:
+    probe = (
+        "import os, runpy, sys\n"
+        "sys.argv = ['autograder', 'grade', '--help']\n"
+        "try:\n    runpy.run_module('autograder', run_name='__main__')\n"
+        "except SystemExit:\n    pass\n"
+        "print(os.environ['OPENBLAS_NUM_THREADS'], os.environ['OMP_NUM_THREADS'])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "OPENBLAS_NUM_THREADS": "8"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "1 1"

@@ -120,6 +120,14 @@ def test_memory_limit_turns_huge_allocation_into_memory_error(box: Sandbox) -> N
     assert raised.value.is_a("MemoryError")
 
 
+def test_child_runs_numpy_with_one_blas_thread() -> None:
+    box, _ = started(
+        ["import os\ndef threads():\n    return os.environ.get('OPENBLAS_NUM_THREADS')"]
+    )
+    with box, box.session() as session:
+        assert session.call("threads") == "1"
+
+
 def test_cell_errors_are_reported_and_later_cells_still_run() -> None:
     cells = ["a = 1", "b = 1/0", "def f(:", "import sys; sys.exit(3)", "c = a + 1"]
     box, run = started(cells)

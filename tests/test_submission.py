@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -141,3 +143,25 @@ def test_notebook_with_50_mb_of_outputs_is_read(tmp_path: Path) -> None:
     path.write_text(nbformat.writes(nb), encoding="utf-8")
     assert path.stat().st_size > 50 << 20
     assert read_submission(path).cells == ("x = 1", "z = 2")
+
+
+def test_reading_a_notebook_skips_the_format_checkers_and_leaves_them_importable(
+    tmp_path: Path,
+) -> None:
+    """nbformat never checks string formats; their packages (installed here) stay unloaded, and
+    no import of them is left blocked (a blocked name sits in sys.modules as None)."""
+    path = tmp_path / "attention.ipynb"
+    path.write_text(notebook("x = 1"), encoding="utf-8")
+    probe = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from autograder.submission import _UNUSED_FORMAT_CHECKERS, read_submission\n"
+        f"read_submission(Path({str(path)!r}))\n"
+        "import jsonschema\n"
+        "print([m for m in _UNUSED_FORMAT_CHECKERS if m in sys.modules], 'nbformat' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["[]", "True"]
