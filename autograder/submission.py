@@ -6,6 +6,7 @@ process. IPython syntax (magics, shell escapes) is handled by the sandboxed chil
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from dataclasses import dataclass
@@ -108,12 +109,11 @@ def _import_nbformat() -> ModuleType:
     for name in blocked:
         sys.modules[name] = None  # type: ignore[assignment]  # `import name` raises ImportError
     try:
-        import nbformat
+        return importlib.import_module("nbformat")
     finally:
         for name in blocked:
             if name in sys.modules and sys.modules[name] is None:
                 del sys.modules[name]
-    return nbformat
 
 
 def _read_notebook(path: Path, text: str) -> Submission:

@@ -95,6 +95,13 @@ def submit(root: Path, cells: list[str], name: str = "my attention.ipynb") -> di
     return document
 
 
+def test_setup_compiles_the_grader_once_for_every_submission(autograder_root: Path) -> None:
+    package = autograder_root / "source" / "autograder"
+    modules = {path.stem for path in package.glob("*.py")}
+    compiled = {path.name.split(".")[0] for path in (package / "__pycache__").glob("*.pyc")}
+    assert modules and modules <= compiled
+
+
 def test_correct_notebook_scores_full_marks(autograder_root: Path) -> None:
     document = submit(autograder_root, [REFERENCE_SOURCE])
     assert document["score"] == 100, json.dumps(document)[:2000]

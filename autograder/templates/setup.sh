@@ -16,6 +16,9 @@ if ! "$PYTHON" -m venv "$ROOT/venv" 2>/dev/null; then
 fi
 "$ROOT/venv/bin/python" -m pip install --quiet --no-cache-dir --disable-pip-version-check \
     -r "$SOURCE/requirements.txt"
+# Compile the grader once here: each submission runs in a fresh container, which would
+# otherwise compile it again for every grade.
+"$ROOT/venv/bin/python" -m compileall -q "$SOURCE"
 
 if [ "$(id -u)" = 0 ]; then
     if ! id -u "$SANDBOX_USER" >/dev/null 2>&1; then
