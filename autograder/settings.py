@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hypothesis import HealthCheck, Phase, Verbosity, settings
+from hypothesis.internal.conjecture import providers as _providers
+from hypothesis.internal.constants_ast import Constants as _Constants
 
 __all__ = ["HYPOTHESIS", "LIMITS", "SINGLE_THREADED", "TOLERANCE", "Limits", "Tolerance"]
 
@@ -26,6 +28,24 @@ HYPOTHESIS = settings(
     print_blob=False,
     verbosity=Verbosity.quiet,
 )
+
+
+_NO_CONSTANTS = _Constants()
+
+
+def _no_local_constants() -> _Constants:
+    return _NO_CONSTANTS
+
+
+# Hypothesis also seeds its examples with number literals it finds in the source of "local"
+# modules: whichever modules are loaded, judged by where they are installed (the grader in
+# /autograder/source counts, the same grader in site-packages does not). That would make the
+# examples, hence grades, depend on the install location and on unrelated literals in our
+# code, and it caches the literals in a `.hypothesis/` folder it creates in the current
+# directory. Examples must be a function of the property alone, so the grader turns it off.
+# Hypothesis is pinned exactly (packaging.REQUIREMENTS); tests/test_checks.py fails loudly if
+# an upgrade moves this hook.
+_providers._get_local_constants = _no_local_constants
 
 
 @dataclass(frozen=True)

@@ -131,3 +131,16 @@ def test_run_item_on_missing_everything(item: Item) -> None:
     with box:
         outcome = run_item(item, box, run, limits=LIMITS, deadline=time.monotonic() + 30)
     assert outcome.failure is not None and "is not defined" in outcome.failure.summary
+
+
+def test_examples_ignore_literals_in_loaded_modules() -> None:
+    """Hypothesis's own hook for literals in "local" modules answers nothing in the grader, so
+    examples do not depend on where the grader is installed or on literals in its code."""
+    from hypothesis.internal.conjecture.providers import HypothesisProvider
+
+    from autograder import settings
+
+    provider = HypothesisProvider(None)
+    constants = provider._local_constants
+    assert constants is settings._NO_CONSTANTS
+    assert not any(constants.set_for_type(kind) for kind in (int, float, bytes, str))

@@ -107,3 +107,15 @@ def test_the_grader_pins_one_blas_thread_before_numpy_loads() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "1 1"
+
+
+def test_grading_leaves_nothing_in_the_current_folder(tmp_path: Path) -> None:
+    submission = tmp_path / "in" / "attention.py"
+    submission.parent.mkdir()
+    submission.write_text(REFERENCE_SOURCE, encoding="utf-8")
+    here = tmp_path / "here"
+    here.mkdir()
+    done = run("grade", str(submission), "--results", str(tmp_path / "r.json"), cwd=here)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))["score"] == 100
+    assert list(here.iterdir()) == []  # Hypothesis keeps no `.hypothesis/` cache here
