@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autograder import sandbox
+from autograder import _child, sandbox
 from autograder.confinement import sandbox_user
 from autograder.sandbox import NotebookRun, Sandbox, StudentRaised, WorkerLost
 from autograder.settings import LIMITS, Limits
@@ -170,6 +170,40 @@ def test_matplotlib_runs_headless_when_installed() -> None:
     box, run = started([cell])
     with box:
         assert run.cells[0].ok, run.cells[0].message
+
+
+def test_common_imports_work_at_call_time_whoever_runs_the_child() -> None:
+    """Imports the cells make only inside functions still work after the switch of user,
+    even where that user cannot read the Python installation."""
+    cell = (
+        "import numpy as np\n"
+        "def f():\n"
+        "    from numpy.testing import assert_allclose\n"
+        "    import statistics, fractions\n"
+        "    assert_allclose(np.fft.fft(np.ones(2))[0], 2)\n"
+        "    return statistics.mean([1, 2]) + float(fractions.Fraction(1, 2))"
+        " + np.random.default_rng(0).random() * 0"
+    )
+    box, _ = started([cell])
+    with box, box.session() as session:
+        assert session.call("f") == 2.0
+
+
+@pytest.mark.parametrize(
+    ("cells", "preloaded"),
+    [
+        (["import numpy as np\nx = np.zeros(3)"], []),
+        (["np.testing.assert_allclose(a, b)"], ["numpy.testing"]),
+        (["def f():\n    from numpy.random import default_rng"], ["numpy.random", "random"]),
+        (["import math", "import copy"], ["math", "copy"]),
+        (["print('os.system, antigravity, this')"], []),
+    ],
+    ids=["numpy-only", "np-testing", "import-in-function", "two-cells", "not-on-the-list"],
+)
+def test_only_common_modules_the_cells_mention_are_preloaded(
+    cells: list[str], preloaded: list[str]
+) -> None:
+    assert _child._mentioned(cells) == preloaded
 
 
 def test_hanging_top_level_cell_is_skipped_and_the_rest_runs() -> None:
