@@ -89,13 +89,14 @@ def test_student_kit_command_writes_the_kit_and_says_how_to_use_it(tmp_path: Pat
     assert "python -m autograder check NOTEBOOK" in done.stdout
 
 
-def test_the_grader_pins_one_blas_thread_before_numpy_loads() -> None:
+def test_the_entry_point_pins_one_blas_thread_and_freezes_what_it_imported() -> None:
     probe = (
-        "import os, runpy, sys\n"
+        "import gc, os, runpy, sys\n"
         "sys.argv = ['autograder', 'grade', '--help']\n"
         "try:\n    runpy.run_module('autograder', run_name='__main__')\n"
         "except SystemExit:\n    pass\n"
-        "print(os.environ['OPENBLAS_NUM_THREADS'], os.environ['OMP_NUM_THREADS'])"
+        "print(os.environ['OPENBLAS_NUM_THREADS'], os.environ['OMP_NUM_THREADS'],"
+        " gc.get_freeze_count() > 10_000)"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe],
@@ -106,7 +107,7 @@ def test_the_grader_pins_one_blas_thread_before_numpy_loads() -> None:
         env={"PATH": "/usr/bin:/bin", "OPENBLAS_NUM_THREADS": "8"},
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1] == "1 1"
+    assert done.stdout.splitlines()[-1] == "1 1 True"
 
 
 def test_grading_leaves_nothing_in_the_current_folder(tmp_path: Path) -> None:
