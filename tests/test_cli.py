@@ -89,11 +89,20 @@ def test_student_kit_command_writes_the_kit_and_says_how_to_use_it(tmp_path: Pat
     assert "python -m autograder check NOTEBOOK" in done.stdout
 
 
-def test_the_entry_point_pins_one_blas_thread_and_freezes_what_it_imported() -> None:
+_START = {
+    "python -m autograder": "runpy.run_module('autograder', run_name='__main__')",
+    "attention-autograder": "sys.exit(next(e for e in entry_points(group='console_scripts')"
+    " if e.name == 'attention-autograder').load()())",
+}
+
+
+@pytest.mark.parametrize("start", list(_START.values()), ids=list(_START))
+def test_every_entry_point_pins_one_blas_thread_and_freezes_what_it_imported(start: str) -> None:
     probe = (
         "import gc, os, runpy, sys\n"
+        "from importlib.metadata import entry_points\n"
         "sys.argv = ['autograder', 'grade', '--help']\n"
-        "try:\n    runpy.run_module('autograder', run_name='__main__')\n"
+        f"try:\n    {start}\n"
         "except SystemExit:\n    pass\n"
         "print(os.environ['OPENBLAS_NUM_THREADS'], os.environ['OMP_NUM_THREADS'],"
         " gc.get_freeze_count() > 10_000)"
@@ -107,6 +116,7 @@ def test_the_entry_point_pins_one_blas_thread_and_freezes_what_it_imported() -> 
         env={"PATH": "/usr/bin:/bin", "OPENBLAS_NUM_THREADS": "8"},
     )
     assert done.returncode == 0, done.stderr
+    assert "usage:" in done.stdout
     assert done.stdout.splitlines()[-1] == "1 1 True"
 
 
