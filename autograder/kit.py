@@ -181,6 +181,7 @@ def build_kit(out: Path, *, exercise: str = "attention") -> list[str]:
 
     if oracle.is_kit(exercise):
         raise ConfigError("This is a student kit: build kits from the course repository.")
+    out.parent.mkdir(parents=True, exist_ok=True)  # a bad --out fails now, not after recording
     rubric = load(exercise)
     answers, cases = _record(rubric, exercise)
     files: dict[str, bytes] = {

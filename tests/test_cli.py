@@ -45,11 +45,22 @@ def test_missing_submission_still_writes_results(tmp_path: Path) -> None:
     assert document["score"] == 0 and "No file or folder" in document["output"]
 
 
-def test_unwritable_results_path_is_a_clear_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("grade", "nope.ipynb", "--results", "{blocked}/r.json"),
+        ("gradescope", "--out", "{blocked}/autograder.zip"),
+        ("student-kit", "--out", "{blocked}/attention-checker.zip"),
+    ],
+    ids=["grade-results", "gradescope-zip", "student-kit"],
+)
+def test_unwritable_output_path_is_a_clear_error(tmp_path: Path, args: tuple[str, ...]) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x", encoding="utf-8")
-    done = run("grade", str(tmp_path / "nope.ipynb"), "--results", str(blocker / "r.json"))
-    assert done.returncode == 1 and "error:" in done.stderr and "Traceback" not in done.stderr
+    done = run(*(arg.format(blocked=blocker) for arg in args), cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("error:") and str(blocker) in done.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["file"]
 
 
 @pytest.mark.slow
