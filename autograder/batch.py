@@ -7,8 +7,10 @@ Layouts found under DIR (the first that matches):
 * a flat folder of notebooks: `{student}.ipynb`.
 
 Each student gets `OUT/{student}/results.json` and `OUT/{student}/feedback.md`; `OUT/grades.csv`
-(or `--csv`) has one row per student. A result records the SHA-256 of what it graded, so an
-interrupted batch resumes without regrading what is done. Grading runs on any
+(or `--csv`) has one row per student. A result records the SHA-256 of what it graded and the
+fingerprint of the grader that graded it (`fingerprint.py`), so an interrupted batch resumes
+without regrading what is done, and a change to the rubric, a tolerance, the reference or any
+other part of the grader regrades everyone. Grading runs on any
 `concurrent.futures.Executor`: a process pool here, or a distributed engine's executor
 (e.g. Dask's `client.get_executor()`) on a cluster.
 """
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import IO
 
 from autograder.errors import SubmissionError
+from autograder.fingerprint import grader_fingerprint
 from autograder.pipeline import grade, ungraded
 from autograder.report import render_failure, write_results
 from autograder.rubric import Rubric
@@ -64,6 +67,9 @@ class Outcome:
     total: float
     max_total: float
     resumed: bool = False
+    """Kept from an earlier run: same files, same grader."""
+    grader_changed: bool = False
+    """Graded again although the files had not changed, because the grader had."""
 
 
 def _notebooks(folder: Path) -> list[Path]:
@@ -98,19 +104,28 @@ def discover(folder: Path, *, assignment: str = "attention") -> list[Entry]:
     )
 
 
-def _grade_one(entry: Entry, exercise: str, out: Path, digest: str) -> GradeResult:
+@dataclass(frozen=True)
+class _Key:
+    """What a stored result was graded from: the submission's files and the grader."""
+
+    submission: str
+    grader: str
+
+
+def _grade_one(entry: Entry, exercise: str, out: Path, key: _Key) -> GradeResult:
     """Grade one entry and write its files (runs in a worker process)."""
     rubric = load(exercise)
     result = grade(entry.path, rubric=rubric)
     folder = out / entry.student
-    _write_student(folder, result, digest)
+    _write_student(folder, result, key)
     return result
 
 
-def _write_student(folder: Path, result: GradeResult, digest: str) -> None:
+def _write_student(folder: Path, result: GradeResult, key: _Key) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "feedback.md").write_text(_feedback(result), encoding="utf-8")
-    write_results(folder / "results.json", result, extra={"submission_sha256": digest})
+    extra = {"submission_sha256": key.submission, "grader_fingerprint": key.grader}
+    write_results(folder / "results.json", result, extra=extra)
 
 
 def _feedback(result: GradeResult) -> str:
@@ -129,12 +144,16 @@ def _feedback(result: GradeResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _done(folder: Path, digest: str) -> Outcome | None:
+def _done(folder: Path, key: _Key) -> Outcome | bool:
+    """The stored outcome if it was graded from `key`; else whether only the grader differs."""
     path = folder / "results.json"
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
-        if document["extra_data"]["submission_sha256"] != digest:
-            return None
+        stored = document["extra_data"]
+        if stored["submission_sha256"] != key.submission:
+            return False
+        if stored.get("grader_fingerprint") != key.grader:
+            return True
         scores = {
             t["extra_data"]["id"]: float(t["score"])
             for t in document["tests"]
@@ -143,13 +162,13 @@ def _done(folder: Path, digest: str) -> Outcome | None:
         total = float(document["score"])
         max_total = sum(float(t["max_score"]) for t in document["tests"])
     except (OSError, ValueError, KeyError, TypeError):
-        return None
+        return False
     return Outcome(folder.name, scores, total, max_total, resumed=True)
 
 
-def _outcome(student: str, result: GradeResult) -> Outcome:
+def _outcome(student: str, result: GradeResult, *, grader_changed: bool) -> Outcome:
     scores = {item.id: item.score for item in result.items}
-    return Outcome(student, scores, result.score, result.max_score)
+    return Outcome(student, scores, result.score, result.max_score, grader_changed=grader_changed)
 
 
 class Progress:
@@ -187,34 +206,38 @@ def grade_all(
     executor: Executor | None = None,
     on_done: Callable[[Outcome], None] | None = None,
 ) -> list[Outcome]:
-    """Grade `entries` into `out`, skipping those already graded from the same files.
+    """Grade `entries` into `out`, skipping those already graded from the same files by the
+    same grader (`grader_fingerprint`).
 
     Uses `executor` if given (any `concurrent.futures.Executor`), else a process pool of
     `jobs` workers (default: the number of cores). Results do not depend on either.
     """
     rubric = load(exercise)
+    grader = grader_fingerprint(exercise)
     outcomes: dict[str, Outcome] = {}
-    pending: list[tuple[Entry, str]] = []
+    pending: list[tuple[Entry, _Key, bool]] = []
     for entry in entries:
-        digest = entry.digest()
-        previous = _done(out / entry.student, digest)
-        if previous is not None:
+        key = _Key(entry.digest(), grader)
+        previous = _done(out / entry.student, key)
+        if isinstance(previous, Outcome):
             outcomes[entry.student] = previous
             if on_done:
                 on_done(previous)
         else:
-            pending.append((entry, digest))
+            pending.append((entry, key, previous))
     own = executor is None
     pool = executor or ProcessPoolExecutor(max_workers=jobs or os.cpu_count() or 1)
     try:
-        futures: dict[Future[GradeResult], tuple[Entry, str]] = {
-            pool.submit(_grade_one, entry, exercise, out, digest): (entry, digest)
-            for entry, digest in pending
+        futures: dict[Future[GradeResult], tuple[Entry, _Key, bool]] = {
+            pool.submit(_grade_one, entry, exercise, out, key): (entry, key, grader_changed)
+            for entry, key, grader_changed in pending
         }
         for future in as_completed(futures):
-            entry, digest = futures[future]
-            result = _result_of(future, rubric, entry, out, digest)
-            outcomes[entry.student] = _outcome(entry.student, result)
+            entry, key, grader_changed = futures[future]
+            result = _result_of(future, rubric, entry, out, key)
+            outcomes[entry.student] = _outcome(
+                entry.student, result, grader_changed=grader_changed
+            )
             if on_done:
                 on_done(outcomes[entry.student])
     finally:
@@ -224,7 +247,7 @@ def grade_all(
 
 
 def _result_of(
-    future: Future[GradeResult], rubric: Rubric, entry: Entry, out: Path, digest: str
+    future: Future[GradeResult], rubric: Rubric, entry: Entry, out: Path, key: _Key
 ) -> GradeResult:
     try:
         return future.result()
@@ -235,7 +258,7 @@ def _result_of(
             f"the autograder failed ({type(error).__name__}); your instructor has the details.",
             internal_error=repr(error),
         )
-        _write_student(out / entry.student, result, digest="")
+        _write_student(out / entry.student, result, _Key("", key.grader))
         return result
 
 
@@ -260,7 +283,9 @@ def write_csv(path: Path, outcomes: Sequence[Outcome], rubric: Rubric) -> None:
 def summary(outcomes: Sequence[Outcome], seconds: float) -> str:
     graded = [o for o in outcomes if not o.resumed]
     rate = f", {seconds / len(graded):.2f} s per submission" if graded else ""
+    stale = sum(o.grader_changed for o in graded)
+    why = f" ({stale} because the grader changed)" if stale else ""
     return (
-        f"{len(outcomes)} submissions: {len(graded)} graded, "
+        f"{len(outcomes)} submissions: {len(graded)} graded{why}, "
         f"{len(outcomes) - len(graded)} already done, in {seconds:.1f} s{rate}."
     )

@@ -13,7 +13,7 @@ import pytest
 from conftest import REFERENCE_SOURCE, ROOT
 from test_hostile import TAMPERING, WRONG
 
-from autograder.batch import Entry, discover, grade_all, write_csv
+from autograder.batch import Entry, discover, grade_all, summary, write_csv
 from autograder.errors import SubmissionError
 from autograder.rubrics import load
 
@@ -146,3 +146,29 @@ def test_batch_command_rejects_zero_jobs(tmp_path: Path) -> None:
         cwd=ROOT,
     )
     assert done.returncode == 2 and "--jobs must be at least 1" in done.stderr
+
+
+@pytest.mark.slow
+def test_a_changed_grader_regrades_everyone_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    course = tmp_path / "flat"
+    notebook(course / "alice.ipynb", REFERENCE_SOURCE)
+    notebook(course / "bob.ipynb", "x = 1")
+    entries = discover(course)
+    first = grade_all(entries, out=tmp_path / "out", jobs=1)
+    again = grade_all(entries, out=tmp_path / "out", jobs=1)
+    assert [o.resumed for o in again] == [True, True]
+    assert "2 already done" in summary(again, 1.0)
+
+    # The same submissions, graded by a grader whose reference solution has changed.
+    solutions = tmp_path / "solutions"
+    solutions.mkdir()
+    changed = REFERENCE_SOURCE.replace("MASK_VALUE = -1e9", "MASK_VALUE = -1e10")
+    assert changed != REFERENCE_SOURCE
+    (solutions / "attention.py").write_text(changed, encoding="utf-8")
+    monkeypatch.setenv("AUTOGRADER_SOLUTIONS", str(solutions))
+    regraded = grade_all(entries, out=tmp_path / "out", jobs=1)
+    assert [(o.resumed, o.grader_changed) for o in regraded] == [(False, True), (False, True)]
+    assert [o.scores for o in regraded] == [o.scores for o in first]
+    assert "2 graded (2 because the grader changed), 0 already done" in summary(regraded, 1.0)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from toy_rubric import CUBE, RUBRIC, SQUARE
 
 from autograder.checks import Outcome
 from autograder.errors import ConfigError
-from autograder.rubric import Failure, Item, Rubric
+from autograder.rubric import Failure, Item, Rubric, Visibility
 from autograder.rubrics import load
 from autograder.scoring import GradeResult, score
 
@@ -69,5 +71,12 @@ def test_bad_rubrics_are_refused(make: object, message: str) -> None:
         make()
 
 
-def test_cube_is_configured_as_hidden_until_due() -> None:
-    assert CUBE.visibility == "after_due_date"
+@pytest.mark.parametrize("visibility", ["visible", "hidden", "after_due_date", "after_published"])
+def test_each_result_carries_its_items_visibility(visibility: Visibility) -> None:
+    items = tuple(
+        replace(item, visibility=visibility) if item is CUBE else item for item in RUBRIC.items
+    )
+    rubric = Rubric(RUBRIC.name, RUBRIC.notebook, items)
+    results = score(rubric, [Outcome(item.id, None, 1) for item in items])
+    assert [r.visibility for r in results] == [item.visibility for item in items]
+    assert results[-1].visibility == visibility

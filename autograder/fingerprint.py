@@ -1,0 +1,48 @@
+"""A fingerprint of everything that can change a grade, other than the submission itself.
+
+`batch` stores it beside each result and regrades a student whose stored fingerprint differs:
+a change to the rubric, its points or hints, a tolerance, a limit, the Hypothesis settings, the
+reference solution, any other file of the grader, or the version of a package that computes
+or draws examples makes every earlier result stale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import sys
+
+from autograder.packaging import package_files
+from autograder.reference import solutions_dir
+
+__all__ = ["GRADING_PACKAGES", "fingerprint_inputs", "grader_fingerprint"]
+
+GRADING_PACKAGES = ("numpy", "hypothesis", "nbformat")
+"""Packages whose version can change examples, arithmetic or how a notebook is read."""
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
+
+
+def fingerprint_inputs(exercise: str) -> dict[str, bytes]:
+    """What the fingerprint covers, by label: the versions of Python and of
+    `GRADING_PACKAGES`, every file of the grader package, and `exercise`'s reference."""
+    inputs = {"python": f"{sys.version_info.major}.{sys.version_info.minor}".encode()}
+    inputs.update({package: _version(package).encode() for package in GRADING_PACKAGES})
+    inputs.update({name: path.read_bytes() for name, path in package_files().items()})
+    reference = solutions_dir() / f"{exercise}.py"
+    inputs["reference"] = reference.read_bytes() if reference.is_file() else b""
+    return inputs
+
+
+def grader_fingerprint(exercise: str) -> str:
+    """SHA-256 over `fingerprint_inputs(exercise)`."""
+    digest = hashlib.sha256()
+    for label, data in sorted(fingerprint_inputs(exercise).items()):
+        digest.update(f"{label}\0{len(data)}\0".encode())
+        digest.update(data)
+    return digest.hexdigest()

@@ -1,0 +1,31 @@
+"""The grader's fingerprint covers everything that can change a grade, and only that."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import REFERENCE_SOURCE, ROOT
+
+from autograder.fingerprint import GRADING_PACKAGES, fingerprint_inputs, grader_fingerprint
+from autograder.packaging import package_files
+
+
+def test_it_covers_every_grader_file_the_reference_and_the_packages() -> None:
+    inputs = fingerprint_inputs("attention")
+    for name in package_files():
+        assert name in inputs, name
+    for module in ("autograder/settings.py", "autograder/rubrics/attention.py"):
+        assert inputs[module] == (ROOT / module).read_bytes()
+    assert inputs["reference"] == REFERENCE_SOURCE.encode()
+    assert set(GRADING_PACKAGES) <= set(inputs) and "python" in inputs
+
+
+def test_it_is_stable_and_changes_with_the_reference(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = grader_fingerprint("attention")
+    assert grader_fingerprint("attention") == before
+    (tmp_path / "attention.py").write_text(REFERENCE_SOURCE + "\n# edited\n", encoding="utf-8")
+    monkeypatch.setenv("AUTOGRADER_SOLUTIONS", str(tmp_path))
+    assert grader_fingerprint("attention") != before
