@@ -235,9 +235,7 @@ def grade_all(
         for future in as_completed(futures):
             entry, key, grader_changed = futures[future]
             result = _result_of(future, rubric, entry, out, key)
-            outcomes[entry.student] = _outcome(
-                entry.student, result, grader_changed=grader_changed
-            )
+            outcomes[entry.student] = _outcome(entry.student, result, grader_changed=grader_changed)
             if on_done:
                 on_done(outcomes[entry.student])
     finally:
