@@ -405,7 +405,7 @@ def test_there_are_five_correct_implementations_and_fifteen_mistakes() -> None:
     table = mistakes()
     assert len({m.id for m in table}) == len(table) >= 15
     for mistake in table:
-        assert mistake.breaks and set(mistake.breaks) <= set(PROPOSED_POINTS), mistake.id
+        assert mistake.targets and set(mistake.targets) <= set(PROPOSED_POINTS), mistake.id
         assert mistake.hint.strip().endswith("."), mistake.id
         assert mistake.base == "reference" or (IMPLEMENTATIONS / f"{mistake.base}.py").exists()
 
@@ -486,7 +486,7 @@ def test_mistake_applies_and_loses_the_grade_cells_it_names(mistake: Any) -> Non
     source = apply_edits(mistake)
     assert source != base_source(mistake.base)
     failed = failing_grade_cells(namespace_of(source))
-    for item in mistake.breaks:
+    for item in mistake.targets:
         assert f"test_{item}" in failed, f"{mistake.id} passed test_{item}"
 
 

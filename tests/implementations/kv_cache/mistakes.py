@@ -2,7 +2,7 @@
 
 `base` names the file the edits apply to: "reference" is solutions/kv_cache.py, any other
 name a `correct_<name>.py` of this folder. Every `old` string occurs exactly once in the text
-it is applied to (edits apply in order). `breaks` names the proposed rubric items (the
+it is applied to (edits apply in order). `targets` names the proposed rubric items (the
 notebook's grade cells, without the `test_` prefix) the mistake must lose, and `hint` is the
 feedback a student who made it should read.
 """
@@ -17,7 +17,7 @@ class Mistake:
     id: str
     base: str
     edits: tuple[tuple[str, str], ...]
-    breaks: tuple[str, ...]
+    targets: tuple[str, ...]
     hint: str
 
 
