@@ -1,4 +1,9 @@
-"""nbgrader configuration for the course (run nbgrader commands from this folder)."""
+"""nbgrader configuration for the course (run nbgrader commands from this folder).
+
+One configuration serves every assignment: each is a folder of `source/` (`attention`,
+`kv_cache`), released into the folder of the same name under `release/` by
+`nbgrader generate_assignment NAME --force`.
+"""
 
 import os
 
