@@ -148,11 +148,13 @@ def _flakiness(error: FlakyFailure) -> Failure | None:
 
 
 def _broken(item: Item, error: Exception) -> ConfigError:
-    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    """The error to raise for a Hypothesis error that is not the student's doing."""
+    text = str(error).strip()
+    detail = f" ({text.splitlines()[0].rstrip('.!')})" if text else ""
     return ConfigError(
-        f"Rubric item {item.id!r} is broken: Hypothesis raised {type(error).__name__}"
-        f"{': ' + first if first else ''}. This is a bug of the rubric (its strategy, filters "
-        "or checks), not of the submission: fix the item; the rubric's own tests should catch it."
+        f"Rubric item {item.id!r} is broken: Hypothesis raised {type(error).__name__}{detail}. "
+        "This is a bug of the rubric (its strategy, filters or checks), not of the submission: "
+        "fix the item; the rubric's own tests should catch it."
     )
 
 
