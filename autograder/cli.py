@@ -175,6 +175,8 @@ def _batch(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     rubric = rubrics.load(args.exercise)
     read_submission(args.notebook, expected=rubric.notebook)  # a bad path: one clear error
+    if not is_kit(args.exercise):  # in the course repository: the grader's own examples
+        ensure_secret()
     result = grade(args.notebook, rubric=rubric, public_only=True)
     later = tuple(item.title for item in rubric.items if item.visibility != "visible")
     print(render_check(result, later=later))

@@ -168,3 +168,23 @@ def test_grade_makes_the_course_secret_once_then_keeps_it(tmp_path: Path) -> Non
         json.loads((tmp_path / name).read_text()) for name in ("first.json", "second.json")
     )
     assert first["tests"] == second["tests"] and 0 < first["score"] < 100
+
+
+@pytest.mark.slow
+def test_check_in_the_course_repository_makes_the_secret_too(tmp_path: Path) -> None:
+    solutions = tmp_path / "solutions"
+    solutions.mkdir()
+    (solutions / "attention.py").write_text(REFERENCE_SOURCE, encoding="utf-8")
+    submission = tmp_path / "attention.py"
+    submission.write_text(REFERENCE_SOURCE, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "autograder", "check", str(submission)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        env={**os.environ, "AUTOGRADER_SOLUTIONS": str(solutions)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "5 of 5 public checks pass" in done.stdout, done.stdout
+    assert (solutions / "grading_secret.txt").is_file()

@@ -131,7 +131,8 @@ def test_the_kit_holds_no_trace_of_the_grading_secret(kit: Path) -> None:
 def test_the_grader_draws_inputs_the_kit_never_saw(kit: Path) -> None:
     """The kit's bank is its own: of the grader's random examples for each public item, at most
     a few are in it (Hypothesis draws the simplest cases under any seed; the kit leaves out
-    those it finds). Before, every one of them was."""
+    those it finds). Before, every one of them was. That the few left give nothing away is the
+    lookup attack's test below."""
     rubric = load("attention")
     seen: dict[str, list[object]] = {}
 
@@ -154,7 +155,7 @@ def test_the_grader_draws_inputs_the_kit_never_saw(kit: Path) -> None:
         in_bank = {oracle.digest("case", (case,)) for case in banked[item.id]}
         drawn = {oracle.digest("case", (case,)) for case in seen[item.id]} - explicit
         assert len(drawn) >= 45, item.id
-        assert len(drawn & in_bank) <= 3, item.id
+        assert len(drawn & in_bank) <= 5, item.id  # measured: 0 to 3 of 50
         assert explicit <= in_bank, item.id  # the exhaustive cases are public by nature
 
 
