@@ -4,25 +4,37 @@ An item gets one sandbox session (a fresh worker forked from the executed notebo
 exhaustive cases run first, in order, then Hypothesis explores random cases and shrinks the
 first failure to the smallest input it can find. A timeout or crash ends the item at once (no
 shrinking through a dead worker) and costs that item only.
+
+Random examples are seeded by a key and the item's id (`settings.example_seed`): in the grader
+the key is the course's grading secret (`autograder.secret`), so a regrade draws the same
+examples and nobody without the secret can know them in advance.
+
+Blame: a Hypothesis error is the student's only when it is flakiness of their code (a check
+failed on an input, then passed or failed differently on the same input again). Any other
+(an invalid strategy, an unsatisfiable filter, ...) is a bug of the rubric: it is raised as a
+`ConfigError`, and the pipeline reports that the autograder failed, with the details for staff.
 """
 
 from __future__ import annotations
 
 import difflib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hypothesis import given
+from hypothesis import given, seed
 from hypothesis import settings as hypothesis_settings
+from hypothesis.errors import FlakyBackendFailure, FlakyFailure
 
+from autograder.errors import ConfigError
 from autograder.oracle import BankMiss
 from autograder.rubric import CheckFailed, Failure, Item, Rubric
 from autograder.sandbox import NotebookRun, Sandbox, StudentRaised, WorkerLost
-from autograder.settings import HYPOTHESIS, LIMITS, Limits
+from autograder.secret import load_secret
+from autograder.settings import HYPOTHESIS, LIMITS, Limits, example_seed
 
-__all__ = ["Outcome", "run_checks", "run_item"]
+__all__ = ["Outcome", "explore", "run_checks", "run_item"]
 
 
 @dataclass(frozen=True)
@@ -99,10 +111,84 @@ def _missing(name: str, run: NotebookRun) -> Failure:
     )
 
 
+def _flakiness(error: FlakyFailure) -> Failure | None:
+    """The student's failure when `error` is flakiness of their code, else None (ours).
+
+    Hypothesis groups the failures it saw for one input: only our verdicts on the student's
+    answers (`CheckFailed`) or an abort (their worker died on the replay) are the student's.
+    """
+    if isinstance(error, FlakyBackendFailure):
+        return None
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [error]
+    while pending:
+        current = pending.pop(0)
+        group = getattr(current, "exceptions", None)
+        if isinstance(group, tuple):  # an exception group (a backport's on Python 3.10)
+            pending.extend(group)
+        else:
+            leaves.append(current.__cause__ if current.__cause__ is not None else current)
+    aborts = [leaf for leaf in leaves if isinstance(leaf, _Abort)]
+    if aborts:
+        return aborts[0].failure
+    verdicts = [leaf for leaf in leaves if isinstance(leaf, CheckFailed)]
+    if not verdicts or len(verdicts) != len(leaves):
+        return None
+    first = verdicts[0].failure
+    return Failure(
+        "Your code gave different results for the same input: a check failed on it once, "
+        f"then not in the same way when it ran again. The first time: {first.summary}",
+        first.inputs,
+        first.snippet,
+        first.expected,
+        first.got,
+        hint="Avoid randomness and state that changes between calls: the same arguments must "
+        "give the same result every time.",
+    )
+
+
+def _broken(item: Item, error: Exception) -> ConfigError:
+    """The error to raise for a Hypothesis error that is not the student's doing."""
+    text = str(error).strip()
+    detail = f" ({text.splitlines()[0].rstrip('.!')})" if text else ""
+    return ConfigError(
+        f"Rubric item {item.id!r} is broken: Hypothesis raised {type(error).__name__}{detail}. "
+        "This is a bug of the rubric (its strategy, filters or checks), not of the submission: "
+        "fix the item; the rubric's own tests should catch it."
+    )
+
+
+def explore(item: Item, key: bytes, test: Callable[[Any], None]) -> None:
+    """Run `test` on `item`'s random examples as the grader does: its Hypothesis settings, and
+    the seed of `key` and the item's id (the same examples every time, for the same key)."""
+    assert item.strategy is not None
+    chosen = HYPOTHESIS
+    if item.max_examples is not None:
+        chosen = hypothesis_settings(HYPOTHESIS, max_examples=item.max_examples)
+
+    @seed(example_seed(key, item.id))
+    @chosen
+    @given(item.strategy)
+    def property_(case: Any) -> None:
+        test(case)
+
+    property_()
+
+
 def run_item(
-    item: Item, box: Sandbox | None, run: NotebookRun, *, limits: Limits, deadline: float
+    item: Item,
+    box: Sandbox | None,
+    run: NotebookRun,
+    *,
+    limits: Limits,
+    deadline: float,
+    key: bytes | None = None,
 ) -> Outcome:
-    """Check one item against the student's code; never raises for anything the student did."""
+    """Check one item against the student's code; never raises for anything the student did.
+
+    `key` seeds the random examples (`settings.example_seed`); by default the course's grading
+    secret, read only when the item has random examples.
+    """
     if box is None or not run.ready:
         return Outcome(item.id, Failure(f"Not checked: {run.failure}"), 0)
     for name in item.requires:
@@ -136,31 +222,19 @@ def run_item(
             for case in item.cases:
                 judge(case)
             if item.strategy is not None:
-                chosen = HYPOTHESIS
-                if item.max_examples is not None:
-                    chosen = hypothesis_settings(HYPOTHESIS, max_examples=item.max_examples)
-
-                @chosen
-                @given(item.strategy)
-                def property_(case: Any) -> None:
-                    judge(case)
-
-                property_()
+                explore(item, load_secret() if key is None else key, judge)
         except CheckFailed as failed:
             return Outcome(item.id, failed.failure, examples)
         except _Abort as aborted:
             return Outcome(item.id, aborted.failure, examples)
+        except FlakyFailure as error:
+            failure = _flakiness(error)
+            if failure is None:
+                raise _broken(item, error) from error
+            return Outcome(item.id, failure, examples)
         except Exception as error:
             if type(error).__module__.startswith("hypothesis"):
-                return Outcome(
-                    item.id,
-                    Failure(
-                        "Your code gave different results for the same input "
-                        f"({type(error).__name__}).",
-                        hint="Avoid randomness and state that changes between calls.",
-                    ),
-                    examples,
-                )
+                raise _broken(item, error) from error
             raise
     return Outcome(item.id, None, examples)
 
@@ -173,12 +247,18 @@ def run_checks(
     limits: Limits = LIMITS,
     deadline: float | None = None,
     only: Sequence[str] = (),
+    key: bytes | None = None,
 ) -> tuple[Outcome, ...]:
-    """Check every item of `rubric` (or those named in `only`), in rubric order."""
+    """Check every item of `rubric` (or those named in `only`), in rubric order.
+
+    `key` seeds the random examples; by default the course's grading secret (`load_secret`),
+    read once, and only when an item has random examples.
+    """
     if deadline is None:
         deadline = time.monotonic() + limits.total_seconds
+    items = [item for item in rubric.items if not only or item.id in only]
+    if key is None and any(item.strategy is not None for item in items):
+        key = load_secret()
     return tuple(
-        run_item(item, box, run, limits=limits, deadline=deadline)
-        for item in rubric.items
-        if not only or item.id in only
+        run_item(item, box, run, limits=limits, deadline=deadline, key=key) for item in items
     )

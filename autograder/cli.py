@@ -18,6 +18,7 @@ from autograder.oracle import is_kit
 from autograder.packaging import build_zip
 from autograder.pipeline import grade
 from autograder.report import render_check, render_text, write_results
+from autograder.secret import ensure_secret
 from autograder.submission import read_submission
 
 __all__ = ["main"]
@@ -99,7 +100,9 @@ def _parser() -> argparse.ArgumentParser:
         "gradescope",
         help="build the autograder zip to upload to Gradescope",
         description="Build the Gradescope autograder zip: setup.sh, run_autograder, the "
-        "grader, the reference solution and pinned requirements.",
+        "grader, the reference solution, the course's grading secret (solutions/"
+        "grading_secret.txt, created on first use; it seeds the random examples, so local "
+        "grades and Gradescope's agree) and pinned requirements.",
         epilog="example:\n  python -m autograder gradescope --out autograder.zip",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -130,6 +133,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _grade(args: argparse.Namespace) -> int:
     rubric = rubrics.load(args.exercise)
+    ensure_secret()  # the examples are seeded by it, here as in the Gradescope zip
     result = grade(args.submission, rubric=rubric)
     write_results(args.results, result)
     if args.quiet:
@@ -149,6 +153,7 @@ def _positive(text: str) -> int:
 
 def _batch(args: argparse.Namespace) -> int:
     rubric = rubrics.load(args.exercise)
+    ensure_secret()  # before the workers start, which only read it
     entries = discover(args.folder, assignment=args.exercise)
     progress = Progress(len(entries))
     began = time.monotonic()
@@ -170,6 +175,8 @@ def _batch(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     rubric = rubrics.load(args.exercise)
     read_submission(args.notebook, expected=rubric.notebook)  # a bad path: one clear error
+    if not is_kit(args.exercise):  # in the course repository: the grader's own examples
+        ensure_secret()
     result = grade(args.notebook, rubric=rubric, public_only=True)
     later = tuple(item.title for item in rubric.items if item.visibility != "visible")
     print(render_check(result, later=later))

@@ -1,8 +1,9 @@
 """Packaging: the one zip an instructor uploads to Gradescope.
 
 The zip holds `setup.sh` and `run_autograder` at its root (Gradescope's layout), the grader
-package, the exercise's reference solution and a pinned `requirements.txt`: what grading needs
-and nothing else (no Jupyter, no conda, no Docker).
+package, the exercise's reference solution, the course's grading secret (created now if the
+course has none yet: see `autograder/secret.py`) and a pinned `requirements.txt`: what grading
+needs and nothing else (no Jupyter, no conda, no Docker).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from autograder.errors import ConfigError
 from autograder.reference import solutions_dir
 from autograder.rubrics import AVAILABLE
+from autograder.secret import FILE_NAME, ensure_secret
 
 __all__ = ["REQUIREMENTS", "build_zip", "package_files", "write_zip"]
 
@@ -58,7 +60,7 @@ def write_zip(out: Path, files: dict[str, tuple[bytes, bool]]) -> None:
 def build_zip(out: Path, *, exercise: str = "attention") -> list[str]:
     """Write the Gradescope autograder zip to `out`; returns the names it holds.
 
-    The zip is reproducible: the same sources give the same bytes.
+    The zip is reproducible: the same sources (and grading secret) give the same bytes.
     """
     if exercise not in AVAILABLE:
         raise ConfigError(f"Unknown exercise {exercise!r}: choose one of {', '.join(AVAILABLE)}.")
@@ -70,6 +72,7 @@ def build_zip(out: Path, *, exercise: str = "attention") -> list[str]:
         "run_autograder": ((_PACKAGE / "templates" / "run_autograder").read_bytes(), True),
         "requirements.txt": (REQUIREMENTS.encode(), False),
         f"solutions/{exercise}.py": (reference.read_bytes(), False),
+        f"solutions/{FILE_NAME}": (ensure_secret().read_bytes(), False),
     }
     for name, path in package_files().items():
         files[name] = (path.read_bytes(), path.parent.name == "templates")

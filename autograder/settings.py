@@ -5,20 +5,33 @@ Change a value here and every stage sees it; nothing else in the grader hard-cod
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass
 
 from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis.internal.conjecture import providers as _providers
 from hypothesis.internal.constants_ast import Constants as _Constants
 
-__all__ = ["HYPOTHESIS", "LIMITS", "SINGLE_THREADED", "TOLERANCE", "Limits", "Tolerance"]
+__all__ = [
+    "HYPOTHESIS",
+    "KIT_EXAMPLES_KEY",
+    "LIMITS",
+    "SINGLE_THREADED",
+    "TOLERANCE",
+    "Limits",
+    "Tolerance",
+    "example_seed",
+]
 
-#: Hypothesis settings for every rubric item. `derandomize` makes the examples a function of
-#: the property alone, so a regrade sees the same inputs; no database, so nothing carries over
-#: between runs; no deadline (student code is judged by `Limits`, not by Hypothesis); no
-#: explain phase (it re-runs examples for reports we build ourselves).
+#: Hypothesis settings for every rubric item. Examples are not derandomised (that would make
+#: them a function of the property alone, which anyone holding the grader's code can replay):
+#: `checks.run_item` seeds every item with `example_seed`, so a regrade sees the same inputs;
+#: no database, so nothing carries over between runs; no deadline (student code is judged by
+#: `Limits`, not by Hypothesis); no explain phase (it re-runs examples for reports we build
+#: ourselves).
 HYPOTHESIS = settings(
-    derandomize=True,
+    derandomize=False,
     database=None,
     deadline=None,
     max_examples=50,
@@ -28,6 +41,22 @@ HYPOTHESIS = settings(
     print_blob=False,
     verbosity=Verbosity.quiet,
 )
+
+
+def example_seed(key: bytes, item_id: str) -> int:
+    """The Hypothesis seed of item `item_id`'s random examples under `key`.
+
+    The grader's key is the course's grading secret (`autograder.secret`), so its examples are
+    the same on every regrade and unknown to anyone without the secret; a keyed hash, so that
+    knowing the seed of one item (or the kit's) tells nothing about another's.
+    """
+    digest = hmac.new(key, b"examples:" + item_id.encode(), hashlib.sha256).digest()
+    return int.from_bytes(digest[:16], "big")
+
+
+#: The key of the student kit's own examples (`kit.py`): public, and so different from any
+#: course's grading secret. The kit banks answers for these examples, never for the grader's.
+KIT_EXAMPLES_KEY = b"attention-autograder student kit: public examples"
 
 
 _NO_CONSTANTS = _Constants()

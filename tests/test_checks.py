@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import pytest
-from toy_rubric import CUBE, RUBRIC, SQUARE, SQUARE_SMALL
+from hypothesis import strategies as st
+from toy_rubric import CUBE, RUBRIC, SQUARE, SQUARE_SMALL, Number, check_square
 
 from autograder import sandbox
-from autograder.checks import Outcome, run_checks, run_item
+from autograder.checks import Outcome, explore, run_checks, run_item
+from autograder.errors import ConfigError
+from autograder.pipeline import grade
 from autograder.rubric import Item, Rubric
-from autograder.settings import Limits
+from autograder.sandbox import Session
+from autograder.secret import load_secret
+from autograder.settings import KIT_EXAMPLES_KEY, Limits
 
 LIMITS = Limits(call_seconds=2.0, item_seconds=10.0, cell_seconds=5.0)
 
 
-def outcomes(code: Sequence[str], rubric: Rubric = RUBRIC) -> dict[str, Outcome]:
+def outcomes(
+    code: Sequence[str], rubric: Rubric = RUBRIC, *, key: bytes | None = None
+) -> dict[str, Outcome]:
     box, run = sandbox.start(code, limits=LIMITS)
     try:
-        found = run_checks(rubric, box, run, limits=LIMITS)
+        found = run_checks(rubric, box, run, limits=LIMITS, key=key)
     finally:
         if box is not None:
             box.close()
@@ -144,3 +155,130 @@ def test_examples_ignore_literals_in_loaded_modules() -> None:
     constants = provider._local_constants
     assert constants is settings._NO_CONSTANTS
     assert not any(constants.set_for_type(kind) for kind in (int, float, bytes, str))
+
+
+# --- seeding: the same examples on every regrade, and only for the same key ---------------
+
+
+def drawn(key: bytes, item: Item = SQUARE) -> list[int]:
+    seen: list[int] = []
+    explore(item, key, lambda case: seen.append(case.x))
+    return seen
+
+
+def test_examples_are_a_function_of_the_key_and_the_item() -> None:
+    assert drawn(b"course A") == drawn(b"course A")
+    assert drawn(b"course A") != drawn(b"course B")
+    assert drawn(b"course A") != drawn(b"course A", dataclasses.replace(SQUARE, id="other"))
+
+
+def test_the_grader_draws_with_the_course_secret_not_the_kit_key() -> None:
+    seen: list[int] = []
+
+    def watched(session: Session, case: Number) -> None:
+        seen.append(case.x)
+        check_square(session, case)
+
+    item = dataclasses.replace(SQUARE, check=watched)
+    found = outcomes(
+        ["def square(x):\n    return x * x"], Rubric("square", "square.ipynb", (item,))
+    )
+    assert found["square"].passed
+    assert seen == drawn(load_secret()) != drawn(KIT_EXAMPLES_KEY)
+
+
+# --- blame: only flakiness of the student's code is the student's -------------------------
+
+
+def test_code_that_answers_one_input_two_ways_is_told_so() -> None:
+    code = (
+        "calls = 0\n"
+        "def square(x):\n"
+        "    global calls\n"
+        "    calls += 1\n"
+        "    return -1 if calls == 3 else x * x"
+    )
+    found = outcomes([code], Rubric("square", "square.ipynb", (SQUARE,)))
+    failure = found["square"].failure
+    assert failure is not None
+    assert failure.summary.startswith("Your code gave different results for the same input")
+    assert "returned -1" in failure.summary and failure.inputs.startswith("x = ")
+    assert "the same arguments must give the same result" in failure.hint
+
+
+def _fails_once(message: str) -> Any:
+    """A check with a bug of ours that shows once, then never again."""
+    calls = itertools.count()
+
+    def check(session: Session, case: Number) -> None:
+        if next(calls) == 3:
+            raise RuntimeError(message)
+        check_square(session, case)
+
+    return check
+
+
+def _draws_differently() -> st.SearchStrategy[Number]:
+    """A strategy with state of its own: it draws another kind of value every other time."""
+    flips = itertools.count()
+
+    @st.composite
+    def unstable(draw: st.DrawFn) -> Number:
+        if next(flips) % 2:
+            return Number(draw(st.integers(0, 10)))
+        return Number(int(draw(st.booleans())))
+
+    return unstable()
+
+
+def _broken_items() -> dict[str, tuple[Item, str]]:
+    def item(**options: Any) -> Item:
+        return Item(
+            "broken", "an item with a bug", 10, options.pop("check", check_square), **options
+        )
+
+    return {
+        "invalid-strategy": (
+            item(strategy=st.builds(Number, st.integers(5, 1))),
+            "InvalidArgument (Cannot have max_value=1 < min_value=5)",
+        ),
+        "unsatisfiable-filter": (
+            item(strategy=st.builds(Number, st.integers(0, 9)).filter(lambda n: False)),
+            "Unsatisfiable",
+        ),
+        "check-of-ours-fails-once": (
+            item(check=_fails_once("ours"), strategy=st.builds(Number, st.integers(0, 99))),
+            "FlakyFailure",
+        ),
+        "strategy-draws-differently": (item(strategy=_draws_differently()), "FlakyFailure"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_broken_items()), ids=list(_broken_items()))
+def test_a_hypothesis_error_of_the_rubric_is_ours_not_the_students(
+    case: str, tmp_path: Path
+) -> None:
+    item, raised = _broken_items()[case]  # fresh state for each run
+    rubric = Rubric("square", "square.ipynb", (SQUARE_SMALL, item))
+    correct = ["def square(x):\n    return x * x"]
+    with pytest.raises(ConfigError) as error:
+        outcomes(correct, rubric)
+    assert str(error.value).startswith(
+        f"Rubric item 'broken' is broken: Hypothesis raised {raised}"
+    )
+    assert "not of the submission" in str(error.value)
+
+    item, raised = _broken_items()[case]
+    path = tmp_path / "square.py"
+    path.write_text(correct[0], encoding="utf-8")
+    result = grade(
+        path, rubric=Rubric("square", "square.ipynb", (SQUARE_SMALL, item)), limits=LIMITS
+    )
+    assert result.score == 0
+    for checked in result.items:
+        assert checked.failure is not None
+        assert checked.failure.summary == (
+            "Not checked: the autograder failed (ConfigError); your instructor has the details."
+        )
+    assert f"Hypothesis raised {raised}" in result.internal_error
+    assert "different results" not in repr(result)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -141,3 +142,49 @@ def test_grading_leaves_nothing_in_the_current_folder(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))["score"] == 100
     assert list(here.iterdir()) == []  # Hypothesis keeps no `.hypothesis/` cache here
+
+
+@pytest.mark.slow
+def test_grade_makes_the_course_secret_once_then_keeps_it(tmp_path: Path) -> None:
+    solutions = tmp_path / "solutions"
+    solutions.mkdir()
+    (solutions / "attention.py").write_text(REFERENCE_SOURCE, encoding="utf-8")
+    submission = tmp_path / "attention.py"
+    submission.write_text(REFERENCE_SOURCE.replace("axis=-1, keepdims", "axis=-2, keepdims"))
+    made = []
+    for results in ("first.json", "second.json"):
+        done = subprocess.run(
+            [sys.executable, "-m", "autograder", "grade", str(submission), "--results", results],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=300,
+            env={**os.environ, "AUTOGRADER_SOLUTIONS": str(solutions)},
+        )
+        assert done.returncode == 0, done.stderr
+        made.append((solutions / "grading_secret.txt").read_bytes())
+    assert made[0] == made[1] and b"# The grading secret of this course" in made[0]
+    first, second = (
+        json.loads((tmp_path / name).read_text()) for name in ("first.json", "second.json")
+    )
+    assert first["tests"] == second["tests"] and 0 < first["score"] < 100
+
+
+@pytest.mark.slow
+def test_check_in_the_course_repository_makes_the_secret_too(tmp_path: Path) -> None:
+    solutions = tmp_path / "solutions"
+    solutions.mkdir()
+    (solutions / "attention.py").write_text(REFERENCE_SOURCE, encoding="utf-8")
+    submission = tmp_path / "attention.py"
+    submission.write_text(REFERENCE_SOURCE, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "autograder", "check", str(submission)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        env={**os.environ, "AUTOGRADER_SOLUTIONS": str(solutions)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "5 of 5 public checks pass" in done.stdout, done.stdout
+    assert (solutions / "grading_secret.txt").is_file()

@@ -16,10 +16,11 @@ from pathlib import Path
 import jsonschema
 import nbformat
 import pytest
-from conftest import REFERENCE_SOURCE
+from conftest import REFERENCE_SOURCE, ROOT
 from test_hostile import TAMPERING, WRONG
 
 from autograder.packaging import build_zip
+from autograder.secret import secret_path
 
 pytestmark = pytest.mark.slow
 
@@ -42,6 +43,28 @@ def test_zip_has_gradescope_layout_and_is_reproducible(tmp_path: Path) -> None:
     for forbidden in ("jupyter", "notebook", "nbgrader", "torch", "conda"):
         assert forbidden not in requirements.replace("nbformat", "")
     assert all("==" in line for line in requirements.splitlines() if line[:1].isalpha())
+
+
+def test_zip_carries_the_course_secret(tmp_path: Path) -> None:
+    build_zip(tmp_path / "a.zip")
+    with zipfile.ZipFile(tmp_path / "a.zip") as archive:
+        assert archive.read("solutions/grading_secret.txt") == secret_path().read_bytes()
+
+
+def test_zip_of_a_course_without_a_secret_makes_one_and_keeps_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    solutions = tmp_path / "solutions"
+    solutions.mkdir()
+    shutil.copy2(Path(__file__).parent.parent / "solutions" / "attention.py", solutions)
+    monkeypatch.setenv("AUTOGRADER_SOLUTIONS", str(solutions))
+    build_zip(tmp_path / "a.zip")
+    made = (solutions / "grading_secret.txt").read_bytes()
+    build_zip(tmp_path / "b.zip")
+    assert (tmp_path / "a.zip").read_bytes() == (tmp_path / "b.zip").read_bytes()
+    with zipfile.ZipFile(tmp_path / "a.zip") as archive:
+        assert archive.read("solutions/grading_secret.txt") == made
+    assert made != (Path(__file__).parent.parent / "solutions" / "grading_secret.txt").read_bytes()
 
 
 def env(root: Path) -> dict[str, str]:
@@ -119,6 +142,45 @@ def test_buggy_notebook_scores_partially(autograder_root: Path) -> None:
     assert any("sqrt" in test["output"] for test in tests if test["status"] == "failed")
 
 
+DRAWN = """
+import json
+from autograder.checks import explore
+from autograder.oracle import digest
+from autograder.rubrics import load
+from autograder.secret import load_secret
+
+found = {}
+for item in load("attention").items:
+    seen = []
+    explore(item, load_secret(), lambda case: seen.append(digest("case", (case,))))
+    found[item.id] = seen
+print(json.dumps(found))
+"""
+
+
+def test_gradescope_and_local_grading_draw_the_same_examples(autograder_root: Path) -> None:
+    """The zip carries the course's secret, so a local `grade` and Gradescope grade alike."""
+    where = {"local": ROOT, "gradescope": autograder_root / "source"}
+    python = {
+        "local": sys.executable,
+        "gradescope": str(autograder_root / "venv" / "bin" / "python"),
+    }
+    drawn = {}
+    for side, cwd in where.items():
+        done = subprocess.run(
+            [python[side], "-c", DRAWN],
+            cwd=cwd,
+            env={**env(autograder_root), "PYTHONPATH": str(cwd)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        drawn[side] = json.loads(done.stdout)
+    assert drawn["local"] == drawn["gradescope"]
+    assert all(len(cases) >= 45 for cases in drawn["local"].values())
+
+
 def test_tampering_notebook_scores_nothing(autograder_root: Path) -> None:
     tamper = [TAMPERING["write-fake-results"], TAMPERING["read-the-reference"]]
     document = submit(autograder_root, [WRONG, *tamper])
@@ -158,6 +220,7 @@ import os
 CHECKS = {{
     "root": os.getuid() == 0,
     "read-source": os.access({str(source / "solutions" / "attention.py")!r}, os.R_OK),
+    "read-secret": os.access({str(source / "solutions" / "grading_secret.txt")!r}, os.R_OK),
     "list-source": os.access({str(source)!r}, os.R_OK),
     "write-results": os.access({str(autograder_root / "results")!r}, os.W_OK),
 }}

@@ -1,24 +1,34 @@
 """The student checker kit: built from the repository, installed with pip into a fresh venv as a
-student would, it checks like the grader and holds nothing that computes the solution."""
+student would, it checks like the grader, holds nothing that computes the solution, and is no
+answer key: the grader draws inputs it has never seen."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import gzip
+import hashlib
+import json
 import subprocess
 import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import REFERENCE_SOURCE, ROOT, grade_code
+from test_mutations import MUTANTS
 
 from autograder import oracle, sandbox
 from autograder.checks import run_checks
-from autograder.kit import build_kit
+from autograder.kit import build_kit, kit_rubric
 from autograder.rubric import Item, Rubric
 from autograder.rubrics import load
+from autograder.rubrics.attention_strategies import MhaCase, SdpaCase
 from autograder.sandbox import Session
+from autograder.secret import load_secret
+from autograder.settings import example_seed
 
 pytestmark = pytest.mark.slow
 
@@ -38,20 +48,29 @@ def kit(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+BANK = "attention-checker/autograder/rubrics/attention_bank.json.gz"
+PUBLIC = tuple(item.id for item in load("attention").items if item.visibility == "visible")
+
+
 @pytest.fixture(scope="module")
 def student_python(kit: Path) -> Iterator[Path]:
-    """A fresh venv (seeing NumPy, Hypothesis and nbformat of this machine) with the kit
-    installed by pip, exactly as the kit's README tells students."""
+    """A plain venv (no packages but pip) with the kit installed by pip, dependencies and all,
+    from the package index this machine reaches, exactly as the kit's README tells students.
+    pip's own cache is used, so the wheels are fetched once per machine."""
     venv = kit.parent / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
     done = subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--no-deps", str(kit)],
+        [str(python), "-m", "pip", "install", "--quiet", str(kit)],
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+    probe = "import sys, numpy, hypothesis, nbformat; print(sys.prefix, numpy.__file__)"
+    where = run(python, "-c", probe, cwd=kit.parent)
+    assert where.stdout.split() == [str(venv), where.stdout.split()[1]], where.stderr
+    assert where.stdout.split()[1].startswith(str(venv)), where.stdout  # the kit's own NumPy
     yield python
 
 
@@ -83,8 +102,37 @@ def test_the_kit_is_reproducible(kit: Path, tmp_path: Path) -> None:
     assert (tmp_path / "again.zip").read_bytes() == kit.read_bytes()
 
 
-def test_the_kit_holds_every_input_the_grader_checks_publicly(kit: Path) -> None:
-    """So a student who passes the kit passes the grader's public items (the kit checks more)."""
+def bank(kit: Path) -> tuple[dict[str, object], dict[str, list[object]]]:
+    with zipfile.ZipFile(kit) as archive:
+        return oracle.load_bank(archive.read(BANK))
+
+
+def test_the_kit_holds_no_trace_of_the_grading_secret(kit: Path) -> None:
+    secret = load_secret()
+    seeds = [example_seed(secret, item.id) for item in load("attention").items]
+    traces = {
+        "secret (hex)": secret.hex().encode(),
+        "secret (HEX)": secret.hex().upper().encode(),
+        "secret (base64)": base64.b64encode(secret),
+        "secret (bytes)": secret,
+        **{f"seed {n}": str(n).encode() for n in seeds},
+        **{f"seed {n:x}": f"{n:x}".encode() for n in seeds},
+    }
+    with zipfile.ZipFile(kit) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    assert not [name for name in files if name.endswith("grading_secret.txt")]
+    files[BANK] = gzip.decompress(files[BANK])
+    found = [
+        (what, name) for name, data in files.items() for what, t in traces.items() if t in data
+    ]
+    assert found == []
+
+
+def test_the_grader_draws_inputs_the_kit_never_saw(kit: Path) -> None:
+    """The kit's bank is its own: of the grader's random examples for each public item, at most
+    a few are in it (Hypothesis draws the simplest cases under any seed; the kit leaves out
+    those it finds). Before, every one of them was. That the few left give nothing away is the
+    lookup attack's test below."""
     rubric = load("attention")
     seen: dict[str, list[object]] = {}
 
@@ -95,20 +143,119 @@ def test_the_kit_holds_every_input_the_grader_checks_publicly(kit: Path) -> None
 
         return dataclasses.replace(item, check=check)
 
-    public = tuple(watched(item) for item in rubric.items if item.visibility == "visible")
-    reference = (ROOT / "solutions" / "attention.py").read_text(encoding="utf-8")
-    box, run = sandbox.start([reference])
+    public = tuple(watched(item) for item in rubric.items if item.id in PUBLIC)
+    box, run = sandbox.start([REFERENCE_SOURCE])
     assert box is not None
     with box:
         outcomes = run_checks(Rubric("attention", "attention.ipynb", public), box, run)
     assert all(outcome.passed for outcome in outcomes)
-    with zipfile.ZipFile(kit) as archive:
-        bank = archive.read("attention-checker/autograder/rubrics/attention_bank.json.gz")
-    _, banked = oracle.load_bank(bank)
+    _, banked = bank(kit)
     for item in public:
+        explicit = {oracle.digest("case", (case,)) for case in item.cases}
         in_bank = {oracle.digest("case", (case,)) for case in banked[item.id]}
-        graded = {oracle.digest("case", (case,)) for case in seen[item.id]}
-        assert len(graded) >= 50 and graded <= in_bank, item.id
+        drawn = {oracle.digest("case", (case,)) for case in seen[item.id]} - explicit
+        assert len(drawn) >= 45, item.id
+        assert len(drawn & in_bank) <= 5, item.id  # measured: 0 to 3 of 50
+        assert explicit <= in_bank, item.id  # the exhaustive cases are public by nature
+
+
+def _array_key(*arrays: np.ndarray | None) -> str:
+    """How the attack below keys an input: its arrays' bytes (the same as in the sandbox)."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        if array is None:
+            digest.update(b"none;")
+        else:
+            array = np.ascontiguousarray(array)
+            digest.update(f"{array.dtype.str}{array.shape};".encode() + array.tobytes())
+    return digest.hexdigest()
+
+
+def _encoded(array: np.ndarray) -> list[object]:
+    array = np.ascontiguousarray(array, dtype=np.float64)
+    return [list(array.shape), base64.b64encode(array.tobytes()).decode()]
+
+
+WRONG = (
+    REFERENCE_SOURCE.replace(" / np.sqrt(d_k)", "").replace(  # no scaling
+        "return self.out_proj(concat)", "return concat"
+    )  # no output projection
+)
+
+
+def lookup_attack(kit: Path) -> str:
+    """A submission that answers from the kit's bank, keyed by input bytes, and falls back to
+    `WRONG` for inputs the bank does not hold."""
+    answers, banked = bank(kit)
+    table: dict[str, dict[str, object]] = {"sdpa": {}, "mha": {}}
+    for cases in banked.values():
+        for case in cases:
+            if isinstance(case, SdpaCase):
+                pair = answers[oracle.digest("sdpa", (case,))]
+                assert isinstance(pair, tuple)
+                output, weights = pair
+                key = _array_key(case.Q, case.K, case.V, case.mask)
+                table["sdpa"][key] = [_encoded(output), _encoded(weights)]
+            elif isinstance(case, MhaCase):
+                output = answers[oracle.digest("mha", (case,))]
+                assert isinstance(output, np.ndarray)
+                heads = np.array(case.num_heads)
+                key = _array_key(case.x, case.weights["q_proj.weight"], heads, case.mask)
+                table["mha"][key] = _encoded(output)
+    assert len(table["sdpa"]) > 200 and len(table["mha"]) > 100
+    packed = json.dumps(table)
+    return f"""{WRONG}
+
+import base64, hashlib, json
+_TABLE = json.loads({packed!r})
+
+def _key(*arrays):
+    digest = hashlib.sha256()
+    for array in arrays:
+        if array is None:
+            digest.update(b"none;")
+        else:
+            array = np.ascontiguousarray(array)
+            digest.update(f"{{array.dtype.str}}{{array.shape}};".encode() + array.tobytes())
+    return digest.hexdigest()
+
+def _array(shape, data):
+    return np.frombuffer(base64.b64decode(data), dtype=np.float64).reshape(shape).copy()
+
+_wrong_sdpa = scaled_dot_product_attention
+
+def scaled_dot_product_attention(Q, K, V, mask=None):
+    hit = _TABLE["sdpa"].get(_key(Q, K, V, mask))
+    if hit is not None:
+        return _array(*hit[0]), _array(*hit[1])
+    return _wrong_sdpa(Q, K, V, mask)
+
+_wrong_forward = MultiHeadAttention.forward
+
+def _forward(self, x, mask=None):
+    hit = _TABLE["mha"].get(_key(x, self.q_proj.weight, np.array(self.num_heads), mask))
+    if hit is not None:
+        return _array(*hit)
+    return _wrong_forward(self, x, mask)
+
+MultiHeadAttention.forward = MultiHeadAttention.__call__ = _forward
+"""
+
+
+def test_the_lookup_attack_earns_nothing_from_the_grader(kit: Path) -> None:
+    attack = lookup_attack(kit)
+    # The attack is real: on the inputs the kit holds, it passes the checks it was built for.
+    rubric = kit_rubric(load("attention"), bank(kit)[1])
+    box, run = sandbox.start([attack])
+    assert box is not None
+    with box:
+        on_the_bank = run_checks(rubric, box, run, only=("sdpa_reference", "mha_forward"))
+    assert [outcome.passed for outcome in on_the_bank] == [True, True]
+    # The grader draws other inputs: the attack scores what its wrong fallback scores.
+    wrong = grade_code(WRONG)
+    looked_up = grade_code(attack)
+    assert {i: r.score for i, r in looked_up.items()} == {i: r.score for i, r in wrong.items()}
+    assert wrong["sdpa_reference"].score == wrong["mha_forward"].score == 0
 
 
 def verdicts(report: str) -> list[str]:
@@ -162,3 +309,63 @@ def test_installed_kit_cannot_grade_or_reach_the_reference(
     )
     done = run(student_python, "-c", probe, cwd=tmp_path)
     assert done.stdout.strip() == "ConfigError", done.stdout + done.stderr
+
+
+KIT_VERDICTS = """
+import json, sys
+from pathlib import Path
+from autograder.pipeline import grade
+from autograder.rubrics import load
+
+rubric = load("attention")
+found = {}
+for path in sorted(Path(sys.argv[1]).glob("*.py")):
+    result = grade(path, rubric=rubric, public_only=True)
+    found[path.stem] = {
+        item.id: [item.passed, item.failure.summary if item.failure else ""]
+        for item in result.items
+    }
+print(json.dumps(found))
+"""
+
+
+def test_installed_kit_agrees_with_the_grader_on_every_mutant(
+    student_python: Path, tmp_path: Path
+) -> None:
+    """Every mistake of the mutation table fails the same public items in the kit (its own
+    inputs) as in the grader (the course's): none slips through the kit's bank."""
+    folder = tmp_path / "mutants"
+    folder.mkdir()
+    for mutant in MUTANTS:
+        (folder / f"{mutant.id}.py").write_text(mutant.source(), encoding="utf-8")
+    script = tmp_path / "verdicts.py"
+    script.write_text(KIT_VERDICTS, encoding="utf-8")
+    kit = subprocess.Popen(  # meanwhile, the grader grades the same mutants here
+        [str(student_python), str(script), str(folder)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    grader = {
+        mutant.id: {
+            item: result.passed for item, result in grade_code(mutant.source(), only=PUBLIC).items()
+        }
+        for mutant in MUTANTS
+    }
+    out, err = kit.communicate(timeout=900)
+    assert kit.returncode == 0, err
+    found: dict[str, dict[str, tuple[bool, str]]] = json.loads(out)
+    in_kit = {
+        m: {item: passed for item, (passed, _) in items.items()} for m, items in found.items()
+    }
+    assert in_kit == grader
+    failing_public = [m for m, items in grader.items() if not all(items.values())]
+    assert len(failing_public) >= 20, failing_public
+    unchecked = [
+        (m, item)
+        for m, items in found.items()
+        for item, (_, summary) in items.items()
+        if summary.startswith("Not checked")
+    ]
+    assert unchecked == []
