@@ -2,8 +2,8 @@
 
 `batch` stores it beside each result and regrades a student whose stored fingerprint differs:
 a change to the rubric, its points or hints, a tolerance, a limit, the Hypothesis settings, the
-reference solution, any other file of the grader, or the version of a package that computes
-or draws examples makes every earlier result stale.
+reference solution, the grading secret, any other file of the grader, or the version of a
+package that computes or draws examples makes every earlier result stale.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import sys
 
 from autograder.packaging import package_files
 from autograder.reference import solutions_dir
+from autograder.secret import secret_path
 
 __all__ = ["GRADING_PACKAGES", "fingerprint_inputs", "grader_fingerprint"]
 
@@ -30,12 +31,15 @@ def _version(package: str) -> str:
 
 def fingerprint_inputs(exercise: str) -> dict[str, bytes]:
     """What the fingerprint covers, by label: the versions of Python and of
-    `GRADING_PACKAGES`, every file of the grader package, and `exercise`'s reference."""
+    `GRADING_PACKAGES`, every file of the grader package, `exercise`'s reference and the
+    course's grading secret."""
     inputs = {"python": f"{sys.version_info.major}.{sys.version_info.minor}".encode()}
     inputs.update({package: _version(package).encode() for package in GRADING_PACKAGES})
     inputs.update({name: path.read_bytes() for name, path in package_files().items()})
     reference = solutions_dir() / f"{exercise}.py"
     inputs["reference"] = reference.read_bytes() if reference.is_file() else b""
+    secret = secret_path()  # it seeds the examples; only this hash of it is ever stored
+    inputs["grading secret"] = secret.read_bytes() if secret.is_file() else b""
     return inputs
 
 

@@ -18,6 +18,7 @@ def test_it_covers_every_grader_file_the_reference_and_the_packages() -> None:
     for module in ("autograder/settings.py", "autograder/rubrics/attention.py"):
         assert inputs[module] == (ROOT / module).read_bytes()
     assert inputs["reference"] == REFERENCE_SOURCE.encode()
+    assert inputs["grading secret"] == (ROOT / "solutions" / "grading_secret.txt").read_bytes()
     assert set(GRADING_PACKAGES) <= set(inputs) and "python" in inputs
 
 
@@ -29,3 +30,13 @@ def test_it_is_stable_and_changes_with_the_reference(
     (tmp_path / "attention.py").write_text(REFERENCE_SOURCE + "\n# edited\n", encoding="utf-8")
     monkeypatch.setenv("AUTOGRADER_SOLUTIONS", str(tmp_path))
     assert grader_fingerprint("attention") != before
+
+
+def test_a_new_grading_secret_changes_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "attention.py").write_text(REFERENCE_SOURCE, encoding="utf-8")
+    monkeypatch.setenv("AUTOGRADER_SOLUTIONS", str(tmp_path))
+    without = grader_fingerprint("attention")
+    (tmp_path / "grading_secret.txt").write_text("ab" * 32 + "\n", encoding="utf-8")
+    first = grader_fingerprint("attention")
+    (tmp_path / "grading_secret.txt").write_text("cd" * 32 + "\n", encoding="utf-8")
+    assert len({without, first, grader_fingerprint("attention")}) == 3
