@@ -399,3 +399,102 @@ socket.recv_fds = recv_fds
     result = graded(tmp_path, [REFERENCE_SOURCE, lie])
     assert result.score == 0  # no worker could be started: nothing of ours was killed
     assert all(item.failure is not None for item in result.items)
+
+
+FORGE = """
+import os, stat, struct
+def _forge():
+    for fd in range(3, 256):
+        try:
+            if stat.S_ISSOCK(os.fstat(fd).st_mode):
+                os.write(fd, struct.pack("!I", len(HEADER)) + HEADER + PAYLOAD)
+        except OSError:
+            pass
+_honest_mask = create_causal_mask
+def create_causal_mask(seq_len):
+    _forge()
+    return _honest_mask(seq_len)
+"""
+
+# A worker forges the reply to one call (in `create_causal_mask`, used by one item only):
+# (header bytes, raw payload, what the student is told). It costs that item, nothing else.
+FORGED_REPLIES = {
+    "dtype-numpy-rejects": (
+        b'{"ok":true,"value":{"t":"array","dtype":"f1","shape":[2],"buf":0},"lengths":[2]}',
+        b"\\0\\0",
+        "the worker sent an invalid value (dtype 'f1' is not a real number or bool)",
+    ),
+    "shape-product-wraps-to-0": (
+        b'{"ok":true,"value":{"t":"array","dtype":"<f8","shape":[4294967296,4294967296],'
+        b'"buf":0},"lengths":[0]}',
+        b"",
+        "needs 147573952589676412928 bytes, got 0",
+    ),
+    "shape-overflows-int64": (
+        b'{"ok":true,"value":{"t":"array","dtype":"<f8","shape":[4611686018427387904,4],'
+        b'"buf":0},"lengths":[0]}',
+        b"",
+        "the worker sent an invalid value (shape [4611686018427387904, 4]",
+    ),
+    "nan-in-header": (
+        b'{"ok":true,"value":{"t":"float","v":NaN},"lengths":[]}',
+        b"",
+        "the worker broke the protocol (header holds NaN",
+    ),
+    "utf16-header": (
+        '{"ok":true,"value":{"t":"none"}}'.encode("utf-16"),
+        b"",
+        "broke the protocol",
+    ),
+    "huge-buffer-length": (b'{"ok":true,"lengths":[1099511627776]}', b"", "broke the protocol"),
+    "lone-surrogates-in-an-error": (
+        b'{"ok":false,"error":{"type":"\\ud800","message":"\\udfff <img src=x>",'
+        b'"bases":["Exception"]},"lengths":[]}',
+        b"",
+        "\ufffd: \ufffd <img src=x>",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("header", "payload", "message"), FORGED_REPLIES.values(), ids=FORGED_REPLIES.keys()
+)
+def test_a_forged_reply_costs_only_its_item(
+    tmp_path: Path, header: bytes, payload: bytes, message: str
+) -> None:
+    forge = f"HEADER = {header!r}\nPAYLOAD = {payload!r}\n" + FORGE
+    result = graded(tmp_path, [REFERENCE_SOURCE, forge])
+    lost = {item.id: item.failure for item in result.items if item.failure is not None}
+    assert list(lost) == ["causal_mask"], lost
+    assert message in lost["causal_mask"].summary, lost["causal_mask"]
+    assert result.score == 90 and not result.internal_error
+    document = json.loads((tmp_path / "results" / "results.json").read_bytes().decode("utf-8"))
+    assert "autograder failed" not in json.dumps(document).lower()
+
+
+def test_a_submission_over_the_containers_memory_gets_memory_error_in_its_item(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a (faked) 700 MB container the child may use 700 - 256 MB: allocating 600 MB in one
+    function raises MemoryError there, instead of taking the container (and results) down."""
+    from autograder import memory
+
+    root = tmp_path / "cgroup"
+    root.mkdir()
+    (root / "memory.max").write_text(str(700 << 20), encoding="ascii")
+    (tmp_path / "proc-cgroup").write_text("0::/\n", encoding="ascii")
+    monkeypatch.setattr(memory, "CGROUP_ROOT", root)
+    monkeypatch.setattr(memory, "PROC_CGROUP", tmp_path / "proc-cgroup")
+    assert memory.child_memory_bytes(LIMITS) == (700 - 256) << 20
+    greedy = """
+import numpy as np
+_honest_mask = create_causal_mask
+def create_causal_mask(seq_len):
+    hog = np.ones(600 * 2**20 // 8)
+    return _honest_mask(seq_len) + 0 * hog[0]
+"""
+    result = graded(tmp_path, [REFERENCE_SOURCE, greedy])
+    lost = {item.id: item.failure for item in result.items if item.failure is not None}
+    assert list(lost) == ["causal_mask"], lost
+    assert "MemoryError" in lost["causal_mask"].summary, lost["causal_mask"]
+    assert result.score == 90
