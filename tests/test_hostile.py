@@ -277,11 +277,11 @@ NOISY = {  # honest code, then a noisy cell 2: (the cell, what the student is to
     ),
     "allocate-1-tib": (
         "import numpy as np\nbig = np.ones(2**40 // 8)",
-        "Code cell 2 raised MemoryError",
+        "Code cell 2 raised `MemoryError",
     ),
     "deep-recursion": (
         "def f(n):\n    return f(n + 1)\nf(0)",
-        "Code cell 2 raised RecursionError",
+        "Code cell 2 raised `RecursionError",
     ),
     "crash-with-deep-recursion": (
         "import sys\nsys.setrecursionlimit(10**8)\ndef f(n):\n    return f(n + 1)\nf(0)",
@@ -290,12 +290,12 @@ NOISY = {  # honest code, then a noisy cell 2: (the cell, what the student is to
         (
             "Code cell 2 stopped the Python process (it crashed or exited); it was skipped.",
             "Code cell 2 did not finish within its time (3 s a cell); it was skipped.",
-            "Code cell 2 raised MemoryError",
+            "Code cell 2 raised `MemoryError",
         ),
     ),
-    "syntax-error-cell": ("def broken(:\n    pass", "Code cell 2 raised SyntaxError"),
+    "syntax-error-cell": ("def broken(:\n    pass", "Code cell 2 raised `SyntaxError"),
     "input-and-magics": ("%matplotlib inline\nname = input('Your name? ')\n!ls\n", ""),
-    "exit-in-a-cell": ("import sys\nsys.exit('bye')", "Code cell 2 raised SystemExit: bye"),
+    "exit-in-a-cell": ("import sys\nsys.exit('bye')", "Code cell 2 raised `SystemExit: bye`"),
 }
 
 
@@ -498,3 +498,56 @@ def create_causal_mask(seq_len):
     assert list(lost) == ["causal_mask"], lost
     assert "MemoryError" in lost["causal_mask"].summary, lost["causal_mask"]
     assert result.score == 90
+
+
+RENAMED = """
+Passed = type("All checks passed", (Exception,), {})
+def scaled_dot_product_attention(Q, K, V, mask=None):
+    raise Passed("100 / 100 points <img src=x onerror=alert(1)>")
+"""
+
+# Student text that tries to pass for ours, inject Markdown/HTML, or break the results file:
+# (cells after the reference, the score, a piece of it that must render only as code).
+STUDENT_TEXT = {
+    "lone-surrogate-at-top-level": ('raise ValueError("\\ud800 bad")', 100, "\ufffd bad"),
+    "lone-surrogate-in-a-call": (
+        'def create_causal_mask(seq_len):\n    raise ValueError("\\udfff" * 3)',
+        90,
+        "ValueError: \ufffd\ufffd\ufffd",
+    ),
+    "exception-class-named-like-our-verdict": (RENAMED, 10, "All checks passed"),
+    "html-links-images-in-a-message": (
+        'raise ValueError("<img src=x onerror=alert(1)> [x](https://e.example) '
+        '![i](https://e.example/i.png) https://e.example")',
+        100,
+        "e.example",
+    ),
+    "backticks-to-break-out": ('raise ValueError("`` ` <b>loud</b> ` ``")', 100, "loud"),
+    "terminal-escapes": (
+        'print("\\x1b]0;owned\\x07\\x1b[2J")\nraise ValueError("\\x1b[31mred\\x9b")',
+        100,
+        "red",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("cells", "expected", "marker"), STUDENT_TEXT.values(), ids=STUDENT_TEXT.keys()
+)
+def test_student_text_is_quoted_never_rendered(
+    tmp_path: Path, cells: str, expected: float, marker: str
+) -> None:
+    from test_report import ALLOWED_TAGS, rendered
+
+    from autograder.report import render_text
+
+    result = graded(tmp_path, [REFERENCE_SOURCE, cells])  # writes and validates results.json
+    assert result.score == expected, [(i.id, i.failure) for i in result.items if i.failure]
+    document = json.loads((tmp_path / "results" / "results.json").read_bytes().decode("utf-8"))
+    outputs = [document["output"], *(test["output"] for test in document["tests"])]
+    assert any(marker in output for output in outputs)
+    for output in outputs:
+        html = rendered(output)
+        assert html.tags <= ALLOWED_TAGS and not html.comments, (html.tags, output)
+        assert marker not in "".join(html.outside_code), output
+    assert "\x1b" not in render_text(result) and "\x9b" not in render_text(result)
