@@ -280,7 +280,7 @@ def _nesting(data: object) -> int:
             if deepest > MAX_NESTING:
                 return deepest
             children = node.values() if isinstance(node, dict) else node
-            stack.extend((child, depth + 1) for child in children)
+            stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
     return deepest
 
 

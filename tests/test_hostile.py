@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import jsonschema
@@ -551,3 +551,48 @@ def test_student_text_is_quoted_never_rendered(
         assert html.tags <= ALLOWED_TAGS and not html.comments, (html.tags, output)
         assert marker not in "".join(html.outside_code), output
     assert "\x1b" not in render_text(result) and "\x9b" not in render_text(result)
+
+
+def _linked_reference(folder: Path) -> None:
+    reference = notebook(folder.parent / "reference.ipynb", [REFERENCE_SOURCE])
+    (folder / "attention.ipynb").symlink_to(reference)
+
+
+def _linked_zero(folder: Path) -> None:
+    (folder / "attention.ipynb").symlink_to("/dev/zero")
+
+
+def _fifo(folder: Path) -> None:
+    os.mkfifo(folder / "attention.ipynb")
+
+
+def _linked_folder(folder: Path) -> None:
+    elsewhere = folder.parent / "elsewhere"
+    elsewhere.mkdir()
+    notebook(elsewhere / "attention.ipynb", [REFERENCE_SOURCE])
+    (folder / "work").symlink_to(elsewhere, target_is_directory=True)
+
+
+# Upload folders (the Gradescope layout: ROOT/submission/) whose files are not what they seem:
+# (how to make it, what the student is told). Each scores 0 and says which file and why.
+UPLOADS = {
+    "link-to-the-reference": (_linked_reference, "attention.ipynb is a symbolic link (to "),
+    "link-to-dev-zero": (_linked_zero, "attention.ipynb is a symbolic link (to /dev/zero)"),
+    "fifo": (_fifo, "attention.ipynb is a named pipe (FIFO)"),
+    "link-to-a-folder": (_linked_folder, "No notebook found"),
+}
+
+
+@pytest.mark.parametrize(("make", "message"), UPLOADS.values(), ids=UPLOADS.keys())
+def test_uploads_that_are_links_or_special_files_earn_nothing(
+    tmp_path: Path, make: Callable[[Path], None], message: str
+) -> None:
+    upload = tmp_path / "submission"
+    upload.mkdir()
+    make(upload)
+    began = time.monotonic()
+    result = grade(upload, rubric=RUBRIC, limits=LIMITS)
+    assert time.monotonic() - began < 10  # no FIFO wait, no /dev/zero read
+    write_results(tmp_path / "results.json", result)
+    jsonschema.validate(json.loads((tmp_path / "results.json").read_text("utf-8")), SCHEMA)
+    assert result.score == 0 and message in result.notes[0], result.notes
