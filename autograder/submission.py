@@ -239,6 +239,11 @@ def _read_notebook(path: Path, text: str) -> Submission:
         ) from None
     except RecursionError:
         raise SubmissionError(_too_deep(path)) from None
+    except MemoryError:
+        raise SubmissionError(
+            f"{path.name} holds more JSON values than the grader can read: clear all outputs "
+            "(Kernel > Restart & Clear Output), save and upload again."
+        ) from None
     if _nesting(data) > MAX_NESTING:
         raise SubmissionError(_too_deep(path))
     if not isinstance(data, dict) or ("cells" not in data and "worksheets" not in data):

@@ -309,3 +309,31 @@ def test_the_size_limit_holds_while_reading(tmp_path: Path) -> None:
     with pytest.raises(SubmissionError, match=r"big\.py is 0 MB or more, over"):
         read_regular(big, limit=99)
     assert read_regular(big, limit=100) == b"#" * 100
+
+
+def test_a_notebook_too_big_to_parse_is_refused_not_fatal(tmp_path: Path) -> None:
+    """90 MB of tiny JSON values need gigabytes as Python objects: under a memory limit the
+    reader refuses the file with a message instead of dying."""
+    path = tmp_path / "attention.ipynb"
+    with path.open("wb") as stream:
+        stream.write(b'{"nbformat": 4, "cells": [], "metadata": {"x": [0')
+        stream.write(b",0" * (45 << 20))
+        stream.write(b"]}}")
+    probe = (
+        "import resource, sys\n"
+        "from pathlib import Path\n"
+        "from autograder.errors import SubmissionError\n"
+        "from autograder.submission import _import_nbformat, read_submission\n"
+        "_import_nbformat()\n"
+        "used = int(open('/proc/self/statm').read().split()[0]) * resource.getpagesize()\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (used + (400 << 20),) * 2)\n"
+        "try:\n"
+        "    read_submission(Path(sys.argv[1]))\n"
+        "except SubmissionError as error:\n"
+        "    print(error)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "holds more JSON values than the grader can read" in done.stdout
