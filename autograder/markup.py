@@ -25,7 +25,6 @@ _BACKTICKS = re.compile("`+")
 _SPECIAL = re.compile(r"([\\`*\[\]<>&|~@$]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
 _LINE_START = re.compile(r"(?m)^([ \t]*)([-+=#])")
 _NUMBERED = re.compile(r"(?m)^([ \t]*\d+)([.)])")
-_SCHEME = re.compile(r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]{0,31}):(?=//)")
 _WWW = re.compile(r"(?i)\b(www)\.")
 
 
@@ -46,7 +45,7 @@ def _fence_for(text: str, least: int) -> str:
 
 def code(text: str) -> str:
     """`text` as one Markdown code span that it cannot close early (on one line)."""
-    text = terminal(" ".join(text.splitlines()) if text else " ")
+    text = terminal(" ".join(text.splitlines())) or " "  # a span holds no line break
     fence = _fence_for(text, 1)
     if text.startswith("`") or text.endswith("`") or (text.startswith(" ") and text.endswith(" ")):
         text = f" {text} "  # CommonMark strips one space from each end
@@ -64,7 +63,7 @@ def _escape(prose: str) -> str:
     prose = _SPECIAL.sub(r"\\\1", prose)
     prose = _NUMBERED.sub(r"\1\\\2", prose)
     prose = _LINE_START.sub(r"\1\\\2", prose)
-    prose = _SCHEME.sub(r"\1\\:", prose)
+    prose = prose.replace("://", "\\:\\/\\/")  # no bare URL for a linkifier to find
     return _WWW.sub(r"\1\\.", prose)
 
 

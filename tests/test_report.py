@@ -11,8 +11,10 @@ from typing import Any
 
 import jsonschema
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from autograder.markup import code
+from autograder.markup import code, escaped
 from autograder.report import (
     MAX_OUTPUT_CHARS,
     render_check,
@@ -133,6 +135,7 @@ class _Tags(HTMLParser):
         self.tags: set[str] = set()
         self.comments = 0
         self.outside_code: list[str] = []
+        self.code = ""
         self._depth = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -148,6 +151,8 @@ class _Tags(HTMLParser):
     def handle_data(self, data: str) -> None:
         if not self._depth:
             self.outside_code.append(data)
+        else:
+            self.code += data
 
 
 def rendered(markdown_text: str) -> _Tags:
@@ -155,6 +160,7 @@ def rendered(markdown_text: str) -> _Tags:
     to_html = mistune.create_markdown(escape=False, plugins=["url", "strikethrough", "table"])
     parser = _Tags()
     parser.feed(str(to_html(markdown_text)))
+    parser.close()
     return parser
 
 
@@ -284,3 +290,22 @@ def test_escaping_long_student_text_is_fast(text: str) -> None:
     began = time.perf_counter()
     render_failure(Failure(text, got=text, hint=text))
     assert time.perf_counter() - began < 1.0
+
+
+_MARKDOWNISH = st.lists(
+    st.sampled_from([*"`*_[]()<>!&#|~:/.@$\\-+=1 \naw", "www.", "http://", "<b>", "```"]),
+    max_size=25,
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(prose=_MARKDOWNISH, quoted=_MARKDOWNISH)
+def test_no_text_escapes_its_quoting(prose: str, quoted: str) -> None:
+    """Whatever the text, a sentence renders with no tag but paragraphs and code, and a quoted
+    part stays one code span holding exactly that text (line breaks as spaces)."""
+    html = rendered(escaped(f"{prose} {code(quoted)} {prose}"))
+    assert html.tags <= {"p", "code", "pre"} and not html.comments, escaped(prose)
+    span = rendered(code(quoted))
+    shown = " ".join(quoted.splitlines()) if quoted else " "
+    assert span.tags == {"p", "code"} and "".join(span.outside_code).strip() == ""
+    assert span.code.strip() == shown.strip()
