@@ -10,7 +10,9 @@ Each student gets `OUT/{student}/results.json` and `OUT/{student}/feedback.md`; 
 (or `--csv`) has one row per student. A result records the SHA-256 of what it graded and the
 fingerprint of the grader that graded it (`fingerprint.py`), so an interrupted batch resumes
 without regrading what is done, and a change to the rubric, a tolerance, the reference or any
-other part of the grader regrades everyone. Grading runs on any
+other part of the grader regrades everyone. Discovery and hashing never follow a link or open
+anything but a regular file: a submission that is a link, a FIFO or a device is still listed,
+and its grading says why it was refused. Grading runs on any
 `concurrent.futures.Executor`: a process pool here, or a distributed engine's executor
 (e.g. Dask's `client.get_executor()`) on a cluster.
 """
@@ -21,6 +23,7 @@ import csv
 import hashlib
 import json
 import os
+import stat
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
@@ -31,11 +34,13 @@ from typing import IO
 
 from autograder.errors import SubmissionError
 from autograder.fingerprint import grader_fingerprint
+from autograder.markup import code, escaped, terminal
 from autograder.pipeline import grade, ungraded
 from autograder.report import render_failure, write_results
 from autograder.rubric import Rubric
 from autograder.rubrics import load
 from autograder.scoring import GradeResult
+from autograder.submission import read_regular, refusal
 
 __all__ = ["Entry", "Outcome", "discover", "grade_all", "write_csv"]
 
@@ -49,13 +54,41 @@ class Entry:
     """A notebook, a .py file, or a folder holding one."""
 
     def digest(self) -> str:
-        """SHA-256 of the submitted files, to tell a regrade from a resume."""
-        files = [self.path] if self.path.is_file() else sorted(self.path.rglob("*"))
+        """SHA-256 of the submitted files, to tell a regrade from a resume.
+
+        Regular files count by name and content; anything else (a link, a FIFO, a file over
+        the size limit) by name and what it is, without following or opening it."""
         digest = hashlib.sha256()
-        for file in files:
-            if file.is_file():
-                digest.update(file.name.encode() + b"\0" + file.read_bytes())
+        for file in _entries(self.path):
+            try:
+                info = os.lstat(file)
+                content = read_regular(file) if stat.S_ISREG(info.st_mode) else None
+            except (OSError, SubmissionError) as error:
+                content = f"\0unreadable: {error}".encode()
+            if content is None:
+                content = f"\0{refusal(file, info)}".encode()
+            digest.update(file.name.encode("utf-8", "surrogateescape") + b"\0" + content)
         return digest.hexdigest()
+
+
+def _entries(path: Path) -> list[Path]:
+    """`path` itself, or everything in the folder that is not a folder, without following
+    links (a link to a folder is an entry, not a folder)."""
+    if not _is_folder(path):
+        return [path]
+    found = []
+    for root, folders, names in os.walk(path, followlinks=False):
+        found += [Path(root) / name for name in names]
+        found += [Path(root) / name for name in folders if os.path.islink(Path(root) / name)]
+    return sorted(found)
+
+
+def _is_folder(path: Path) -> bool:
+    """A real folder (not a link to one)."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -73,25 +106,38 @@ class Outcome:
 
 
 def _notebooks(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.glob("*.ipynb") if p.is_file() and not p.name.startswith("."))
+    """The `*.ipynb` entries of `folder` that are not real folders (links and FIFOs included,
+    to be refused by name when graded)."""
+    return sorted(
+        p for p in folder.glob("*.ipynb") if not p.name.startswith(".") and not _is_folder(p)
+    )
+
+
+def _holds_notebook(folder: Path) -> bool:
+    for _, _, names in os.walk(folder, followlinks=False):
+        if any(name.endswith(".ipynb") for name in names):
+            return True
+    return False
 
 
 def discover(folder: Path, *, assignment: str = "attention") -> list[Entry]:
     """Every submission under `folder`, sorted by student; raises when there is none."""
     if not folder.is_dir():
         raise SubmissionError(f"No folder at {folder}: give the folder of submissions.")
-    submitted = folder / "submitted" if (folder / "submitted").is_dir() else folder
+    submitted = folder / "submitted" if _is_folder(folder / "submitted") else folder
     nbgrader = [
-        Entry(student.name, student / assignment)
+        Entry(student.name, student / assignment if _is_folder(student) else student)
         for student in sorted(submitted.iterdir())
-        if (student / assignment).is_dir()
+        if os.path.lexists(student / assignment)
     ]
     if nbgrader:
         return nbgrader
     per_student = [
         Entry(child.name, child)
         for child in sorted(folder.iterdir())
-        if child.is_dir() and not child.name.startswith(".") and any(child.rglob("*.ipynb"))
+        if not child.name.startswith(".")
+        and child.is_dir()  # a link to a folder counts: its grading refuses it, by name
+        and (child.is_symlink() or _holds_notebook(child))
     ]
     if per_student:
         return per_student
@@ -130,15 +176,16 @@ def _write_student(folder: Path, result: GradeResult, key: _Key) -> None:
 
 def _feedback(result: GradeResult) -> str:
     lines = [
-        f"# Feedback on {result.submission}",
+        f"# Feedback on {code(result.submission)}",
         "",
         f"**{result.score:g} / {result.max_score:g} points**",
         "",
     ]
-    lines += [f"- {note}" for note in result.notes]
+    lines += [f"- {escaped(note)}" for note in result.notes]
     for item in result.items:
         mark = "passed" if item.passed else "failed"
-        lines += ["", f"## {item.title} ({item.score:g}/{item.max_score:g}, {mark})", ""]
+        heading = f"{escaped(item.title)} ({item.score:g}/{item.max_score:g}, {mark})"
+        lines += ["", f"## {heading}", ""]
         if item.failure is not None:
             lines.append(render_failure(item.failure))
     return "\n".join(lines) + "\n"
@@ -181,17 +228,18 @@ class Progress:
     def update(self, outcome: Outcome) -> None:
         self.done += 1
         note = " (already graded)" if outcome.resumed else ""
+        student = terminal(outcome.student)
         if self.tty:
             filled = int(30 * self.done / max(self.total, 1))
             self.stream.write(
                 f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} "
-                f"{outcome.student[:30]:30}"
+                f"{student[:30]:30}"
             )
             if self.done == self.total:
                 self.stream.write("\n")
         else:
             self.stream.write(
-                f"{self.done}/{self.total} {outcome.student}: {outcome.total:g}/"
+                f"{self.done}/{self.total} {student}: {outcome.total:g}/"
                 f"{outcome.max_total:g}{note}\n"
             )
         self.stream.flush()

@@ -28,6 +28,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis.errors import FlakyBackendFailure, FlakyFailure
 
 from autograder.errors import ConfigError
+from autograder.markup import code
 from autograder.oracle import BankMiss
 from autograder.rubric import CheckFailed, Failure, Item, Rubric
 from autograder.sandbox import NotebookRun, Sandbox, StudentRaised, WorkerLost
@@ -96,8 +97,8 @@ def _raised(error: StudentRaised, item: Item) -> Failure:
             f"Not implemented yet: {name} still raises NotImplementedError.",
             hint="Replace `raise NotImplementedError()` with your implementation.",
         )
-    where = f" ({error.where})" if error.where else ""
-    return Failure(f"Your code raised {error}{where}.")
+    where = f" ({code(error.where)})" if error.where else ""
+    return Failure(f"Your code raised {code(str(error))}{where}.")  # its words, quoted
 
 
 def _missing(name: str, run: NotebookRun) -> Failure:

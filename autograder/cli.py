@@ -1,4 +1,8 @@
-"""The command line: a thin layer over the library. `python -m autograder --help`."""
+"""The command line: a thin layer over the library. `python -m autograder --help`.
+
+What it prints may quote a student (file names, messages, printed output): every report goes
+through `markup.terminal`, so no control sequence reaches the terminal.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import argparse
 import os
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,9 +19,10 @@ from autograder.batch import Progress, discover, grade_all, summary, write_csv
 from autograder.errors import ConfigError, GraderError
 from autograder.gradescope import DEFAULT_ROOT
 from autograder.gradescope import run as run_gradescope
+from autograder.markup import terminal
 from autograder.oracle import is_kit
 from autograder.packaging import build_zip
-from autograder.pipeline import grade
+from autograder.pipeline import grade, ungraded
 from autograder.report import render_check, render_text, write_results
 from autograder.secret import ensure_secret
 from autograder.submission import read_submission
@@ -134,7 +140,15 @@ def _parser() -> argparse.ArgumentParser:
 def _grade(args: argparse.Namespace) -> int:
     rubric = rubrics.load(args.exercise)
     ensure_secret()  # the examples are seeded by it, here as in the Gradescope zip
-    result = grade(args.submission, rubric=rubric)
+    try:
+        result = grade(args.submission, rubric=rubric)
+    except Exception as error:  # a bug of ours: the results file still says so
+        result = ungraded(
+            rubric,
+            args.submission.name,
+            f"the autograder failed ({type(error).__name__}); your instructor has the details.",
+            internal_error=traceback.format_exc(),
+        )
     write_results(args.results, result)
     if args.quiet:
         print(f"{result.score:g}/{result.max_score:g}")
@@ -163,7 +177,7 @@ def _batch(args: argparse.Namespace) -> int:
     csv_path = args.csv or args.out / "grades.csv"
     write_csv(csv_path, outcomes, rubric)
     print(summary(outcomes, time.monotonic() - began))
-    print(f"Grades: {csv_path}; per-student results and feedback: {args.out}/")
+    print(terminal(f"Grades: {csv_path}; per-student results and feedback: {args.out}/"))
     if args.gradebook is not None:
         from autograder.gradebook import record
 
@@ -219,9 +233,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_gradescope(root=args.root, exercise=args.exercise)
             return 0
     except GraderError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(terminal(f"error: {error}"), file=sys.stderr)
         return 2
     except OSError as error:
-        print(f"error: {error.strerror}: {error.filename}", file=sys.stderr)
+        print(terminal(f"error: {error.strerror}: {error.filename}"), file=sys.stderr)
         return 1
     raise AssertionError(f"unhandled command {args.command}")

@@ -15,6 +15,7 @@ from pathlib import Path
 from autograder import sandbox
 from autograder.checks import run_checks
 from autograder.errors import SubmissionError
+from autograder.markup import code
 from autograder.rubric import Failure, Rubric
 from autograder.sandbox import NotebookRun
 from autograder.scoring import GradeResult, ItemResult, score
@@ -31,10 +32,10 @@ def notebook_notes(run: NotebookRun) -> tuple[str, ...]:
         if cell.skipped:
             notes.append(f"Code cell {cell.index + 1} {cell.skipped}; it was skipped.")
         elif cell.error_type:
-            where = f" ({cell.where})" if cell.where else ""
+            where = f" ({code(cell.where)})" if cell.where else ""
             message = f": {cell.message}" if cell.message else ""
-            notes.append(
-                f"Code cell {cell.index + 1} raised {cell.error_type}{message}{where}; "
+            notes.append(  # the student's words are quoted as code, never read as ours
+                f"Code cell {cell.index + 1} raised {code(cell.error_type + message)}{where}; "
                 "the cells after it still ran."
             )
     if run.failure:

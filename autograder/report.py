@@ -2,6 +2,8 @@
 
 The model (`GradeResult`) knows nothing of formats; this module renders it. The JSON follows the
 Gradescope autograder specification: top-level `score`, `execution_time`, `output`, `tests`.
+Text that may quote the student goes through `markup`: in Markdown it is escaped or code, on a
+terminal its control characters are made visible. `write_results` always writes a valid file.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from autograder.markup import code, code_block, escaped, terminal
 from autograder.rubric import Failure
 from autograder.scoring import GradeResult, ItemResult
+from autograder.wire import clean_text
 
 __all__ = [
     "MAX_OUTPUT_CHARS",
@@ -34,13 +38,9 @@ def _truncate(text: str, limit: int = MAX_OUTPUT_CHARS) -> str:
     return text[:limit] + f"\n\n[... {len(text) - limit} more characters not shown]"
 
 
-def _fence(text: str, language: str = "") -> str:
-    return f"```{language}\n{text.rstrip()}\n```"
-
-
 def render_failure(failure: Failure, *, markdown: bool = True) -> str:
     """The feedback for one failed item, in Markdown (Gradescope) or plain text (terminal)."""
-    parts = [failure.summary if markdown else "    " + failure.summary]
+    parts = [escaped(failure.summary) if markdown else "    " + failure.summary]
     rows = [
         ("Smallest failing input", failure.inputs, ""),
         ("Reproduce it in a cell", failure.snippet, "python"),
@@ -51,12 +51,13 @@ def render_failure(failure: Failure, *, markdown: bool = True) -> str:
         if not text:
             continue
         if markdown:
-            parts.append(f"**{label}:**\n\n{_fence(text, language)}")
+            parts.append(f"**{label}:**\n\n{code_block(text, language)}")
         else:
             indented = "\n".join("      " + line for line in text.rstrip().splitlines())
             parts.append(f"    {label}:\n{indented}")
     if failure.hint:
-        parts.append(f"**Hint:** {failure.hint}" if markdown else f"    Hint: {failure.hint}")
+        hint = f"**Hint:** {escaped(failure.hint)}" if markdown else f"    Hint: {failure.hint}"
+        parts.append(hint)
     return _truncate("\n\n".join(parts) if markdown else "\n".join(parts))
 
 
@@ -100,13 +101,13 @@ def to_gradescope(result: GradeResult, *, extra: dict[str, Any] | None = None) -
                 "name": "Autograder failure details (staff only)",
                 "score": 0.0,
                 "max_score": 0.0,
-                "output": _fence(_truncate(result.internal_error)),
+                "output": code_block(_truncate(result.internal_error)),
                 "output_format": "md",
                 "visibility": "hidden",
             }
         )
-    summary = [f"**{result.submission}**: {result.score:g} / {result.max_score:g} points."]
-    summary += [f"- {note}" for note in result.notes]
+    summary = [_headline(result)]
+    summary += [f"- {escaped(note)}" for note in result.notes]
     document: dict[str, Any] = {
         "score": result.score,
         "execution_time": round(result.seconds, 3),
@@ -121,10 +122,78 @@ def to_gradescope(result: GradeResult, *, extra: dict[str, Any] | None = None) -
     return document
 
 
+def _headline(result: GradeResult) -> str:
+    """The first line students see at once: the total only when every item is visible.
+
+    Gradescope hides the total while some tests are hidden (after the due date, until
+    published, or always); the visible items' points minus the total would reveal the hidden
+    score, so until then the line counts the visible items only."""
+    name = code(result.submission)
+    later = [item for item in result.items if item.visibility != "visible"]
+    if not later:
+        return f"{name}: {result.score:g} / {result.max_score:g} points."
+    shown = [item for item in result.items if item.visibility == "visible"]
+    score = sum(item.score for item in shown)
+    most = sum(item.max_score for item in shown)
+    count = f"{len(later)} more item{'s are' if len(later) > 1 else ' is'}"
+    return (
+        f"{name}: {score:g} / {most:g} points on the {len(shown)} item"
+        f"{'s' if len(shown) != 1 else ''} shown now; {count} graded after the due date, and "
+        "the total appears when those results are released."
+    )
+
+
+def _clean(node: Any) -> Any:
+    """`node` with every string valid Unicode (student text may hold lone surrogates)."""
+    if isinstance(node, str):
+        return clean_text(node)
+    if isinstance(node, list):
+        return [_clean(item) for item in node]
+    if isinstance(node, dict):
+        return {_clean(key): _clean(value) for key, value in node.items()}
+    return node
+
+
+def _results_text(result: GradeResult, extra: dict[str, Any] | None) -> str:
+    try:
+        document = _clean(to_gradescope(result, extra=extra))
+        return json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    except Exception as error:  # a bug of ours: still a valid file that says so
+        failed = {
+            "score": 0.0,
+            "output": "The autograder could not write these results. This is not your fault: "
+            "your instructor has been told. Nothing can be scored until it is fixed.",
+            "output_format": "md",
+            "visibility": "visible",
+            "stdout_visibility": "hidden",
+            "tests": [
+                {
+                    "name": "Autograder failed",
+                    "score": 0.0,
+                    "max_score": 0.0,
+                    "status": "failed",
+                    "output": "The results could not be written; see the staff-only details.",
+                    "visibility": "visible",
+                },
+                {
+                    "name": "Autograder failure details (staff only)",
+                    "score": 0.0,
+                    "max_score": 0.0,
+                    "output": clean_text(f"{type(error).__name__}: {error}")[:2000],
+                    "visibility": "hidden",
+                },
+            ],
+        }
+        return json.dumps(failed, indent=2, ensure_ascii=True) + "\n"
+
+
 def write_results(path: Path, result: GradeResult, *, extra: dict[str, Any] | None = None) -> None:
-    """Write results.json atomically (a crash never leaves half a file)."""
+    """Write results.json atomically (a crash never leaves half a file).
+
+    The file is always valid JSON in UTF-8, whatever the result's text holds; should rendering
+    fail (a bug of ours), it still says so in a valid file. Only the file system can fail."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(to_gradescope(result, extra=extra), indent=2, ensure_ascii=False) + "\n"
+    text = _results_text(result, extra)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".results-", suffix=".json")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
@@ -136,7 +205,7 @@ def write_results(path: Path, result: GradeResult, *, extra: dict[str, Any] | No
 
 
 def render_check(result: GradeResult, *, later: tuple[str, ...]) -> str:
-    """The student's pre-submission report: public items, and the names of the later ones."""
+    """The student's pre-submission report (terminal-safe): public items, names of later ones."""
     passed = sum(item.passed for item in result.items)
     lines = [f"Checked {result.submission}: {passed} of {len(result.items)} public checks pass."]
     lines += [f"  note: {note}" for note in result.notes]
@@ -152,11 +221,11 @@ def render_check(result: GradeResult, *, later: tuple[str, ...]) -> str:
         )
     if result.internal_error:
         lines.append("The checker itself failed; tell your instructor:\n" + result.internal_error)
-    return "\n".join(lines)
+    return terminal("\n".join(lines))
 
 
 def render_text(result: GradeResult) -> str:
-    """A plain-text summary for the terminal."""
+    """A plain-text summary for the terminal (control characters made visible)."""
     lines = [f"{result.submission}: {result.score:g} / {result.max_score:g} points"]
     lines += [f"  note: {note}" for note in result.notes]
     for item in result.items:
@@ -166,4 +235,4 @@ def render_text(result: GradeResult) -> str:
             lines.append(render_failure(item.failure, markdown=False))
     if result.internal_error:
         lines.append("  The autograder itself failed:\n" + result.internal_error)
-    return "\n".join(lines)
+    return terminal("\n".join(lines))

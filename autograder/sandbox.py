@@ -412,12 +412,14 @@ def _launch(
     drain = _Drain(process.stdout, limits.output_bytes)
     drain.start()
     box = Sandbox(process, ours, drain, workdir, limits)
+    from autograder.memory import child_memory_bytes  # what fits in this machine or container
+
     send_frame(
         ours,
         {
             "cells": list(cells),
             "skip": sorted(skip),
-            "limits": {"memory_bytes": limits.memory_bytes, "processes": limits.processes},
+            "limits": {"memory_bytes": child_memory_bytes(limits), "processes": limits.processes},
             "confinement": confinement.as_message(),
         },
     )

@@ -92,7 +92,15 @@ class Limits:
     total_seconds: float = 420.0
     """Wall time for grading one submission, well under Gradescope's 10 minutes."""
     memory_bytes: int = 1 << 30
-    """Address space of the child (RLIMIT_AS); a larger allocation raises MemoryError."""
+    """Address space of the child (RLIMIT_AS) at most; a larger allocation raises MemoryError.
+    The child gets less where less is available (`autograder.memory.child_memory_bytes`)."""
+    memory_headroom_bytes: int = 256 << 20
+    """Memory kept out of the child's limit for the grader (about 150 MB: Python, NumPy,
+    Hypothesis) and for writing the results, when the limit is derived from the container's
+    (Gradescope's default: 768 MB for both, so the child gets 512 MB)."""
+    memory_floor_bytes: int = 192 << 20
+    """The child's limit is never set lower: Python with NumPy needs about 120 MB of address
+    space just to start."""
     processes: int = 16
     """New processes the child may create beyond those of its user when it starts."""
     output_bytes: int = 32 * 1024

@@ -2,12 +2,20 @@
 
 Only the text of code cells is read here; nothing is compiled or executed in the grader's
 process. IPython syntax (magics, shell escapes) is handled by the sandboxed child.
+
+The grader may run as root, and a submission may be a zip or git upload carrying links, so only
+regular files are read: a symbolic link (to the reference, to /dev/zero), a FIFO, a device or a
+socket is refused with its name and the reason, never followed or opened for reading (checked
+with lstat, opened with O_NOFOLLOW and O_NONBLOCK, and checked again on the open file), and the
+size limit is enforced while reading. Folders are searched without following links.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +23,91 @@ from types import ModuleType
 
 from autograder.errors import SubmissionError
 
-__all__ = ["MAX_BYTES", "Submission", "find_notebook", "read_submission"]
+__all__ = [
+    "MAX_BYTES",
+    "MAX_NESTING",
+    "Submission",
+    "find_notebook",
+    "read_regular",
+    "read_submission",
+    "refusal",
+]
 
 MAX_BYTES = 100 << 20
 """Largest submission file read (outputs included); larger ones are refused with a message."""
+
+MAX_NESTING = 100
+"""Deepest nesting of JSON a notebook may have (real ones stay under 20); deeper is refused,
+before anything recursive (the JSON parser, nbformat) could overflow the stack."""
+
+_KINDS = {
+    stat.S_IFLNK: "a symbolic link",
+    stat.S_IFIFO: "a named pipe (FIFO)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFDIR: "a folder",
+}
+
+
+def refusal(path: Path, info: os.stat_result) -> str:
+    """Why `path` (with lstat result `info`) is not read, or "" for a regular file."""
+    if stat.S_ISREG(info.st_mode):
+        return ""
+    kind = _KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
+    if stat.S_ISLNK(info.st_mode):
+        try:
+            kind += f" (to {os.readlink(path)[:200]})"
+        except OSError:
+            pass
+    return (
+        f"{path.name} is {kind}, and the grader reads only regular files: upload the file "
+        "itself (File > Download in Jupyter), not a link or a special file."
+    )
+
+
+def read_regular(path: Path, *, limit: int = MAX_BYTES) -> bytes:
+    """The bytes of the regular file at `path`, never following a link; at most `limit` bytes.
+
+    Raises `SubmissionError` naming the file and the reason for anything else: a link, a
+    FIFO or device, a file over `limit` (even one that grows while it is read), or an error."""
+    try:
+        info = os.lstat(path)
+        why = refusal(path, info)
+        if why:
+            raise SubmissionError(why)
+        if info.st_size > limit:
+            raise SubmissionError(_too_big(path, info.st_size, limit))
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+        descriptor = os.open(path, flags)
+        try:
+            opened = os.fstat(descriptor)
+            if (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino) or refusal(
+                path, opened
+            ):
+                raise SubmissionError(
+                    f"{path.name} changed while it was being read: upload it again."
+                )
+            chunks, size = [], 0
+            while chunk := os.read(descriptor, min(1 << 20, limit + 1 - size)):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > limit:
+                    raise SubmissionError(_too_big(path, size, limit))
+        finally:
+            os.close(descriptor)
+    except OSError as error:
+        raise SubmissionError(
+            f"{path.name} cannot be read ({error.strerror or error}): upload it again."
+        ) from None
+    return b"".join(chunks)
+
+
+def _too_big(path: Path, size: int, limit: int) -> str:
+    return (
+        f"{path.name} is {size / 2**20:.0f} MB or more, over the {limit >> 20} MB limit: "
+        "clear all outputs (Kernel > Restart & Clear Output), save and upload again."
+    )
 
 
 @dataclass(frozen=True)
@@ -31,9 +120,24 @@ class Submission:
     """Things worth telling the student about the file itself (e.g. "no code cells")."""
 
 
+def _files(folder: Path, suffix: str) -> list[Path]:
+    """Everything under `folder` named `*suffix` that is not a folder, without following links
+    into other folders (a link or FIFO is listed, to be refused by name when it is read)."""
+    found = []
+    for root, folders, names in os.walk(folder, followlinks=False):
+        folders[:] = sorted(name for name in folders if name != ".ipynb_checkpoints")
+        found += [Path(root) / name for name in names if name.endswith(suffix)]
+        found += [
+            Path(root) / name
+            for name in folders
+            if name.endswith(suffix) and os.path.islink(Path(root) / name)
+        ]
+    return sorted(found)
+
+
 def find_notebook(folder: Path, *, expected: str) -> Path:
     """Pick the submission in `folder`: the expected name, else the only notebook or .py file."""
-    notebooks = sorted(p for p in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+    notebooks = _files(folder, ".ipynb")
     for candidate in notebooks:
         if candidate.name == expected:
             return candidate
@@ -45,7 +149,7 @@ def find_notebook(folder: Path, *, expected: str) -> Path:
             f"Found {len(notebooks)} notebooks in {folder}/ ({names}) and none named "
             f"{expected}: upload only your {expected}."
         )
-    scripts = sorted(folder.rglob("*.py"))
+    scripts = _files(folder, ".py")
     if len(scripts) == 1:
         return scripts[0]
     found = ", ".join(sorted(p.name for p in folder.iterdir())[:10]) or "nothing"
@@ -53,21 +157,29 @@ def find_notebook(folder: Path, *, expected: str) -> Path:
 
 
 def read_submission(path: Path, *, expected: str = "submission.ipynb") -> Submission:
-    """Read `path` (a notebook, a .py file, or a folder holding one) into code cells."""
-    if not path.exists():
-        raise SubmissionError(f"No file or folder at {path}: check the path and upload {expected}.")
-    if path.is_dir():
-        path = find_notebook(path, expected=expected)
-    size = path.stat().st_size
-    if size > MAX_BYTES:
+    """Read `path` (a notebook, a .py file, or a folder holding one) into code cells.
+
+    Raises `SubmissionError`, and nothing else, for whatever the files are or hold."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
         raise SubmissionError(
-            f"{path.name} is {size / 2**20:.0f} MB, over the {MAX_BYTES >> 20} MB limit: "
-            "clear all outputs (Kernel > Restart & Clear Output), save and upload again."
-        )
-    raw = path.read_bytes()
+            f"No file or folder at {path}: check the path and upload {expected}."
+        ) from None
+    except OSError as error:
+        raise SubmissionError(f"{path} cannot be read ({error.strerror}): check it.") from None
+    if stat.S_ISDIR(info.st_mode):
+        try:
+            path = find_notebook(path, expected=expected)
+        except OSError as error:
+            raise SubmissionError(
+                f"The folder {path.name} cannot be searched ({error.strerror}): upload "
+                f"{expected} again."
+            ) from None
+    raw = read_regular(path)
     if not raw.strip():
         raise SubmissionError(
-            f"{path.name} is empty ({size} bytes): save your work in Jupyter (File > Save) "
+            f"{path.name} is empty ({len(raw)} bytes): save your work in Jupyter (File > Save) "
             f"and upload {expected} again."
         )
     if path.suffix == ".zip" or raw[:4] == b"PK\x03\x04":
@@ -125,6 +237,15 @@ def _read_notebook(path: Path, text: str) -> Submission:
             f"{path.name} is not a notebook: it is not valid JSON ({error.msg} at line "
             f"{error.lineno}). Download it again from Jupyter (File > Download) and re-upload."
         ) from None
+    except RecursionError:
+        raise SubmissionError(_too_deep(path)) from None
+    except MemoryError:
+        raise SubmissionError(
+            f"{path.name} holds more JSON values than the grader can read: clear all outputs "
+            "(Kernel > Restart & Clear Output), save and upload again."
+        ) from None
+    if _nesting(data) > MAX_NESTING:
+        raise SubmissionError(_too_deep(path))
     if not isinstance(data, dict) or ("cells" not in data and "worksheets" not in data):
         raise SubmissionError(
             f"{path.name} is JSON but not a Jupyter notebook (it has no cells): "
@@ -142,13 +263,37 @@ def _read_notebook(path: Path, text: str) -> Submission:
         sources = tuple(
             _source(cell.get("source", "")) for cell in cells if cell.get("cell_type") == "code"
         )
-    except (AttributeError, TypeError) as error:
+    except RecursionError:
+        raise SubmissionError(_too_deep(path)) from None
+    except (AttributeError, TypeError, ValueError, KeyError) as error:
         raise SubmissionError(
             f"{path.name} has malformed cells ({error}): open it in Jupyter, save it, and "
             "upload it again."
         ) from None
     notes = () if sources else (f"{path.name} has no code cells: nothing of yours could run.",)
     return Submission(path, sources, notes)
+
+
+def _nesting(data: object) -> int:
+    """How deeply `data` nests lists and objects (iteratively: no recursion to overflow);
+    stops counting once past `MAX_NESTING`."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            deepest = max(deepest, depth)
+            if deepest > MAX_NESTING:
+                return deepest
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return deepest
+
+
+def _too_deep(path: Path) -> str:
+    return (
+        f"{path.name} is not a notebook Jupyter saves: its JSON nests more than {MAX_NESTING} "
+        "levels deep. Open your work in Jupyter, save it, and upload the notebook again."
+    )
 
 
 def _source(value: object) -> str:

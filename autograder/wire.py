@@ -5,6 +5,13 @@ buffers the header lists. Values travel as a small JSON tree whose leaves are sc
 or arrays (dtype string, shape and the index of a raw buffer). Nothing on the wire is ever
 unpickled or executed: `decode` builds plain NumPy arrays from validated bytes.
 
+The rule for anything received: `recv_frame` and `decode` raise `WireError`, and only
+`WireError`, for whatever the other side sends (bytes that are not UTF-8, JSON that is not
+strict, nesting, NaN, a dtype NumPy would refuse, a shape whose size does not fit), so a forged
+reply costs the call it answers and nothing else. Strings arrive as valid Unicode: a lone
+surrogate (which JSON's `\\udXXX` escapes can carry) becomes U+FFFD, so no text from the other
+side can make a later `encode("utf-8")` fail.
+
 This module is also sent, as source text, to the sandboxed child (see `sandbox.py`), so it
 imports only the standard library and NumPy, and nothing from the `autograder` package.
 """
@@ -12,6 +19,7 @@ imports only the standard library and NumPy, and nothing from the `autograder` p
 from __future__ import annotations
 
 import json
+import math
 import re
 import socket
 import struct
@@ -23,6 +31,7 @@ import numpy as np
 __all__ = [
     "Opaque",
     "WireError",
+    "clean_text",
     "decode",
     "encode",
     "recv_frame",
@@ -30,11 +39,53 @@ __all__ = [
 ]
 
 _LENGTH = struct.Struct("!I")
-_DTYPE = re.compile(r"^[<>|=]?[biuf](1|2|4|8|16)$")
 _MAX_DEPTH = 6
 _MAX_ITEMS = 256
 _MAX_DIMS = 8
+_MAX_DIM = 1 << 48
+_MAX_BUFFERS = 1 << 14
 _REPR_CHARS = 300
+_NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def _dtypes() -> dict[str, np.dtype[Any]]:
+    """Every dtype string the wire accepts, mapped to its dtype: real numbers and booleans.
+
+    Untrusted text is looked up here, never given to `np.dtype` (which refuses some strings a
+    pattern would allow, such as "f1", and accepts others a pattern would not, such as "O")."""
+    table: dict[str, np.dtype[Any]] = {}
+    for order in ("", "<", ">", "|", "="):
+        for kind in "biuf":
+            for size in (1, 2, 4, 8, 16):
+                text = f"{order}{kind}{size}"
+                try:
+                    dtype = np.dtype(text)
+                except TypeError:
+                    continue
+                if dtype.kind == kind and dtype.itemsize == size:
+                    table[text] = dtype
+    return table
+
+
+_DTYPES = _dtypes()
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def clean_text(text: str) -> str:
+    """`text` with every lone surrogate replaced by U+FFFD, so it always encodes as UTF-8."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def _clean_tree(node: Any) -> Any:
+    """A JSON tree with `clean_text` applied to every string, keys included."""
+    if isinstance(node, str):
+        return clean_text(node)
+    if isinstance(node, list):
+        return [_clean_tree(item) for item in node]
+    if isinstance(node, dict):
+        return {clean_text(key): _clean_tree(value) for key, value in node.items()}
+    return node
 
 
 class WireError(Exception):
@@ -87,6 +138,8 @@ def encode(value: object, buffers: list[bytes], depth: int = 0) -> dict[str, Any
     if type(value) is int:
         return {"t": "int", "v": value}
     if type(value) is float:
+        if not math.isfinite(value):  # strict JSON has no NaN or Infinity: send them by name
+            return {"t": "float", "v": "nan" if value != value else "inf" if value > 0 else "-inf"}
         return {"t": "float", "v": value}
     if type(value) is str:
         return {"t": "str", "v": value[:_REPR_CHARS]}
@@ -135,11 +188,18 @@ def decode(node: object, buffers: list[bytes], depth: int = 0) -> object:
         _expect(type(node.get("v")) is int, "bad int")
         return node["v"]
     if kind == "float":
-        _expect(type(node.get("v")) in (float, int), "bad float")
-        return float(node["v"])
+        number = node.get("v")
+        if type(number) is str:
+            _expect(number in _NON_FINITE, "bad float")
+            return _NON_FINITE[number]
+        if type(number) is int and abs(number) < 1 << 1023:  # a float that JSON wrote as 2
+            return float(number)
+        _expect(type(number) is float, "bad float")
+        assert isinstance(number, float)
+        return number
     if kind == "str":
         _expect(type(node.get("v")) is str, "bad str")
-        return str(node["v"])[:_REPR_CHARS]
+        return clean_text(node["v"][:_REPR_CHARS])
     if kind == "array":
         return _decode_array(node, buffers)
     if kind in ("tuple", "list"):
@@ -151,34 +211,42 @@ def decode(node: object, buffers: list[bytes], depth: int = 0) -> object:
     if kind == "object":
         type_name, text = node.get("type"), node.get("repr", "")
         _expect(type(type_name) is str and type(text) is str, "bad object")
-        return Opaque(str(type_name)[:_REPR_CHARS], str(text)[:_REPR_CHARS])
+        assert type(type_name) is str and type(text) is str
+        return Opaque(clean_text(type_name[:_REPR_CHARS]), clean_text(text[:_REPR_CHARS]))
     raise WireError(f"unknown value kind {kind!r}")
 
 
 def _decode_array(node: dict[str, Any], buffers: list[bytes]) -> np.ndarray:
     dtype_text, shape, index = node.get("dtype"), node.get("shape"), node.get("buf")
-    _expect(type(dtype_text) is str and bool(_DTYPE.match(dtype_text)), "bad dtype")
+    dtype = _DTYPES.get(dtype_text) if type(dtype_text) is str else None
+    _expect(dtype is not None, f"dtype {str(dtype_text)[:40]!r} is not a real number or bool")
+    assert dtype is not None
     _expect(
         isinstance(shape, list)
         and len(shape) <= _MAX_DIMS
-        and all(type(n) is int and n >= 0 for n in shape),
-        "bad shape",
+        and all(type(n) is int and 0 <= n <= _MAX_DIM for n in shape),
+        f"shape {str(shape)[:60]} is not a list of at most {_MAX_DIMS} sizes from 0 to 2**48",
     )
+    assert isinstance(shape, list)
     _expect(type(index) is int and 0 <= index < len(buffers), "bad buffer index")
-    dtype = np.dtype(dtype_text)
-    _expect(dtype.kind in "biuf", "dtype is not real numeric")
-    size = int(np.prod(shape, dtype=np.int64)) if shape else 1
     assert type(index) is int
     raw = buffers[index]
-    _expect(size * dtype.itemsize == len(raw), "buffer size does not match dtype and shape")
-    array: np.ndarray = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+    size = math.prod(shape)  # exact: a product that would wrap in int64 cannot match the bytes
+    _expect(
+        size * dtype.itemsize == len(raw),
+        f"shape {shape} of {dtype.str} needs {size * dtype.itemsize} bytes, got {len(raw)}",
+    )
+    try:
+        array: np.ndarray = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+    except (ValueError, TypeError, OverflowError, MemoryError) as error:
+        raise WireError(f"shape {shape} of {dtype.str} cannot be built ({error})") from None
     return array
 
 
 def send_frame(sock: socket.socket, header: dict[str, Any], buffers: Sequence[bytes] = ()) -> None:
     """Write one frame: the header (with the buffer lengths added) and the raw buffers."""
     header = dict(header, lengths=[len(b) for b in buffers])
-    data = json.dumps(header, separators=(",", ":")).encode()
+    data = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
     sock.sendall(b"".join([_LENGTH.pack(len(data)), data, *buffers]))
 
 
@@ -198,15 +266,24 @@ def recv_frame(
     """Read one frame; raises `WireError` for malformed or oversized ones, `EOFError` at end."""
     (length,) = _LENGTH.unpack(_recv_exactly(sock, _LENGTH.size))
     _expect(0 < length <= max_header, f"header of {length} bytes is out of bounds")
+    raw = _recv_exactly(sock, length)
     try:
-        header = json.loads(_recv_exactly(sock, length))
-    except (ValueError, RecursionError) as error:
-        raise WireError(f"header is not JSON: {error}") from None
+        header = json.loads(raw.decode("utf-8"), parse_constant=_not_json)
+        if _SURROGATE_ESCAPE.search(raw):
+            header = _clean_tree(header)
+    except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
+        raise WireError(f"header is not strict UTF-8 JSON: {str(error)[:200]}") from None
     _expect(isinstance(header, dict), "header is not an object")
     lengths = header.get("lengths", [])
     _expect(
-        isinstance(lengths, list) and all(type(n) is int and n >= 0 for n in lengths),
+        isinstance(lengths, list)
+        and len(lengths) <= _MAX_BUFFERS
+        and all(type(n) is int and 0 <= n <= max_total for n in lengths),
         "bad buffer lengths",
     )
     _expect(sum(lengths) <= max_total, "buffers exceed the size limit")
     return header, [_recv_exactly(sock, n) for n in lengths]
+
+
+def _not_json(constant: str) -> Any:
+    raise WireError(f"header holds {constant}, which strict JSON does not allow")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +15,7 @@ import pytest
 from conftest import REFERENCE_SOURCE, ROOT
 from test_hostile import TAMPERING, WRONG
 
-from autograder.batch import Entry, discover, grade_all, summary, write_csv
+from autograder.batch import Entry, Outcome, Progress, discover, grade_all, summary, write_csv
 from autograder.errors import SubmissionError
 from autograder.rubrics import load
 
@@ -167,8 +169,89 @@ def test_a_changed_grader_regrades_everyone_and_says_so(
     changed = REFERENCE_SOURCE.replace("MASK_VALUE = -1e9", "MASK_VALUE = -1e10")
     assert changed != REFERENCE_SOURCE
     (solutions / "attention.py").write_text(changed, encoding="utf-8")
+    secret = (ROOT / "solutions" / "grading_secret.txt").read_bytes()
+    (solutions / "grading_secret.txt").write_bytes(secret)
     monkeypatch.setenv("AUTOGRADER_SOLUTIONS", str(solutions))
     regraded = grade_all(entries, out=tmp_path / "out", jobs=1)
     assert [(o.resumed, o.grader_changed) for o in regraded] == [(False, True), (False, True)]
     assert [o.scores for o in regraded] == [o.scores for o in first]
     assert "2 graded (2 because the grader changed), 0 already done" in summary(regraded, 1.0)
+
+
+def _hostile_class(root: Path) -> tuple[Path, dict[str, str]]:
+    """A flat class where some "notebooks" are links or FIFOs: (folder, student -> reason)."""
+    secret = root / "secret"
+    notebook(secret / "attention.ipynb", REFERENCE_SOURCE)
+    course = root / "course"
+    course.mkdir()
+    (course / "mallory.ipynb").symlink_to(secret / "attention.ipynb")
+    (course / "zero.ipynb").symlink_to("/dev/zero")
+    os.mkfifo(course / "pipe.ipynb")
+    return course, {
+        "mallory": "mallory.ipynb is a symbolic link (to ",
+        "zero": "zero.ipynb is a symbolic link (to /dev/zero)",
+        "pipe": "pipe.ipynb is a named pipe (FIFO)",
+    }
+
+
+def test_discovery_lists_links_and_fifos_without_opening_them(tmp_path: Path) -> None:
+    course, refused = _hostile_class(tmp_path)
+    entries = discover(course)
+    assert sorted(e.student for e in entries) == sorted(refused)
+    digests = {e.student: e.digest() for e in entries}  # returns: /dev/zero and the FIFO unread
+    assert len(set(digests.values())) == 3
+
+
+def test_discovery_of_linked_student_folders(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    notebook(secret / "attention.ipynb", REFERENCE_SOURCE)
+    nbgrader = tmp_path / "nbgrader" / "submitted"
+    notebook(nbgrader / "alice" / "attention" / "attention.ipynb", "x = 1")
+    (nbgrader / "trudy").mkdir()
+    (nbgrader / "trudy" / "attention").symlink_to(secret, target_is_directory=True)
+    (nbgrader / "oscar").symlink_to(tmp_path / "nbgrader" / "submitted" / "alice")
+    entries = {e.student: e.path for e in discover(nbgrader.parent)}
+    assert entries == {
+        "alice": nbgrader / "alice" / "attention",
+        "oscar": nbgrader / "oscar",
+        "trudy": nbgrader / "trudy" / "attention",
+    }
+    per_student = tmp_path / "export"
+    notebook(per_student / "bob" / "work.ipynb", "x = 1")
+    (per_student / "eve").symlink_to(secret, target_is_directory=True)
+    assert [e.student for e in discover(per_student)] == ["bob", "eve"]
+
+
+@pytest.mark.slow
+def test_a_batch_refuses_links_and_fifos_by_name_and_writes_their_results(tmp_path: Path) -> None:
+    course, refused = _hostile_class(tmp_path)
+    outcomes = grade_all(discover(course), out=tmp_path / "out", jobs=1)
+    assert {o.student: o.total for o in outcomes} == dict.fromkeys(refused, 0.0)
+    for student, reason in refused.items():
+        document = json.loads((tmp_path / "out" / student / "results.json").read_text())
+        assert reason in document["output"].replace("\\", ""), document["output"]
+
+
+def test_feedback_quotes_student_text_as_code_and_escapes_the_rest() -> None:
+    from test_report import ALLOWED_TAGS, HOSTILE_TEXT, rendered
+
+    from autograder.batch import _feedback
+    from autograder.markup import code
+    from autograder.rubric import Failure
+    from autograder.scoring import GradeResult, ItemResult
+
+    for text in HOSTILE_TEXT.values():
+        failure = Failure(f"Your code raised {code(text)}. {text}", got=text, hint=text)
+        result = GradeResult(
+            f"{text}.ipynb",
+            (ItemResult("a", "Item A", 0, 10, "visible", failure, 1),),
+            notes=(text,),
+        )
+        html = rendered(_feedback(result))
+        assert html.tags <= ALLOWED_TAGS | {"h1", "h2"} and not html.comments, (text, html.tags)
+
+
+def test_progress_shows_control_characters_in_names_as_escapes() -> None:
+    stream = io.StringIO()
+    Progress(1, stream).update(Outcome("\x1b]0;owned\x07eve\x9b2J", {}, 0, 100))
+    assert stream.getvalue() == "1/1 \\x1b]0;owned\\x07eve\\x9b2J: 0/100\n"

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+import jsonschema
 import pytest
 from conftest import REFERENCE_SOURCE, ROOT
 
@@ -188,3 +191,86 @@ def test_check_in_the_course_repository_makes_the_secret_too(tmp_path: Path) -> 
     assert done.returncode == 0, done.stderr
     assert "5 of 5 public checks pass" in done.stdout, done.stdout
     assert (solutions / "grading_secret.txt").is_file()
+
+
+SCHEMA = json.loads((Path(__file__).parent / "gradescope_results.schema.json").read_text())
+
+
+def _fifo(folder: Path) -> Path:
+    os.mkfifo(folder / "attention.ipynb")
+    return folder / "attention.ipynb"
+
+
+def _link_to_reference(folder: Path) -> Path:
+    (folder / "attention.py").symlink_to(ROOT / "solutions" / "attention.py")
+    return folder / "attention.py"
+
+
+def _link_to_dev_zero(folder: Path) -> Path:
+    (folder / "attention.ipynb").symlink_to("/dev/zero")
+    return folder
+
+
+def _deep(folder: Path) -> Path:
+    path = folder / "attention.ipynb"
+    path.write_bytes(b'{"nbformat": 4, "cells": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    return path
+
+
+UNREADABLE = {
+    "fifo": (_fifo, "attention.ipynb is a named pipe (FIFO)"),
+    "link-to-reference": (_link_to_reference, "attention.py is a symbolic link (to "),
+    "folder-with-link-to-dev-zero": (_link_to_dev_zero, "is a symbolic link (to /dev/zero)"),
+    "json-100000-deep": (_deep, "nests more than 100 levels deep"),
+}
+
+
+@pytest.mark.parametrize(("make", "message"), UNREADABLE.values(), ids=UNREADABLE.keys())
+def test_unreadable_submissions_still_get_a_valid_results_file(
+    tmp_path: Path, make: Callable[[Path], Path], message: str
+) -> None:
+    results = tmp_path / "out" / "results.json"
+    done = run("grade", str(make(tmp_path)), "--results", str(results))
+    assert done.returncode == 0, done.stderr
+    document = json.loads(results.read_text(encoding="utf-8"))
+    jsonschema.validate(document, SCHEMA)
+    assert document["score"] == 0
+    assert message in document["output"].replace("\\", ""), document["output"]
+    assert message in done.stdout
+
+
+def test_error_messages_show_control_characters_as_escapes(tmp_path: Path) -> None:
+    done = run("check", str(tmp_path / "\x1b]0;owned\x07\x1b[2J.ipynb"))
+    assert done.returncode == 2
+    assert "\x1b" not in done.stderr and "\\x1b]0;owned\\x07\\x1b[2J.ipynb" in done.stderr
+
+
+NOISY_TEXT = (
+    'print("\\x1b]0;owned\\x07\\x1b[2J\\x9b31m")\n'
+    'raise ValueError("\\x1b[31m red \\ud800 <img src=x>")\n'
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["grade", "check"])
+def test_student_escapes_and_surrogates_never_reach_the_terminal(
+    tmp_path: Path, command: str
+) -> None:
+    submission = tmp_path / "attention.py"
+    submission.write_text(REFERENCE_SOURCE + "\n" + NOISY_TEXT, encoding="utf-8")
+    results = tmp_path / "results.json"
+    extra = ("--results", str(results)) if command == "grade" else ()
+    done = subprocess.run(
+        [sys.executable, "-m", "autograder", command, str(submission), *extra],
+        capture_output=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.decode("utf-8") + done.stderr.decode("utf-8")  # strict UTF-8
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f]", out), out
+    assert "raised `ValueError: \\x1b[31m red \ufffd <img src=x>`" in out
+    if command == "grade":
+        document = json.loads(results.read_bytes().decode("utf-8"))
+        jsonschema.validate(document, SCHEMA)
+        assert document["score"] == 100 and "\ufffd" in document["output"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import jsonschema
@@ -277,11 +277,11 @@ NOISY = {  # honest code, then a noisy cell 2: (the cell, what the student is to
     ),
     "allocate-1-tib": (
         "import numpy as np\nbig = np.ones(2**40 // 8)",
-        "Code cell 2 raised MemoryError",
+        "Code cell 2 raised `MemoryError",
     ),
     "deep-recursion": (
         "def f(n):\n    return f(n + 1)\nf(0)",
-        "Code cell 2 raised RecursionError",
+        "Code cell 2 raised `RecursionError",
     ),
     "crash-with-deep-recursion": (
         "import sys\nsys.setrecursionlimit(10**8)\ndef f(n):\n    return f(n + 1)\nf(0)",
@@ -290,12 +290,12 @@ NOISY = {  # honest code, then a noisy cell 2: (the cell, what the student is to
         (
             "Code cell 2 stopped the Python process (it crashed or exited); it was skipped.",
             "Code cell 2 did not finish within its time (3 s a cell); it was skipped.",
-            "Code cell 2 raised MemoryError",
+            "Code cell 2 raised `MemoryError",
         ),
     ),
-    "syntax-error-cell": ("def broken(:\n    pass", "Code cell 2 raised SyntaxError"),
+    "syntax-error-cell": ("def broken(:\n    pass", "Code cell 2 raised `SyntaxError"),
     "input-and-magics": ("%matplotlib inline\nname = input('Your name? ')\n!ls\n", ""),
-    "exit-in-a-cell": ("import sys\nsys.exit('bye')", "Code cell 2 raised SystemExit: bye"),
+    "exit-in-a-cell": ("import sys\nsys.exit('bye')", "Code cell 2 raised `SystemExit: bye`"),
 }
 
 
@@ -399,3 +399,200 @@ socket.recv_fds = recv_fds
     result = graded(tmp_path, [REFERENCE_SOURCE, lie])
     assert result.score == 0  # no worker could be started: nothing of ours was killed
     assert all(item.failure is not None for item in result.items)
+
+
+FORGE = """
+import os, stat, struct
+def _forge():
+    for fd in range(3, 256):
+        try:
+            if stat.S_ISSOCK(os.fstat(fd).st_mode):
+                os.write(fd, struct.pack("!I", len(HEADER)) + HEADER + PAYLOAD)
+        except OSError:
+            pass
+_honest_mask = create_causal_mask
+def create_causal_mask(seq_len):
+    _forge()
+    return _honest_mask(seq_len)
+"""
+
+# A worker forges the reply to one call (in `create_causal_mask`, used by one item only):
+# (header bytes, raw payload, what the student is told). It costs that item, nothing else.
+FORGED_REPLIES = {
+    "dtype-numpy-rejects": (
+        b'{"ok":true,"value":{"t":"array","dtype":"f1","shape":[2],"buf":0},"lengths":[2]}',
+        b"\\0\\0",
+        "the worker sent an invalid value (dtype 'f1' is not a real number or bool)",
+    ),
+    "shape-product-wraps-to-0": (
+        b'{"ok":true,"value":{"t":"array","dtype":"<f8","shape":[4294967296,4294967296],'
+        b'"buf":0},"lengths":[0]}',
+        b"",
+        "needs 147573952589676412928 bytes, got 0",
+    ),
+    "shape-overflows-int64": (
+        b'{"ok":true,"value":{"t":"array","dtype":"<f8","shape":[4611686018427387904,4],'
+        b'"buf":0},"lengths":[0]}',
+        b"",
+        "the worker sent an invalid value (shape [4611686018427387904, 4]",
+    ),
+    "nan-in-header": (
+        b'{"ok":true,"value":{"t":"float","v":NaN},"lengths":[]}',
+        b"",
+        "the worker broke the protocol (header holds NaN",
+    ),
+    "utf16-header": (
+        '{"ok":true,"value":{"t":"none"}}'.encode("utf-16"),
+        b"",
+        "broke the protocol",
+    ),
+    "huge-buffer-length": (b'{"ok":true,"lengths":[1099511627776]}', b"", "broke the protocol"),
+    "lone-surrogates-in-an-error": (
+        b'{"ok":false,"error":{"type":"\\ud800","message":"\\udfff <img src=x>",'
+        b'"bases":["Exception"]},"lengths":[]}',
+        b"",
+        "\ufffd: \ufffd <img src=x>",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("header", "payload", "message"), FORGED_REPLIES.values(), ids=FORGED_REPLIES.keys()
+)
+def test_a_forged_reply_costs_only_its_item(
+    tmp_path: Path, header: bytes, payload: bytes, message: str
+) -> None:
+    forge = f"HEADER = {header!r}\nPAYLOAD = {payload!r}\n" + FORGE
+    result = graded(tmp_path, [REFERENCE_SOURCE, forge])
+    lost = {item.id: item.failure for item in result.items if item.failure is not None}
+    assert list(lost) == ["causal_mask"], lost
+    assert message in lost["causal_mask"].summary, lost["causal_mask"]
+    assert result.score == 90 and not result.internal_error
+    document = json.loads((tmp_path / "results" / "results.json").read_bytes().decode("utf-8"))
+    assert "autograder failed" not in json.dumps(document).lower()
+
+
+def test_a_submission_over_the_containers_memory_gets_memory_error_in_its_item(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a (faked) 700 MB container the child may use 700 - 256 MB: allocating 600 MB in one
+    function raises MemoryError there, instead of taking the container (and results) down."""
+    from autograder import memory
+
+    root = tmp_path / "cgroup"
+    root.mkdir()
+    (root / "memory.max").write_text(str(700 << 20), encoding="ascii")
+    (tmp_path / "proc-cgroup").write_text("0::/\n", encoding="ascii")
+    monkeypatch.setattr(memory, "CGROUP_ROOT", root)
+    monkeypatch.setattr(memory, "PROC_CGROUP", tmp_path / "proc-cgroup")
+    assert memory.child_memory_bytes(LIMITS) == (700 - 256) << 20
+    greedy = """
+import numpy as np
+_honest_mask = create_causal_mask
+def create_causal_mask(seq_len):
+    hog = np.ones(600 * 2**20 // 8)
+    return _honest_mask(seq_len) + 0 * hog[0]
+"""
+    result = graded(tmp_path, [REFERENCE_SOURCE, greedy])
+    lost = {item.id: item.failure for item in result.items if item.failure is not None}
+    assert list(lost) == ["causal_mask"], lost
+    assert "MemoryError" in lost["causal_mask"].summary, lost["causal_mask"]
+    assert result.score == 90
+
+
+RENAMED = """
+Passed = type("All checks passed", (Exception,), {})
+def scaled_dot_product_attention(Q, K, V, mask=None):
+    raise Passed("100 / 100 points <img src=x onerror=alert(1)>")
+"""
+
+# Student text that tries to pass for ours, inject Markdown/HTML, or break the results file:
+# (cells after the reference, the score, a piece of it that must render only as code).
+STUDENT_TEXT = {
+    "lone-surrogate-at-top-level": ('raise ValueError("\\ud800 bad")', 100, "\ufffd bad"),
+    "lone-surrogate-in-a-call": (
+        'def create_causal_mask(seq_len):\n    raise ValueError("\\udfff" * 3)',
+        90,
+        "ValueError: \ufffd\ufffd\ufffd",
+    ),
+    "exception-class-named-like-our-verdict": (RENAMED, 10, "All checks passed"),
+    "html-links-images-in-a-message": (
+        'raise ValueError("<img src=x onerror=alert(1)> [x](https://e.example) '
+        '![i](https://e.example/i.png) https://e.example")',
+        100,
+        "e.example",
+    ),
+    "backticks-to-break-out": ('raise ValueError("`` ` <b>loud</b> ` ``")', 100, "loud"),
+    "terminal-escapes": (
+        'print("\\x1b]0;owned\\x07\\x1b[2J")\nraise ValueError("\\x1b[31mred\\x9b")',
+        100,
+        "red",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("cells", "expected", "marker"), STUDENT_TEXT.values(), ids=STUDENT_TEXT.keys()
+)
+def test_student_text_is_quoted_never_rendered(
+    tmp_path: Path, cells: str, expected: float, marker: str
+) -> None:
+    from test_report import ALLOWED_TAGS, rendered
+
+    from autograder.report import render_text
+
+    result = graded(tmp_path, [REFERENCE_SOURCE, cells])  # writes and validates results.json
+    assert result.score == expected, [(i.id, i.failure) for i in result.items if i.failure]
+    document = json.loads((tmp_path / "results" / "results.json").read_bytes().decode("utf-8"))
+    outputs = [document["output"], *(test["output"] for test in document["tests"])]
+    assert any(marker in output for output in outputs)
+    for output in outputs:
+        html = rendered(output)
+        assert html.tags <= ALLOWED_TAGS and not html.comments, (html.tags, output)
+        assert marker not in "".join(html.outside_code), output
+    assert "\x1b" not in render_text(result) and "\x9b" not in render_text(result)
+
+
+def _linked_reference(folder: Path) -> None:
+    reference = notebook(folder.parent / "reference.ipynb", [REFERENCE_SOURCE])
+    (folder / "attention.ipynb").symlink_to(reference)
+
+
+def _linked_zero(folder: Path) -> None:
+    (folder / "attention.ipynb").symlink_to("/dev/zero")
+
+
+def _fifo(folder: Path) -> None:
+    os.mkfifo(folder / "attention.ipynb")
+
+
+def _linked_folder(folder: Path) -> None:
+    elsewhere = folder.parent / "elsewhere"
+    elsewhere.mkdir()
+    notebook(elsewhere / "attention.ipynb", [REFERENCE_SOURCE])
+    (folder / "work").symlink_to(elsewhere, target_is_directory=True)
+
+
+# Upload folders (the Gradescope layout: ROOT/submission/) whose files are not what they seem:
+# (how to make it, what the student is told). Each scores 0 and says which file and why.
+UPLOADS = {
+    "link-to-the-reference": (_linked_reference, "attention.ipynb is a symbolic link (to "),
+    "link-to-dev-zero": (_linked_zero, "attention.ipynb is a symbolic link (to /dev/zero)"),
+    "fifo": (_fifo, "attention.ipynb is a named pipe (FIFO)"),
+    "link-to-a-folder": (_linked_folder, "No notebook found"),
+}
+
+
+@pytest.mark.parametrize(("make", "message"), UPLOADS.values(), ids=UPLOADS.keys())
+def test_uploads_that_are_links_or_special_files_earn_nothing(
+    tmp_path: Path, make: Callable[[Path], None], message: str
+) -> None:
+    upload = tmp_path / "submission"
+    upload.mkdir()
+    make(upload)
+    began = time.monotonic()
+    result = grade(upload, rubric=RUBRIC, limits=LIMITS)
+    assert time.monotonic() - began < 10  # no FIFO wait, no /dev/zero read
+    write_results(tmp_path / "results.json", result)
+    jsonschema.validate(json.loads((tmp_path / "results.json").read_text("utf-8")), SCHEMA)
+    assert result.score == 0 and message in result.notes[0], result.notes

@@ -37,8 +37,8 @@ def test_a_notebook_is_graded_cell_by_cell(tmp_path: Path) -> None:
     )
     result = grade(path, rubric=RUBRIC, limits=FAST)
     assert result.score == 80 and result.max_score == 100
-    assert any("Code cell 2 raised SyntaxError" in note for note in result.notes)
-    assert any("Code cell 3 raised ZeroDivisionError" in note for note in result.notes)
+    assert any("Code cell 2 raised `SyntaxError" in note for note in result.notes)
+    assert any("Code cell 3 raised `ZeroDivisionError" in note for note in result.notes)
     jsonschema.validate(to_gradescope(result), SCHEMA)
 
 

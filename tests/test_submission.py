@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +15,7 @@ import nbformat
 import pytest
 
 from autograder.errors import SubmissionError
-from autograder.submission import read_submission
+from autograder.submission import read_regular, read_submission
 
 
 def notebook(*cells: str, markdown: str = "# Title", minor: int = 5) -> str:
@@ -165,3 +168,172 @@ def test_reading_a_notebook_skips_the_format_checkers_and_leaves_them_importable
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["[]", "True"]
+
+
+def _within(seconds: float, action: Callable[[], object]) -> BaseException | object:
+    """Run `action` in a thread; fail (instead of hanging) when it takes over `seconds`."""
+    box: list[object] = []
+
+    def target() -> None:
+        try:
+            box.append(action())
+        except BaseException as error:  # handed back to the test
+            box.append(error)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert box, f"reading did not finish within {seconds} s"
+    return box[0]
+
+
+def _secret(folder: Path) -> Path:
+    secret = folder / "secret"
+    secret.mkdir()
+    (secret / "attention.ipynb").write_text(notebook("SOLUTION = 1"), encoding="utf-8")
+    (secret / "attention.py").write_text("SOLUTION = 1\n", encoding="utf-8")
+    return secret
+
+
+def _link(name: str, target: Callable[[Path], Path | str]) -> Callable[[Path], Path]:
+    def make(folder: Path) -> Path:
+        path = folder / "upload" / name
+        path.parent.mkdir()
+        path.symlink_to(target(folder))
+        return path
+
+    return make
+
+
+def _fifo(folder: Path) -> Path:
+    path = folder / "attention.ipynb"
+    os.mkfifo(path)
+    return path
+
+
+def _socket(folder: Path) -> Path:
+    path = folder / "attention.ipynb"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    server.close()
+    return path
+
+
+def _in_folder(make: Callable[[Path], Path]) -> Callable[[Path], Path]:
+    def folder_of(folder: Path) -> Path:
+        return make(folder).parent
+
+    return folder_of
+
+
+def _linked_folder(folder: Path) -> Path:
+    upload = folder / "upload"
+    upload.mkdir()
+    (upload / "work").symlink_to(_secret(folder), target_is_directory=True)
+    return upload
+
+
+def _nested(depth: int) -> Callable[[Path], Path]:
+    def make(folder: Path) -> Path:
+        data = json.loads(notebook("x = 1"))
+        metadata: dict[str, object] = {}
+        data["cells"][1]["metadata"] = metadata
+        for _ in range(depth):
+            metadata["a"] = metadata = {}
+        path = folder / "attention.ipynb"
+        path.write_text(json.dumps(data), encoding="utf-8")
+        return path
+
+    return make
+
+
+def _deep_lists(folder: Path) -> Path:
+    path = folder / "attention.ipynb"
+    path.write_bytes(b'{"nbformat": 4, "cells": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    return path
+
+
+HOSTILE = [
+    (
+        "link-to-reference",
+        _link("attention.ipynb", lambda f: _secret(f) / "attention.ipynb"),
+        "attention.ipynb is a symbolic link (to ",
+    ),
+    (
+        "link-to-reference-py",
+        _link("attention.py", lambda f: _secret(f) / "attention.py"),
+        "attention.py is a symbolic link",
+    ),
+    (
+        "link-to-dev-zero",
+        _link("attention.ipynb", lambda f: "/dev/zero"),
+        "attention.ipynb is a symbolic link (to /dev/zero)",
+    ),
+    ("dangling-link", _link("attention.ipynb", lambda f: f / "gone"), "is a symbolic link"),
+    ("fifo", _fifo, "attention.ipynb is a named pipe (FIFO)"),
+    ("socket", _socket, "attention.ipynb is a socket"),
+    (
+        "link-in-folder",
+        _in_folder(_link("attention.ipynb", lambda f: "/dev/zero")),
+        "attention.ipynb is a symbolic link (to /dev/zero)",
+    ),
+    ("fifo-in-folder", _in_folder(_fifo), "attention.ipynb is a named pipe (FIFO)"),
+    ("folder-is-a-link", _link("course", lambda f: _secret(f)), "course is a symbolic link"),
+    ("link-to-a-folder-inside", _linked_folder, "No notebook found"),
+    ("json-100000-deep", _deep_lists, "nests more than 100 levels deep"),
+    ("json-900-deep-for-nbformat", _nested(900), "nests more than 100 levels deep"),
+]
+
+
+@pytest.mark.parametrize(("make", "message"), [h[1:] for h in HOSTILE], ids=[h[0] for h in HOSTILE])
+def test_hostile_files_are_refused_by_name_with_the_reason(
+    tmp_path: Path, make: Callable[[Path], Path], message: str
+) -> None:
+    path = make(tmp_path)
+    raised = _within(10, lambda: read_submission(path, expected="attention.ipynb"))
+    assert isinstance(raised, SubmissionError), raised
+    assert message in str(raised)
+
+
+def test_a_notebook_nested_50_deep_is_still_read(tmp_path: Path) -> None:
+    assert read_submission(_nested(50)(tmp_path)).cells == ("x = 1",)
+
+
+def test_the_size_limit_holds_while_reading(tmp_path: Path) -> None:
+    """/proc files claim size 0: the limit must be counted on what is read, not on stat."""
+    assert os.lstat("/proc/self/maps").st_size == 0
+    with pytest.raises(SubmissionError, match="over the 0 MB limit"):
+        read_regular(Path("/proc/self/maps"), limit=16)
+    big = tmp_path / "big.py"
+    big.write_bytes(b"#" * 100)
+    with pytest.raises(SubmissionError, match=r"big\.py is 0 MB or more, over"):
+        read_regular(big, limit=99)
+    assert read_regular(big, limit=100) == b"#" * 100
+
+
+def test_a_notebook_too_big_to_parse_is_refused_not_fatal(tmp_path: Path) -> None:
+    """90 MB of tiny JSON values need gigabytes as Python objects: under a memory limit the
+    reader refuses the file with a message instead of dying."""
+    path = tmp_path / "attention.ipynb"
+    with path.open("wb") as stream:
+        stream.write(b'{"nbformat": 4, "cells": [], "metadata": {"x": [0')
+        stream.write(b",0" * (45 << 20))
+        stream.write(b"]}}")
+    probe = (
+        "import resource, sys\n"
+        "from pathlib import Path\n"
+        "from autograder.errors import SubmissionError\n"
+        "from autograder.submission import _import_nbformat, read_submission\n"
+        "_import_nbformat()\n"
+        "used = int(open('/proc/self/statm').read().split()[0]) * resource.getpagesize()\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (used + (400 << 20),) * 2)\n"
+        "try:\n"
+        "    read_submission(Path(sys.argv[1]))\n"
+        "except SubmissionError as error:\n"
+        "    print(error)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "holds more JSON values than the grader can read" in done.stdout

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import socket
 import struct
+import threading
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from autograder.wire import Opaque, WireError, decode, encode, recv_frame, send_frame
+from autograder.wire import Opaque, WireError, clean_text, decode, encode, recv_frame, send_frame
 
 
 def roundtrip(value: object) -> object:
@@ -39,11 +42,18 @@ def test_arrays_round_trip(value: np.ndarray) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [None, True, 3, 2.5, "text", (1, 2.0), [None, "x"]],
-    ids=["none", "bool", "int", "float", "str", "tuple", "list"],
+    [None, True, 3, 2.5, "text", (1, 2.0), [None, "x"], float("inf"), float("-inf")],
+    ids=["none", "bool", "int", "float", "str", "tuple", "list", "inf", "-inf"],
 )
 def test_plain_values_round_trip(value: object) -> None:
     assert roundtrip(value) == value
+
+
+def test_nan_travels_as_strict_json() -> None:
+    buffers: list[bytes] = []
+    text = json.dumps(encode((float("nan"), 1.0), buffers), allow_nan=False)
+    got = decode(json.loads(text), buffers)
+    assert isinstance(got, tuple) and got[0] != got[0] and got[1] == 1.0
 
 
 def test_numpy_scalar_becomes_0d_array() -> None:
@@ -92,6 +102,66 @@ ARRAY = {"t": "array", "dtype": "<f8", "shape": [2], "buf": 0}
         ({"t": "pickle", "v": "cos\nsystem\n"}, []),
         ({"t": "int", "v": "3"}, []),
         ("not an object", []),
+        # dtype strings a pattern like [biuf](1|2|4|8|16) allows but NumPy rejects
+        ({**ARRAY, "dtype": "f1"}, [b"\0" * 2]),
+        ({**ARRAY, "dtype": "<b2"}, [b"\0" * 4]),
+        ({**ARRAY, "dtype": "i16"}, [b"\0" * 32]),
+        ({**ARRAY, "dtype": "u16"}, [b"\0" * 32]),
+        ({**ARRAY, "dtype": "b8"}, [b"\0" * 16]),
+        ({**ARRAY, "dtype": 8}, [b"\0" * 16]),
+        ({**ARRAY, "dtype": "f8 "}, [b"\0" * 16]),
+        # shapes whose product overflows int64 (and wraps to 0, matching an empty buffer)
+        ({**ARRAY, "shape": [1 << 32, 1 << 32]}, [b""]),
+        ({**ARRAY, "shape": [1 << 62, 4]}, [b""]),
+        ({**ARRAY, "shape": [0, 1 << 62]}, [b""]),
+        ({**ARRAY, "shape": [10**40]}, [b""]),
+        ({**ARRAY, "shape": [True, True]}, [b"\0" * 8]),
+        ({**ARRAY, "shape": [2.0]}, [b"\0" * 16]),
+        ({**ARRAY, "shape": "2"}, [b"\0" * 16]),
+        ({**ARRAY, "buf": True}, [b"\0" * 16]),
+        ({"t": "float", "v": 10**400}, []),
+        ({"t": "float", "v": "NaN"}, []),
+        ({"t": "float", "v": None}, []),
+        ({"t": "bool", "v": 1}, []),
+        ({"t": "str", "v": 3}, []),
+        ({"t": "object", "type": ["list"], "repr": ""}, []),
+        ({"t": "list", "items": [{"t": "none"}] * 257}, []),
+        ({"t": "list", "items": "abc"}, []),
+        (
+            {
+                "t": "list",
+                "items": [
+                    {
+                        "t": "list",
+                        "items": [
+                            {
+                                "t": "list",
+                                "items": [
+                                    {
+                                        "t": "list",
+                                        "items": [
+                                            {
+                                                "t": "list",
+                                                "items": [
+                                                    {
+                                                        "t": "list",
+                                                        "items": [
+                                                            {"t": "list", "items": [{"t": "none"}]}
+                                                        ],
+                                                    }
+                                                ],
+                                            }
+                                        ],
+                                    }
+                                ],
+                            }
+                        ],
+                    }
+                ],
+            },
+            [],
+        ),
+        ({"v": 1}, []),
     ],
     ids=[
         "object-dtype",
@@ -104,11 +174,88 @@ ARRAY = {"t": "array", "dtype": "<f8", "shape": [2], "buf": 0}
         "unknown-kind",
         "int-as-string",
         "not-a-dict",
+        "dtype-f1",
+        "dtype-b2",
+        "dtype-i16",
+        "dtype-u16",
+        "dtype-b8",
+        "dtype-not-a-string",
+        "dtype-trailing-space",
+        "shape-wraps-to-0",
+        "shape-overflows-int64",
+        "shape-zero-times-huge",
+        "shape-beyond-int64",
+        "shape-of-bools",
+        "shape-of-floats",
+        "shape-not-a-list",
+        "buffer-index-bool",
+        "float-too-large",
+        "float-unknown-name",
+        "float-null",
+        "bool-as-int",
+        "str-as-int",
+        "opaque-type-not-str",
+        "too-many-items",
+        "items-not-a-list",
+        "too-deep",
+        "no-kind",
     ],
 )
 def test_decode_refuses_malformed_values(node: object, buffers: list[bytes]) -> None:
     with pytest.raises(WireError):
         decode(node, buffers)
+
+
+def test_forged_dtype_and_shape_errors_name_the_value() -> None:
+    with pytest.raises(WireError, match="dtype 'f1' is not a real number or bool"):
+        decode({**ARRAY, "dtype": "f1"}, [b"\0" * 2])
+    with pytest.raises(WireError, match=r"needs 147573952589676412928 bytes, got 0"):
+        decode({**ARRAY, "shape": [1 << 32, 1 << 32]}, [b""])
+
+
+def test_lone_surrogates_in_strings_become_replacement_characters() -> None:
+    got = decode({"t": "object", "type": "X\ud800", "repr": "\udfff!"}, [])
+    assert isinstance(got, Opaque) and (got.type_name, got.repr) == ("X\ufffd", "\ufffd!")
+    assert decode({"t": "str", "v": "a\udc80b"}, []) == "a\ufffdb"
+    assert clean_text("\U0001f600 ok") == "\U0001f600 ok"
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["t", "v", "dtype", "shape", "buf", "items", "type", "repr"]), inner
+        )
+    ),
+    max_leaves=20,
+)
+_NODE = st.fixed_dictionaries(
+    {"t": st.sampled_from(["none", "bool", "int", "float", "str", "array", "list", "object"])},
+    optional={
+        "v": _JSON,
+        "dtype": st.sampled_from(["<f8", "f1", "|b1", "<i16", "O"]) | _JSON,
+        "shape": st.lists(st.integers(min_value=-2, max_value=1 << 64), max_size=4) | _JSON,
+        "buf": st.integers(-1, 2) | _JSON,
+        "items": st.lists(_JSON, max_size=3) | _JSON,
+        "type": _JSON,
+        "repr": _JSON,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(node=_NODE | _JSON, buffers=st.lists(st.binary(max_size=16), max_size=3))
+def test_decode_raises_only_wire_errors_whatever_it_is_given(
+    node: object, buffers: list[bytes]
+) -> None:
+    try:
+        value = decode(node, buffers)
+    except WireError:
+        return
+    assert value is None or isinstance(
+        value, (bool, int, float, str, tuple, list, np.ndarray, Opaque)
+    )
 
 
 def test_frames_round_trip_over_a_socket() -> None:
@@ -127,15 +274,93 @@ def test_frames_round_trip_over_a_socket() -> None:
         struct.pack("!I", 5) + b"nope!",
         struct.pack("!I", 2) + b"[]",
         struct.pack("!I", 25) + b'{"lengths":[1073741824]} ',
+        *(
+            struct.pack("!I", len(body)) + body
+            for body in [
+                b'{"a": "\xff"}',
+                '{"a": 1}'.encode("utf-16"),
+                '{"a": 1}'.encode("utf-32"),
+                b'{"a": NaN}',
+                b'{"a": Infinity}',
+                b'{"a": [-Infinity]}',
+                b"[" * 200_000 + b"]" * 200_000,
+                b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+                b'{"a": ' + b"9" * 5000 + b"}",
+                b'{"lengths": [-1]}',
+                b'{"lengths": [true]}',
+                b'{"lengths": [1.5]}',
+                b'{"lengths": 4}',
+                b'{"lengths": [' + str(1 << 70).encode() + b"]}",
+                b'{"lengths": [' + b",".join([b"0"] * 20_000) + b"]}",
+            ]
+        ),
     ],
-    ids=["empty-header", "huge-header", "not-json", "not-an-object", "huge-buffers"],
+    ids=[
+        "empty-header",
+        "huge-header",
+        "not-json",
+        "not-an-object",
+        "huge-buffers",
+        "not-utf8",
+        "utf16-json",
+        "utf32-json",
+        "nan",
+        "infinity",
+        "minus-infinity",
+        "nested-lists-200000-deep",
+        "nested-objects-100000-deep",
+        "int-of-5000-digits",
+        "negative-length",
+        "bool-length",
+        "float-length",
+        "lengths-not-a-list",
+        "length-beyond-int64",
+        "too-many-buffers",
+    ],
 )
 def test_recv_refuses_bad_frames(raw: bytes) -> None:
     left, right = socket.socketpair()
     with left, right:
-        left.sendall(raw)
-        with pytest.raises(WireError):
-            recv_frame(right, max_total=1 << 20)
+        left.setblocking(False)
+        sender = threading.Thread(target=_send_all, args=(left, raw))
+        sender.start()
+        try:
+            with pytest.raises(WireError):
+                recv_frame(right, max_total=1 << 20)
+        finally:
+            right.close()
+            sender.join()
+
+
+def _send_all(sock: socket.socket, raw: bytes) -> None:
+    sock.setblocking(True)
+    try:
+        sock.sendall(raw)
+    except OSError:  # the reader gave up early and closed its end
+        pass
+
+
+def test_lone_surrogates_in_a_header_arrive_as_valid_unicode() -> None:
+    left, right = socket.socketpair()
+    with left, right:
+        send_frame(left, {"error": {"message": "\ud800 boom", "\udfff": ["x\udc00"]}})
+        header, _ = recv_frame(right)
+    assert header["error"] == {"message": "\ufffd boom", "\ufffd": ["x\ufffd"]}
+    json.dumps(header, ensure_ascii=False).encode("utf-8")  # no UnicodeEncodeError
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(body=st.binary(max_size=64) | _JSON.map(lambda tree: json.dumps(tree).encode()))
+def test_recv_raises_only_wire_errors_for_any_header(body: bytes) -> None:
+    left, right = socket.socketpair()
+    with left, right:
+        left.sendall(struct.pack("!I", len(body)) + body)
+        left.shutdown(socket.SHUT_WR)
+        try:
+            header, _ = recv_frame(right, max_total=1 << 10)
+        except (WireError, EOFError):
+            return
+    assert isinstance(header, dict)
 
 
 def test_recv_reports_end_of_stream() -> None:

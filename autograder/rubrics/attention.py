@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from autograder import oracle
+from autograder.markup import code
 from autograder.rubric import CheckFailed, Failure, Item, Rubric, Visibility
 from autograder.rubrics.attention_strategies import (
     PROJECTIONS,
@@ -83,10 +84,10 @@ def _kind(value: object) -> str:
     if isinstance(value, np.ndarray):
         return f"an array of shape {value.shape} and dtype {value.dtype}"
     if isinstance(value, Opaque):
-        return f"a {value.type_name}"
+        return f"a {code(value.type_name)}"
     if isinstance(value, (tuple, list)):
         return f"a {type(value).__name__} of length {len(value)}"
-    return f"{type(value).__name__} {value!r}"[:120]
+    return f"{type(value).__name__} {code(repr(value)[:100])}"
 
 
 def _pair(value: object, what: str) -> tuple[object, object]:
@@ -247,7 +248,9 @@ def _call_sdpa(session: Session, case: SdpaCase) -> tuple[np.ndarray, np.ndarray
     except StudentRaised as error:
         if error.is_a("NotImplementedError"):
             raise
-        raise CheckFailed(Failure(f"{SDPA} raised {error}.", hint=_raised_hint(error))) from None
+        raise CheckFailed(
+            Failure(f"{SDPA} raised {code(str(error))}.", hint=_raised_hint(error))
+        ) from None
     output, weights = _pair(value, SDPA)
     batch = np.broadcast_shapes(Q.shape[:-2], K.shape[:-2])
     out_shape = (*batch, Q.shape[-2], V.shape[-1])
@@ -375,7 +378,9 @@ def check_sdpa_inputs_unchanged(session: Session, case: SdpaCase) -> None:
     except StudentRaised as error:
         if error.is_a("NotImplementedError"):
             raise
-        raise CheckFailed(Failure(f"{SDPA} raised {error}.", hint=_raised_hint(error))) from None
+        raise CheckFailed(
+            Failure(f"{SDPA} raised {code(str(error))}.", hint=_raised_hint(error))
+        ) from None
     names = ("Q", "K", "V", "mask")
     originals = (case.Q, case.K, case.V, case.mask)
     for name, before, after in zip(names, originals, echoed, strict=False):
@@ -466,12 +471,15 @@ def check_mha_init(session: Session, case: InitCase) -> None:
                 hint = "Use `raise ValueError(...)`, not `assert`: asserts vanish under python -O."
             raise CheckFailed(
                 Failure(
-                    f"MultiHeadAttention({e}, {h}) raised {error.type_name}; expected ValueError.",
+                    f"MultiHeadAttention({e}, {h}) raised {code(error.type_name)}; "
+                    "expected ValueError.",
                     hint=hint,
                 )
             ) from None
         raise CheckFailed(
-            Failure(f"MultiHeadAttention({e}, {h}) raised {error}; {e} is divisible by {h}.")
+            Failure(
+                f"MultiHeadAttention({e}, {h}) raised {code(str(error))}; {e} is divisible by {h}."
+            )
         ) from None
     if e % h != 0:
         raise CheckFailed(
@@ -492,7 +500,9 @@ def check_mha_init(session: Session, case: InitCase) -> None:
                 if attr == "head_dim"
                 else ""
             )
-            raise CheckFailed(Failure(f"`{attr}` is {got!r}; expected {value}.", hint=hint))
+            raise CheckFailed(
+                Failure(f"`{attr}` is {code(repr(got)[:100])}; expected {value}.", hint=hint)
+            )
     for name in PROJECTIONS:
         for part, shape in (("weight", (e, e)), ("bias", (e,))):
             got = values[f"{name}.{part}"]
@@ -514,7 +524,9 @@ def _mha(session: Session, case: MhaCase, x: np.ndarray | None = None) -> np.nda
         if error.is_a("NotImplementedError"):
             raise
         raise CheckFailed(
-            Failure(f"MultiHeadAttention raised {error}.", hint=_mha_raised_hint(error, case))
+            Failure(
+                f"MultiHeadAttention raised {code(str(error))}.", hint=_mha_raised_hint(error, case)
+            )
         ) from None
     return _array(got, "output", (case.batch, case.seq, case.embed_dim))
 
