@@ -11,7 +11,15 @@ from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis.internal.conjecture import providers as _providers
 from hypothesis.internal.constants_ast import Constants as _Constants
 
-__all__ = ["HYPOTHESIS", "LIMITS", "SINGLE_THREADED", "TOLERANCE", "Limits", "Tolerance"]
+__all__ = [
+    "HYPOTHESIS",
+    "LIMITS",
+    "SCORE_GAP",
+    "SINGLE_THREADED",
+    "TOLERANCE",
+    "Limits",
+    "Tolerance",
+]
 
 #: Hypothesis settings for every rubric item. `derandomize` makes the examples a function of
 #: the property alone, so a regrade sees the same inputs; no database, so nothing carries over
@@ -94,3 +102,8 @@ SINGLE_THREADED = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM
 
 LIMITS = Limits()
 TOLERANCE = Tolerance()
+
+#: Two scores of a row count as different when their softmax weights differ by at least this
+#: factor minus one (scores 0.001 apart): the higher one must then get a strictly higher
+#: weight. Far above float32 rounding (about 1e-7), so every correct implementation passes.
+SCORE_GAP = 1e-3
