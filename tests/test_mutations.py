@@ -304,13 +304,19 @@ MUTANTS = [
                 "    def _forward(self, x, mask=None):\n",
             ),
         ),
-        ("mha_forward", "mha_mask_broadcast"),
+        ("mha_forward",),
     ),
     Mutant(
         "head-dim-stored-on-the-class",
         V,
         (("        self.head_dim = embed_dim", "        type(self).head_dim = embed_dim"),),
-        ("mha_forward",),
+        ("mha_init",),
+    ),
+    Mutant(
+        "query-projection-stored-on-the-class",
+        V,
+        (("        self.q_proj = Linear(", "        MultiHeadAttention.q_proj = Linear("),),
+        ("mha_init", "mha_forward"),
     ),
     Mutant(
         "sdpa-caches-scores-by-shape-in-a-global",

@@ -527,6 +527,42 @@ def check_mha_init(session: Session, case: InitCase) -> None:
                 hint="Check `if embed_dim % num_heads != 0: raise ValueError(...)` first thing.",
             )
         )
+    # A second instance, created before this one is read: attributes kept on the class (shared
+    # by every instance) would now show the second one's values.
+    second = (2, 2) if (e, h) != (2, 2) else (3, 1)
+    try:
+        session.call(MHA, *second, keep=True)
+    except StudentRaised as error:
+        if error.is_a("NotImplementedError"):
+            raise
+        raise CheckFailed(
+            Failure(
+                f"MultiHeadAttention{second} raised {error}; {second[0]} is divisible by "
+                f"{second[1]}."
+            )
+        ) from None
+    problem = _init_problem(session, handle, e, h)
+    if problem is None:
+        return
+    fresh = _init_problem(session, session.call(MHA, e, h, keep=True), e, h)
+    if fresh is not None:  # wrong on its own, second instance or not
+        raise CheckFailed(fresh)
+    raise CheckFailed(
+        replace(
+            problem,
+            summary=f"After a second instance, MultiHeadAttention{second}, was created, this "
+            f"one's {problem.summary[0].lower()}{problem.summary[1:].rstrip('.')} (a new "
+            "instance alone is right: a value is shared between instances).",
+            snippet=f"mha = MultiHeadAttention({e}, {h})\nother = MultiHeadAttention{second}\n"
+            f"print(mha.embed_dim, mha.num_heads, mha.head_dim)  # expected {e} {h} {e // h}",
+            hint="Store every attribute on the instance (self.head_dim = ...), not on the class "
+            "(MultiHeadAttention.head_dim = ... or a class-level default that __init__ changes).",
+        )
+    )
+
+
+def _init_problem(session: Session, handle: Handle, e: int, h: int) -> Failure | None:
+    """What is wrong with the attributes of the instance `handle`, built as (e, h), or None."""
     expected = {"embed_dim": e, "num_heads": h, "head_dim": e // h}
     parts = [f"{name}.{part}" for name in PROJECTIONS for part in ("weight", "bias")]
     values = dict(zip([*expected, *parts], session.get(handle, *expected, *parts), strict=True))
@@ -538,17 +574,16 @@ def check_mha_init(session: Session, case: InitCase) -> None:
                 if attr == "head_dim"
                 else ""
             )
-            raise CheckFailed(Failure(f"`{attr}` is {got!r}; expected {value}.", hint=hint))
+            return Failure(f"`{attr}` is {got!r}; expected {value}.", hint=hint)
     for name in PROJECTIONS:
         for part, shape in (("weight", (e, e)), ("bias", (e,))):
             got = values[f"{name}.{part}"]
             if not isinstance(got, np.ndarray) or got.shape != shape:
-                raise CheckFailed(
-                    Failure(
-                        f"`{name}.{part}` is {_kind(got)}; expected an array of shape {shape}.",
-                        hint=f"Create `self.{name} = Linear(embed_dim, embed_dim)`.",
-                    )
+                return Failure(
+                    f"`{name}.{part}` is {_kind(got)}; expected an array of shape {shape}.",
+                    hint=f"Create `self.{name} = Linear(embed_dim, embed_dim)`.",
                 )
+    return None
 
 
 def _new_mha(session: Session, case: MhaCase) -> Handle:
@@ -583,18 +618,15 @@ _ROTATED = dict(zip(PROJECTIONS, (*PROJECTIONS[1:], PROJECTIONS[0]), strict=True
 
 
 def _other_instance(case: MhaCase) -> MhaCase:
-    """`case` for a second instance: the same x and mask, other projection weights, and another
-    number of heads where embed_dim allows one (and no mask depends on the number of heads)."""
-    e, h = case.embed_dim, case.num_heads
-    heads = h
-    if case.mask is None:
-        heads = max((d for d in range(1, e + 1) if e % d == 0 and d != h), default=h)
+    """`case` for a second instance: the same configuration, x and mask, and the projection
+    weights of the first in another order. Only state (kept from the first instance's calls or
+    shared with it) can make its answer wrong when the first one's was right."""
     weights = {
         f"{name}.{part}": case.weights[f"{source}.{part}"]
         for name, source in _ROTATED.items()
         for part in ("weight", "bias")
     }
-    return replace(case, num_heads=heads, head_dim=e // heads, weights=weights)
+    return replace(case, weights=weights)
 
 
 def _other_input(case: MhaCase) -> MhaCase:
@@ -627,7 +659,7 @@ def _judge_later(
 
 
 _SECOND_LINES = [
-    "other = MultiHeadAttention({e}, {h})  # a second instance, other weights",
+    "other = MultiHeadAttention({e}, {h})  # a second instance, with other weights",
     "other.q_proj.weight, other.q_proj.bias = mha.k_proj.weight, mha.k_proj.bias",
     "other.k_proj.weight, other.k_proj.bias = mha.v_proj.weight, mha.v_proj.bias",
     "other.v_proj.weight, other.v_proj.bias = mha.out_proj.weight, mha.out_proj.bias",
@@ -638,23 +670,35 @@ _SECOND_LINES = [
 
 def check_mha_forward(session: Session, case: MhaCase) -> None:
     """The reference's output, on every call of a sequence: a first instance, then a second one
-    (other weights, often another number of heads) on the same x, then the first again on
-    another x. State kept between calls or shared between instances shows as a wrong answer."""
+    (other weights) on the same x, then the first again on another x. Each later call repeats a
+    configuration already answered right, so only state kept between calls or shared between
+    instances can make it wrong, and its failure says so."""
+    _mha_sequence(session, case, second_instance=True)
+
+
+def check_mha_mask_broadcast(session: Session, case: MhaCase) -> None:
+    """The reference's output for a mask layout, from one instance called twice (another x the
+    second time); state shared between instances is for `mha_forward` to catch."""
+    _mha_sequence(session, case, second_instance=False)
+
+
+def _mha_sequence(session: Session, case: MhaCase, *, second_instance: bool) -> None:
     first = _new_mha(session, case)
     got = _forward(session, first, case)
     _close(got, _ask("mha", case), "output", hint=lambda: _diagnose_mha(case, got))
-    other = _other_instance(case)
-    second = _new_mha(session, other)
-    e, h = other.embed_dim, other.num_heads
-    lines = [line.format(e=e, h=h) for line in _SECOND_LINES]
-    _judge_later(
-        _forward(session, second, other),
-        other,
-        case,
-        f"A second instance (num_heads = {h}, other weights), created after a first call on "
-        "another instance, on the same x",
-        lines,
-    )
+    lines: list[str] = []
+    if second_instance:
+        other = _other_instance(case)
+        second = _new_mha(session, other)
+        lines = [line.format(e=case.embed_dim, h=case.num_heads) for line in _SECOND_LINES]
+        _judge_later(
+            _forward(session, second, other),
+            other,
+            case,
+            "A second instance (other weights), created after a right first call on another "
+            "instance, on the same x",
+            lines,
+        )
     again = _other_input(case)
     lines += [
         "x2 = -0.5 * x[:, ::-1] + 0.25",
@@ -664,7 +708,7 @@ def check_mha_forward(session: Session, case: MhaCase) -> None:
         _forward(session, first, again),
         again,
         case,
-        "The first instance called again, with another x (x2 = -0.5 * x[:, ::-1] + 0.25)",
+        "The same instance called again (after a right first answer), with another x",
         lines,
     )
 
@@ -803,7 +847,7 @@ RUBRIC = Rubric(
             "mha_mask_broadcast",
             "Multi-head masks: (seq, seq), (batch, seq, seq), (batch, 1, seq, seq), "
             "(batch, heads, seq, seq)",
-            check_mha_forward,
+            check_mha_mask_broadcast,
             requires=(MHA,),
             strategy=mha_cases(masked=True),
         ),
