@@ -795,7 +795,8 @@ RUBRIC = Rubric(
         ),
         _item(
             "sdpa_distribution",
-            "Attention weights are a probability distribution over the keys",
+            "Attention weights are a probability distribution over the keys that follows the "
+            "scores",
             check_sdpa_distribution,
             requires=(SDPA,),
             strategy=sdpa_cases(masked=None),
@@ -816,7 +817,7 @@ RUBRIC = Rubric(
         ),
         _item(
             "sdpa_inputs_unchanged",
-            "Scaled dot-product attention leaves its inputs unchanged",
+            "Scaled dot-product attention leaves its inputs unchanged (judged on right answers)",
             check_sdpa_inputs_unchanged,
             requires=(SDPA,),
             strategy=sdpa_cases(masked=None),
@@ -838,7 +839,8 @@ RUBRIC = Rubric(
         ),
         _item(
             "mha_forward",
-            "MultiHeadAttention.forward matches the reference with given projection weights",
+            "MultiHeadAttention.forward matches the reference with given projection weights, "
+            "call after call and instance after instance",
             check_mha_forward,
             requires=(MHA,),
             strategy=mha_cases(),
