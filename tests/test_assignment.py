@@ -501,7 +501,9 @@ def grade_cell_verdicts(submission: str) -> dict[str, bool]:
 
 
 def agreement_cases() -> dict[str, str]:
-    """Submissions whose grade the notebook and the grader must agree on, cell by item."""
+    """Submissions whose grade the notebook and the grader must agree on, cell by item. The policy
+    for what a function returns, in both: a pair may be a tuple or a list; an array must be a
+    NumPy array (a list where an array is due fails the item)."""
     from test_mutations import DO_NOTHING, MUTANTS
 
     reference = SOLUTIONS.read_text(encoding="utf-8")
@@ -509,6 +511,15 @@ def agreement_cases() -> dict[str, str]:
     cases["causal-mask-returned-as-a-list"] = reference.replace(
         "return np.tril(np.ones((seq_len, seq_len)))",
         "return np.tril(np.ones((seq_len, seq_len))).tolist()",
+    )
+    cases["sdpa-returns-a-list-of-two-arrays"] = reference.replace(
+        "return weights @ V, weights", "return [weights @ V, weights]"
+    )
+    cases["sdpa-returns-nested-lists"] = reference.replace(
+        "return weights @ V, weights", "return (weights @ V).tolist(), weights.tolist()"
+    ).replace(
+        "attended, _ = scaled_dot_product_attention(Q, K, V, mask)",
+        "attended = np.asarray(scaled_dot_product_attention(Q, K, V, mask)[0])",
     )
     cases.update({s.id: s.source for s in DO_NOTHING})
     stateful = {
