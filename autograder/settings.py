@@ -17,6 +17,7 @@ __all__ = [
     "HYPOTHESIS",
     "KIT_EXAMPLES_KEY",
     "LIMITS",
+    "SCORE_GAP",
     "SINGLE_THREADED",
     "TOLERANCE",
     "Limits",
@@ -131,3 +132,8 @@ SINGLE_THREADED = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM
 
 LIMITS = Limits()
 TOLERANCE = Tolerance()
+
+#: Two scores of a row count as different when their softmax weights differ by at least this
+#: factor minus one (scores 0.001 apart): the higher one must then get a strictly higher
+#: weight. Far above float32 rounding (about 1e-7), so every correct implementation passes.
+SCORE_GAP = 1e-3

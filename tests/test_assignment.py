@@ -6,7 +6,9 @@ PyTorch."""
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib.util
+import io
 import json
 import shutil
 import subprocess
@@ -470,3 +472,82 @@ def test_reference_mha_matches_torch_multihead_attention() -> None:
         np.testing.assert_allclose(
             ours.forward(x, mask), expected.detach().numpy(), rtol=1e-9, atol=1e-9, err_msg=kind
         )
+
+
+# --- the notebook's grade cells and the grader fail the same items -----------------------------
+
+
+def grade_cell_verdicts(submission: str) -> dict[str, bool]:
+    """Each autograded cell of the source (hidden tests included), run in order after the given
+    cells and `submission`, as `nbgrader autograde` runs them: cell id -> whether it passed."""
+    namespace: dict[str, Any] = {}
+    verdicts: dict[str, bool] = {}
+    with contextlib.redirect_stdout(io.StringIO()), np.errstate(all="ignore"):
+        for cell in read(SOURCE).cells:
+            meta = nbgrader_meta(cell)
+            if "reference" in cell.metadata.get("tags", []):
+                exec(compile(cell.source, "<given>", "exec"), namespace)
+        exec(compile(submission, "<submission>", "exec"), namespace)
+        for cell in read(SOURCE).cells:
+            meta = nbgrader_meta(cell)
+            if meta.get("grade_id") in AUTOGRADED_POINTS:
+                try:
+                    exec(compile(cell.source, meta["grade_id"], "exec"), namespace)
+                except Exception:
+                    verdicts[meta["grade_id"]] = False
+                else:
+                    verdicts[meta["grade_id"]] = True
+    return verdicts
+
+
+def agreement_cases() -> dict[str, str]:
+    """Submissions whose grade the notebook and the grader must agree on, cell by item. The policy
+    for what a function returns, in both: a pair may be a tuple or a list; an array must be a
+    NumPy array (a list where an array is due fails the item)."""
+    from test_mutations import DO_NOTHING, MUTANTS
+
+    reference = SOLUTIONS.read_text(encoding="utf-8")
+    cases = {"reference": reference}
+    cases["causal-mask-returned-as-a-list"] = reference.replace(
+        "return np.tril(np.ones((seq_len, seq_len)))",
+        "return np.tril(np.ones((seq_len, seq_len))).tolist()",
+    )
+    cases["sdpa-returns-a-list-of-two-arrays"] = reference.replace(
+        "return weights @ V, weights", "return [weights @ V, weights]"
+    )
+    cases["sdpa-returns-nested-lists"] = reference.replace(
+        "return weights @ V, weights", "return (weights @ V).tolist(), weights.tolist()"
+    ).replace(
+        "attended, _ = scaled_dot_product_attention(Q, K, V, mask)",
+        "attended = np.asarray(scaled_dot_product_attention(Q, K, V, mask)[0])",
+    )
+    cases.update({s.id: s.source for s in DO_NOTHING})
+    stateful = {
+        "forward-caches-keys-and-values-on-the-instance",
+        "class-level-memo-shared-between-instances",
+        "head-dim-stored-on-the-class",
+        "query-projection-stored-on-the-class",
+    }
+    cases.update({m.id: m.source() for m in MUTANTS if m.id in stateful})
+    return cases
+
+
+AGREEMENT = agreement_cases()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("submission", AGREEMENT.values(), ids=AGREEMENT.keys())
+def test_grade_cells_and_grader_fail_the_same_items(submission: str) -> None:
+    """The README's promise: `nbgrader autograde` (one grade cell per item) and this grader fail
+    the same items, including for a list returned where an array is due, code that computes
+    nothing, and state kept between calls."""
+    from conftest import grade_code
+
+    from autograder.rubrics.attention import GRADE_CELLS
+
+    results = grade_code(submission)
+    grader = {
+        cell: all(results[item].failure is None for item in items)
+        for cell, items in GRADE_CELLS.items()
+    }
+    assert grade_cell_verdicts(submission) == grader

@@ -368,7 +368,7 @@ def test_wrong_name_is_named(tmp_path: Path) -> None:
     assert "found `scaled_dot_prod_attention`; expected `scaled_dot_product_attention`" in (
         failure.summary.replace("Found", "found")
     )
-    assert result.score == 35  # the four MultiHeadAttention items still pass
+    assert result.score == 45  # the causal mask and the four MultiHeadAttention items still pass
 
 
 def test_wrong_signature_is_reported(tmp_path: Path) -> None:

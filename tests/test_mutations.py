@@ -1,5 +1,6 @@
-"""The mutation suite: differently written correct implementations get full marks, and each
-realistic mistake (a small edit of a correct implementation) loses the item it targets."""
+"""The mutation suite: differently written correct implementations get full marks, each
+realistic mistake (a small edit of a correct implementation) loses the item it targets, and
+submissions that compute nothing (stubs, constants, garbage) earn exactly what they deserve."""
 
 from __future__ import annotations
 
@@ -268,6 +269,70 @@ MUTANTS = [
         (("            return mask[b]", "            return mask[h % mask.shape[0]]"),),
         ("mha_mask_broadcast",),
     ),
+    # State carried between calls (issue 13.2): every answer must depend on its arguments only.
+    Mutant(
+        "forward-caches-keys-and-values-on-the-instance",
+        V,
+        (
+            (
+                "        K = self._split_heads(self.k_proj(x))\n"
+                "        V = self._split_heads(self.v_proj(x))\n",
+                "        if not hasattr(self, '_kv'):  # a 'KV cache': stale on the next call\n"
+                "            self._kv = (self._split_heads(self.k_proj(x)), "
+                "self._split_heads(self.v_proj(x)))\n"
+                "        K, V = self._kv\n",
+            ),
+        ),
+        ("mha_forward", "mha_mask_broadcast", "mha_causal"),
+    ),
+    Mutant(
+        "class-level-memo-shared-between-instances",
+        V,
+        (
+            (
+                "class MultiHeadAttention:\n",
+                "class MultiHeadAttention:\n    _memo = {}  # a class attribute: one for all\n",
+            ),
+            (
+                "    def forward(self, x: np.ndarray, mask: np.ndarray | None = None) "
+                "-> np.ndarray:\n",
+                "    def forward(self, x, mask=None):\n"
+                "        key = (x.tobytes(), np.asarray(mask).tobytes())\n"
+                "        if key not in self._memo:\n"
+                "            self._memo[key] = self._forward(x, mask)\n"
+                "        return self._memo[key]\n\n"
+                "    def _forward(self, x, mask=None):\n",
+            ),
+        ),
+        ("mha_forward",),
+    ),
+    Mutant(
+        "head-dim-stored-on-the-class",
+        V,
+        (("        self.head_dim = embed_dim", "        type(self).head_dim = embed_dim"),),
+        ("mha_init",),
+    ),
+    Mutant(
+        "query-projection-stored-on-the-class",
+        V,
+        (("        self.q_proj = Linear(", "        MultiHeadAttention.q_proj = Linear("),),
+        ("mha_init", "mha_forward"),
+    ),
+    Mutant(
+        "sdpa-caches-scores-by-shape-in-a-global",
+        V,
+        (
+            (
+                "    d_k = Q.shape[-1]\n    scores = Q @ np.swapaxes(K, -1, -2) / np.sqrt(d_k)\n",
+                "    d_k = Q.shape[-1]\n    key = (Q.shape, K.shape)\n"
+                "    if key not in _SCORES:  # a module-level cache, keyed by shape only\n"
+                "        _SCORES[key] = Q @ np.swapaxes(K, -1, -2) / np.sqrt(d_k)\n"
+                "    scores = _SCORES[key]\n",
+            ),
+            ("MASK_VALUE = -1e9\n", "MASK_VALUE = -1e9\n_SCORES = {}\n"),
+        ),
+        ("sdpa_reference", "sdpa_distribution", "sdpa_masking", "sdpa_inputs_unchanged"),
+    ),
     Mutant(
         "loops-forget-scaling",
         "correct_loops",
@@ -288,3 +353,208 @@ def test_mutant_loses_the_item_it_targets(mutant: Mutant) -> None:
         result = results[target]
         assert result.score == 0, f"{mutant.id} passed {target}"
         assert result.failure is not None and result.failure.summary
+
+
+# --- submissions that compute nothing (issue 13.1) ------------------------------------------
+
+PRELUDE = """
+import numpy as np
+MASK_VALUE = -1e9
+
+class Linear:
+    def __init__(self, in_features, out_features):
+        self.weight = np.zeros((in_features, out_features))
+        self.bias = np.zeros(out_features)
+    def forward(self, x):
+        return x @ self.weight + self.bias
+    __call__ = forward
+
+def _shapes(Q, K, V):
+    batch = np.broadcast_shapes(Q.shape[:-2], K.shape[:-2])
+    return (*batch, Q.shape[-2], V.shape[-1]), (*batch, Q.shape[-2], K.shape[-2])
+"""
+
+SDPA_STUB = """
+def scaled_dot_product_attention(Q, K, V, mask=None):
+    raise NotImplementedError()
+"""
+MASK_STUB = """
+def create_causal_mask(seq_len):
+    raise NotImplementedError()
+"""
+MASK_RIGHT = """
+def create_causal_mask(seq_len):
+    return np.tril(np.ones((seq_len, seq_len)))
+"""
+INIT_RIGHT = """
+class MultiHeadAttention:
+    def __init__(self, embed_dim, num_heads):
+        if embed_dim % num_heads:
+            raise ValueError("embed_dim must be divisible by num_heads")
+        self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, embed_dim // num_heads
+        self.q_proj, self.k_proj = Linear(embed_dim, embed_dim), Linear(embed_dim, embed_dim)
+        self.v_proj, self.out_proj = Linear(embed_dim, embed_dim), Linear(embed_dim, embed_dim)
+"""
+INIT_NO_CHECK = INIT_RIGHT.replace(
+    '        if embed_dim % num_heads:\n            raise ValueError("embed_dim must be divisible '
+    'by num_heads")\n',
+    "",
+)
+MHA_STUB = """
+class MultiHeadAttention:
+    def __init__(self, embed_dim, num_heads):
+        raise NotImplementedError()
+    def forward(self, x, mask=None):
+        raise NotImplementedError()
+"""
+ZEROS_AND_UNIFORM = (
+    """
+def scaled_dot_product_attention(Q, K, V, mask=None):
+    out, w = _shapes(Q, K, V)
+    return np.zeros(out), np.full(w, 1.0 / w[-1])
+
+def create_causal_mask(seq_len):
+    return np.ones((seq_len, seq_len))
+"""
+    + INIT_NO_CHECK
+    + """
+    def forward(self, x, mask=None):
+        return np.zeros_like(x)
+"""
+)
+WRONG_SHAPES = """
+def scaled_dot_product_attention(Q, K, V, mask=None):
+    return np.zeros(Q.shape[-1:]), np.ones(K.shape[:-1])
+
+def create_causal_mask(seq_len):
+    return np.ones(seq_len)
+
+class MultiHeadAttention:
+    def __init__(self, embed_dim, num_heads):
+        self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, embed_dim
+        self.q_proj = self.k_proj = self.v_proj = self.out_proj = Linear(1, 1)
+    def forward(self, x, mask=None):
+        return x[:, :1]
+"""
+RANDOM_GARBAGE = (
+    """
+def scaled_dot_product_attention(Q, K, V, mask=None):
+    rng = np.random.default_rng(Q.size)  # deterministic garbage: random rows that sum to 1
+    out, w = _shapes(Q, K, V)
+    weights = rng.random(w)
+    return rng.standard_normal(out), weights / weights.sum(axis=-1, keepdims=True)
+
+def create_causal_mask(seq_len):
+    return (np.random.default_rng(seq_len).random((seq_len, seq_len)) < 0.5) * 1.0
+"""
+    + INIT_NO_CHECK
+    + """
+    def forward(self, x, mask=None):
+        return np.random.default_rng(x.size).standard_normal(x.shape)
+"""
+)
+UNIFORM_SOFTMAX_OF_NOTHING = """
+def scaled_dot_product_attention(Q, K, V, mask=None):
+    out, w = _shapes(Q, K, V)
+    allowed = np.ones(w) if mask is None else np.broadcast_to(np.asarray(mask) != 0, w) * 1.0
+    weights = allowed / allowed.sum(axis=-1, keepdims=True)  # uniform over the allowed keys
+    return weights @ V, weights
+"""
+RIGHT_WEIGHTS_ZERO_OUTPUT = """
+def scaled_dot_product_attention(Q, K, V, mask=None):
+    scores = Q @ np.swapaxes(K, -1, -2) / np.sqrt(Q.shape[-1])
+    if mask is not None:
+        scores = np.where(np.asarray(mask) != 0, scores, MASK_VALUE)
+    exp = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    weights = exp / exp.sum(axis=-1, keepdims=True)
+    return np.zeros(_shapes(Q, K, V)[0]), weights
+"""
+CONSTANT_FORWARD = """
+    def forward(self, x, mask=None):
+        return np.ones_like(x)
+"""
+
+
+@dataclass(frozen=True)
+class Submission:
+    id: str
+    source: str
+    scores: dict[str, float]
+    """The items that earn points, and how many; every other item earns 0."""
+    messages: dict[str, str]
+    """A phrase the failure of some items must contain."""
+
+
+DO_NOTHING = [
+    Submission("stubs", PRELUDE + SDPA_STUB + MASK_STUB + MHA_STUB, {}, {}),
+    Submission(
+        "zeros-and-uniform-weights",
+        PRELUDE + ZEROS_AND_UNIFORM,
+        {},
+        {
+            "sdpa_distribution": "a softmax gives a higher score a higher weight",
+            "sdpa_inputs_unchanged": "counts only for calls that return the right answer",
+            "mha_causal": "`output` differs from the expected value",
+        },
+    ),
+    Submission(
+        "wrong-shapes",
+        PRELUDE + WRONG_SHAPES,
+        {},
+        {"sdpa_inputs_unchanged": "`output` has shape", "causal_mask": "is not 1 on and below"},
+    ),
+    Submission(
+        "random-garbage",
+        PRELUDE + RANDOM_GARBAGE,
+        {},
+        {
+            "sdpa_distribution": "a softmax gives a higher score a higher weight",
+            "sdpa_inputs_unchanged": "counts only for calls that return the right answer",
+        },
+    ),
+    Submission(
+        "uniform-weights-over-the-allowed-keys",
+        PRELUDE + UNIFORM_SOFTMAX_OF_NOTHING + MASK_STUB + MHA_STUB,
+        {},
+        {"sdpa_distribution": "a softmax gives a higher score a higher weight"},
+    ),
+    Submission(
+        "only-the-causal-mask",
+        PRELUDE + SDPA_STUB + MASK_RIGHT + MHA_STUB,
+        {"causal_mask": 10},
+        {"sdpa_reference": "Not implemented yet"},
+    ),
+    Submission(
+        "causal-mask-and-constant-attention",
+        PRELUDE + ZEROS_AND_UNIFORM.replace("np.ones((seq_len, seq_len))", "np.tri(seq_len)"),
+        {"causal_mask": 10},
+        {"sdpa_inputs_unchanged": "counts only for calls that return the right answer"},
+    ),
+    Submission(
+        "right-weights-zero-output",
+        PRELUDE + RIGHT_WEIGHTS_ZERO_OUTPUT + MASK_STUB + MHA_STUB,
+        {"sdpa_distribution": 10},
+        {"sdpa_reference": "`output` differs", "sdpa_inputs_unchanged": "`output` differs"},
+    ),
+    Submission(
+        "constructor-only-constant-forward",
+        PRELUDE + SDPA_STUB + MASK_STUB + INIT_RIGHT + CONSTANT_FORWARD,
+        {"mha_init": 10},
+        {"mha_causal": "`output` differs", "mha_mask_broadcast": "`output` differs"},
+    ),
+]
+
+
+@pytest.mark.parametrize("submission", DO_NOTHING, ids=[s.id for s in DO_NOTHING])
+def test_a_submission_that_computes_nothing_earns_exactly_what_it_deserves(
+    submission: Submission,
+) -> None:
+    results = grade_code(submission.source)
+    earned = {item: r.score for item, r in results.items() if r.score}
+    assert earned == submission.scores, {i: r.failure for i, r in results.items() if r.score}
+    for item, result in results.items():
+        if item not in submission.scores:
+            assert result.failure is not None and result.failure.summary, item
+    for item, phrase in submission.messages.items():
+        failure = results[item].failure
+        assert failure is not None and phrase in failure.summary, (item, failure)

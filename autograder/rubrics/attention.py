@@ -24,14 +24,13 @@ from autograder.rubrics.attention_strategies import (
     InitCase,
     MhaCase,
     SdpaCase,
-    causal_cases,
     init_cases,
     init_grid,
     mha_cases,
     sdpa_cases,
 )
 from autograder.sandbox import Handle, Session, StudentRaised
-from autograder.settings import TOLERANCE, Tolerance
+from autograder.settings import SCORE_GAP, TOLERANCE, Tolerance
 from autograder.wire import Opaque
 
 __all__ = ["GRADE_CELLS", "POINTS", "RUBRIC", "VISIBILITY"]
@@ -242,15 +241,21 @@ def _raised_hint(error: StudentRaised) -> str:
 
 
 def _call_sdpa(session: Session, case: SdpaCase) -> tuple[np.ndarray, np.ndarray]:
-    Q, K, V, mask = case.Q, case.K, case.V, case.mask
     try:
-        value = session.call(SDPA, Q, K, V, mask=mask)
+        value = session.call(SDPA, case.Q, case.K, case.V, mask=case.mask)
     except StudentRaised as error:
         if error.is_a("NotImplementedError"):
             raise
         raise CheckFailed(
             Failure(f"{SDPA} raised {code(str(error))}.", hint=_raised_hint(error))
         ) from None
+    return _sdpa_answer(case, value)
+
+
+def _sdpa_answer(case: SdpaCase, value: object) -> tuple[np.ndarray, np.ndarray]:
+    """`value`, returned by the student's sdpa for `case`, as (output, weights) of the right
+    shapes, or a `CheckFailed` saying what was wrong with it."""
+    Q, K, V = case.Q, case.K, case.V
     output, weights = _pair(value, SDPA)
     batch = np.broadcast_shapes(Q.shape[:-2], K.shape[:-2])
     out_shape = (*batch, Q.shape[-2], V.shape[-1])
@@ -304,6 +309,41 @@ def check_sdpa_distribution(session: Session, case: SdpaCase) -> None:
                 or "Normalise over the last axis: exp / exp.sum(axis=-1, keepdims=True).",
             )
         )
+    _follows_scores(case, out, w)
+
+
+def _follows_scores(case: SdpaCase, out: np.ndarray, w: np.ndarray) -> None:
+    """Within a row, a key with a clearly higher score gets a strictly higher weight.
+
+    Softmax preserves the order of the scores and separates any two that differ: weights that
+    are uniform, constant or random (however well normalised) are not a softmax of the scores.
+    The order of the scores is read off the reference weights (a softmax of them), among the
+    keys the mask allows, for pairs whose weights differ by a factor of at least 1 + SCORE_GAP.
+    """
+    _, ref_w = _ask("sdpa", case)
+    allowed = np.ones(w.shape, dtype=bool)
+    if case.mask is not None:
+        allowed = np.broadcast_to(np.asarray(case.mask) != 0, w.shape)
+    pairs = allowed[..., :, np.newaxis] & allowed[..., np.newaxis, :]
+    higher = pairs & (ref_w[..., :, np.newaxis] > ref_w[..., np.newaxis, :] * (1 + SCORE_GAP))
+    wrong = higher & ~(w[..., :, np.newaxis] > w[..., np.newaxis, :])
+    if not wrong.any():
+        return
+    found = tuple(int(i) for i in np.argwhere(wrong)[0])
+    row, a, b = found[:-2], found[-2], found[-1]
+    where, other = (*row, a), (*row, b)
+    raise CheckFailed(
+        Failure(
+            f"In row {row} of `weights`, key {a} has a higher score than key {b}, but gets "
+            f"weight {w[where]:.6g}, not more than key {b}'s {w[other]:.6g}; a softmax gives a "
+            "higher score a higher weight.",
+            expected=_excerpt(ref_w, where),
+            got=_excerpt(w, where),
+            hint=_diagnose_sdpa(case, out, w)
+            or "The weights must come from the scores: softmax(Q @ K^T / sqrt(d_k)) over the "
+            "keys. Uniform, constant or random weights are not a softmax of the scores.",
+        )
+    )
 
 
 def check_sdpa_masking(session: Session, case: SdpaCase) -> None:
@@ -331,7 +371,7 @@ def check_sdpa_masking(session: Session, case: SdpaCase) -> None:
         K2[..., key, :] += 3.0
         V2[..., key, :] -= 5.0
         changed = replace(case, K=K2, V=V2)
-        out2, _ = _call_sdpa(session, changed)
+        out2, w2 = _call_sdpa(session, changed)
         rows = hidden[..., key]
         try:
             _close(
@@ -343,6 +383,8 @@ def check_sdpa_masking(session: Session, case: SdpaCase) -> None:
                     "the softmax so its weight is exactly 0."
                 ),
             )
+            # The other rows do see the change: each answer must be right for its own input.
+            _against_reference(changed, out2, w2, TOLERANCE)
         except CheckFailed as failed:
             raise CheckFailed(
                 _derived(failed.failure, changed, f"After changing masked key {key} and its value")
@@ -373,8 +415,10 @@ def check_sdpa_stability(session: Session, case: SdpaCase) -> None:
 
 
 def check_sdpa_inputs_unchanged(session: Session, case: SdpaCase) -> None:
+    """Inputs come back unchanged, from a call that computed the right answer: a function that
+    ignores its inputs leaves them unchanged too, which is no evidence of anything."""
     try:
-        _, echoed = session.call(SDPA, case.Q, case.K, case.V, mask=case.mask, echo=True)
+        value, echoed = session.call(SDPA, case.Q, case.K, case.V, mask=case.mask, echo=True)
     except StudentRaised as error:
         if error.is_a("NotImplementedError"):
             raise
@@ -401,16 +445,37 @@ def check_sdpa_inputs_unchanged(session: Session, case: SdpaCase) -> None:
                     "caller's array: compute new arrays instead (x = x - ...).",
                 )
             )
+    try:
+        out, w = _sdpa_answer(case, value)
+        _against_reference(case, out, w, TOLERANCE)
+    except CheckFailed as failed:
+        raise CheckFailed(
+            replace(
+                failed.failure,
+                summary="The inputs were left unchanged, but this item counts only for calls "
+                f"that return the right answer, and this one did not: {failed.failure.summary}",
+            )
+        ) from None
 
 
 # --- causal mask ---------------------------------------------------------------------------
 
 
 def check_causal_mask(session: Session, case: CausalCase) -> None:
+    """The mask itself, exactly: the only thing `create_causal_mask` does. (Whether masked
+    positions then have no influence is a property of the attention that uses the mask, which
+    `sdpa_masking` and `mha_causal` check; judging it here would make this item depend on
+    another function's points.)"""
     n = case.seq_len
     mask = session.call(CAUSAL, n)
     if not isinstance(mask, np.ndarray):
-        raise CheckFailed(Failure(f"{CAUSAL}({n}) returned {_kind(mask)}; expected an array."))
+        raise CheckFailed(
+            Failure(
+                f"{CAUSAL}({n}) returned {_kind(mask)}; expected a NumPy array.",
+                hint="Return an array (np.tril(np.ones((seq_len, seq_len))) is one), not a "
+                "list or another type: np.asarray(...) converts a list.",
+            )
+        )
     expected = _ask("causal", n)
     if mask.shape != (n, n) or not np.array_equal(mask.astype(np.float64), expected):
         hint = ""
@@ -429,25 +494,6 @@ def check_causal_mask(session: Session, case: CausalCase) -> None:
                 hint=hint,
             )
         )
-    if not case.seed:
-        return
-    rng = np.random.default_rng(case.seed)
-    Q, K, V = (rng.standard_normal((n, case.d)) for _ in range(3))
-    out1, _ = _call_sdpa(session, SdpaCase(case.seed, Q, K, V, mask))
-    K2, V2 = K.copy(), V.copy()
-    K2[case.cut + 1 :] += 5.0
-    V2[case.cut + 1 :] -= 5.0
-    out2, _ = _call_sdpa(session, SdpaCase(case.seed, Q, K2, V2, mask))
-    keep = slice(0, case.cut + 1)
-    _close(
-        out2[keep],
-        out1[keep],
-        f"output at positions 0..{case.cut} when later positions change",
-        hint=lambda: (
-            "Positions must not see the future: apply the mask in "
-            "scaled_dot_product_attention before the softmax."
-        ),
-    )
 
 
 # --- multi-head attention ------------------------------------------------------------------
@@ -489,6 +535,42 @@ def check_mha_init(session: Session, case: InitCase) -> None:
                 hint="Check `if embed_dim % num_heads != 0: raise ValueError(...)` first thing.",
             )
         )
+    # A second instance, created before this one is read: attributes kept on the class (shared
+    # by every instance) would now show the second one's values.
+    second = (2, 2) if (e, h) != (2, 2) else (3, 1)
+    try:
+        session.call(MHA, *second, keep=True)
+    except StudentRaised as error:
+        if error.is_a("NotImplementedError"):
+            raise
+        raise CheckFailed(
+            Failure(
+                f"MultiHeadAttention{second} raised {code(str(error))}; {second[0]} is divisible by "
+                f"{second[1]}."
+            )
+        ) from None
+    problem = _init_problem(session, handle, e, h)
+    if problem is None:
+        return
+    fresh = _init_problem(session, session.call(MHA, e, h, keep=True), e, h)
+    if fresh is not None:  # wrong on its own, second instance or not
+        raise CheckFailed(fresh)
+    raise CheckFailed(
+        replace(
+            problem,
+            summary=f"After a second instance, MultiHeadAttention{second}, was created, this "
+            f"one's {problem.summary[0].lower()}{problem.summary[1:].rstrip('.')} (a new "
+            "instance alone is right: a value is shared between instances).",
+            snippet=f"mha = MultiHeadAttention({e}, {h})\nother = MultiHeadAttention{second}\n"
+            f"print(mha.embed_dim, mha.num_heads, mha.head_dim)  # expected {e} {h} {e // h}",
+            hint="Store every attribute on the instance (self.head_dim = ...), not on the class "
+            "(MultiHeadAttention.head_dim = ... or a class-level default that __init__ changes).",
+        )
+    )
+
+
+def _init_problem(session: Session, handle: Handle, e: int, h: int) -> Failure | None:
+    """What is wrong with the attributes of the instance `handle`, built as (e, h), or None."""
     expected = {"embed_dim": e, "num_heads": h, "head_dim": e // h}
     parts = [f"{name}.{part}" for name in PROJECTIONS for part in ("weight", "bias")]
     values = dict(zip([*expected, *parts], session.get(handle, *expected, *parts), strict=True))
@@ -500,26 +582,38 @@ def check_mha_init(session: Session, case: InitCase) -> None:
                 if attr == "head_dim"
                 else ""
             )
-            raise CheckFailed(
-                Failure(f"`{attr}` is {code(repr(got)[:100])}; expected {value}.", hint=hint)
-            )
+            return Failure(f"`{attr}` is {code(repr(got)[:100])}; expected {value}.", hint=hint)
     for name in PROJECTIONS:
         for part, shape in (("weight", (e, e)), ("bias", (e,))):
             got = values[f"{name}.{part}"]
             if not isinstance(got, np.ndarray) or got.shape != shape:
-                raise CheckFailed(
-                    Failure(
-                        f"`{name}.{part}` is {_kind(got)}; expected an array of shape {shape}.",
-                        hint=f"Create `self.{name} = Linear(embed_dim, embed_dim)`.",
-                    )
+                return Failure(
+                    f"`{name}.{part}` is {_kind(got)}; expected an array of shape {shape}.",
+                    hint=f"Create `self.{name} = Linear(embed_dim, embed_dim)`.",
                 )
+    return None
 
 
-def _mha(session: Session, case: MhaCase, x: np.ndarray | None = None) -> np.ndarray:
+def _new_mha(session: Session, case: MhaCase) -> Handle:
+    """A `MultiHeadAttention` in the worker, built for `case` with its projection weights."""
     try:
         handle = session.call(MHA, case.embed_dim, case.num_heads, keep=True, assign=case.weights)
-        assert isinstance(handle, Handle)
-        got = session.call(handle, case.x if x is None else x, attr="forward", mask=case.mask)
+    except StudentRaised as error:
+        if error.is_a("NotImplementedError"):
+            raise
+        raise CheckFailed(
+            Failure(
+                f"MultiHeadAttention raised {code(str(error))}.", hint=_mha_raised_hint(error, case)
+            )
+        ) from None
+    assert isinstance(handle, Handle)
+    return handle
+
+
+def _forward(session: Session, handle: Handle, case: MhaCase) -> np.ndarray:
+    """`forward(case.x, mask=case.mask)` of the instance `handle`, an array of the right shape."""
+    try:
+        got = session.call(handle, case.x, attr="forward", mask=case.mask)
     except StudentRaised as error:
         if error.is_a("NotImplementedError"):
             raise
@@ -529,6 +623,106 @@ def _mha(session: Session, case: MhaCase, x: np.ndarray | None = None) -> np.nda
             )
         ) from None
     return _array(got, "output", (case.batch, case.seq, case.embed_dim))
+
+
+_ROTATED = dict(zip(PROJECTIONS, (*PROJECTIONS[1:], PROJECTIONS[0]), strict=True))
+"""The second instance's projections take the first one's weights in another order."""
+
+
+def _other_instance(case: MhaCase) -> MhaCase:
+    """`case` for a second instance: the same configuration, x and mask, and the projection
+    weights of the first in another order. Only state (kept from the first instance's calls or
+    shared with it) can make its answer wrong when the first one's was right."""
+    weights = {
+        f"{name}.{part}": case.weights[f"{source}.{part}"]
+        for name, source in _ROTATED.items()
+        for part in ("weight", "bias")
+    }
+    return replace(case, weights=weights)
+
+
+def _other_input(case: MhaCase) -> MhaCase:
+    """`case` with another x of the same shape (positions reversed, rescaled, shifted)."""
+    return replace(case, x=np.ascontiguousarray(-0.5 * case.x[:, ::-1] + 0.25))
+
+
+def _state_failure(failure: Failure, base: MhaCase, context: str, lines: list[str]) -> Failure:
+    """`failure`, found on a later call of a sequence that began with `base`: described with
+    that sequence."""
+    return replace(
+        failure,
+        summary=f"{context}: {failure.summary}",
+        inputs=base.describe(),
+        snippet="\n".join([*base.snippet().splitlines(), *lines]),
+        hint="A result must depend only on the call's arguments and the instance's own "
+        "projections: do not keep anything from an earlier call (on self, on the class, or "
+        "in a global variable), and store every parameter on self, not on the class.",
+    )
+
+
+def _judge_later(
+    got: np.ndarray, case: MhaCase, base: MhaCase, context: str, lines: list[str]
+) -> None:
+    """`got`, the answer of a later call (on `case`) in a sequence that began with `base`."""
+    try:
+        _close(got, _ask("mha", case), "output")
+    except CheckFailed as failed:
+        raise CheckFailed(_state_failure(failed.failure, base, context, lines)) from None
+
+
+_SECOND_LINES = [
+    "other = MultiHeadAttention({e}, {h})  # a second instance, with other weights",
+    "other.q_proj.weight, other.q_proj.bias = mha.k_proj.weight, mha.k_proj.bias",
+    "other.k_proj.weight, other.k_proj.bias = mha.v_proj.weight, mha.v_proj.bias",
+    "other.v_proj.weight, other.v_proj.bias = mha.out_proj.weight, mha.out_proj.bias",
+    "other.out_proj.weight, other.out_proj.bias = mha.q_proj.weight, mha.q_proj.bias",
+    "out_other = other.forward(x, mask=mask)",
+]
+
+
+def check_mha_forward(session: Session, case: MhaCase) -> None:
+    """The reference's output, on every call of a sequence: a first instance, then a second one
+    (other weights) on the same x, then the first again on another x. Each later call repeats a
+    configuration already answered right, so only state kept between calls or shared between
+    instances can make it wrong, and its failure says so."""
+    _mha_sequence(session, case, second_instance=True)
+
+
+def check_mha_mask_broadcast(session: Session, case: MhaCase) -> None:
+    """The reference's output for a mask layout, from one instance called twice (another x the
+    second time); state shared between instances is for `mha_forward` to catch."""
+    _mha_sequence(session, case, second_instance=False)
+
+
+def _mha_sequence(session: Session, case: MhaCase, *, second_instance: bool) -> None:
+    first = _new_mha(session, case)
+    got = _forward(session, first, case)
+    _close(got, _ask("mha", case), "output", hint=lambda: _diagnose_mha(case, got))
+    lines: list[str] = []
+    if second_instance:
+        other = _other_instance(case)
+        second = _new_mha(session, other)
+        lines = [line.format(e=case.embed_dim, h=case.num_heads) for line in _SECOND_LINES]
+        _judge_later(
+            _forward(session, second, other),
+            other,
+            case,
+            "A second instance (other weights), created after a right first call on another "
+            "instance, on the same x",
+            lines,
+        )
+    again = _other_input(case)
+    lines += [
+        "x2 = -0.5 * x[:, ::-1] + 0.25",
+        "out2 = mha.forward(x2, mask=mask)  # compare with a new instance's answer",
+    ]
+    _judge_later(
+        _forward(session, first, again),
+        again,
+        case,
+        "The same instance called again (after a right first answer), with another x",
+        lines,
+    )
 
 
 def _mha_raised_hint(error: StudentRaised, case: MhaCase) -> str:
@@ -550,16 +744,17 @@ def _diagnose_mha(case: MhaCase, got: np.ndarray) -> str:
     return ""
 
 
-def check_mha_forward(session: Session, case: MhaCase) -> None:
-    got = _mha(session, case)
-    _close(got, _ask("mha", case), "output", hint=lambda: _diagnose_mha(case, got))
-
-
 def check_mha_causal(session: Session, case: MhaCase) -> None:
-    out1 = _mha(session, case)
+    """Changing positions after `case.cut` leaves the output before it unchanged, on one
+    instance called twice; both answers must also be the reference's (a constant output has
+    no influence from the future either, and proves nothing)."""
+    handle = _new_mha(session, case)
+    out1 = _forward(session, handle, case)
+    _close(out1, _ask("mha", case), "output", hint=lambda: _diagnose_mha(case, out1))
     x2 = case.x.copy()
     x2[:, case.cut + 1 :] += 3.0
-    out2 = _mha(session, case, x2)
+    changed = replace(case, x=x2)
+    out2 = _forward(session, handle, changed)
     keep = slice(0, case.cut + 1)
     _close(
         out2[:, keep],
@@ -570,7 +765,13 @@ def check_mha_causal(session: Session, case: MhaCase) -> None:
             "positions: pass the mask down to scaled_dot_product_attention for every head."
         ),
     )
-    _close(out1, _ask("mha", case), "output", hint=lambda: _diagnose_mha(case, out1))
+    _judge_later(
+        out2,
+        changed,
+        case,
+        f"The same instance called again, with x changed at positions > {case.cut}",
+        [f"x2 = x.copy(); x2[:, {case.cut + 1}:] += 3.0", "out2 = mha.forward(x2, mask=mask)"],
+    )
 
 
 def _item(
@@ -606,7 +807,8 @@ RUBRIC = Rubric(
         ),
         _item(
             "sdpa_distribution",
-            "Attention weights are a probability distribution over the keys",
+            "Attention weights are a probability distribution over the keys that follows the "
+            "scores",
             check_sdpa_distribution,
             requires=(SDPA,),
             strategy=sdpa_cases(masked=None),
@@ -627,18 +829,17 @@ RUBRIC = Rubric(
         ),
         _item(
             "sdpa_inputs_unchanged",
-            "Scaled dot-product attention leaves its inputs unchanged",
+            "Scaled dot-product attention leaves its inputs unchanged (judged on right answers)",
             check_sdpa_inputs_unchanged,
             requires=(SDPA,),
             strategy=sdpa_cases(masked=None),
         ),
         _item(
             "causal_mask",
-            "Causal mask: exact for n = 1..64, and the future has no influence",
+            "Causal mask: 1 on and below the diagonal, 0 above it, for n = 1..64",
             check_causal_mask,
-            requires=(CAUSAL, SDPA),
+            requires=(CAUSAL,),
             cases=tuple(CausalCase(n) for n in range(1, 65)),
-            strategy=causal_cases(),
         ),
         _item(
             "mha_init",
@@ -650,7 +851,8 @@ RUBRIC = Rubric(
         ),
         _item(
             "mha_forward",
-            "MultiHeadAttention.forward matches the reference with given projection weights",
+            "MultiHeadAttention.forward matches the reference with given projection weights, "
+            "call after call and instance after instance",
             check_mha_forward,
             requires=(MHA,),
             strategy=mha_cases(),
@@ -659,7 +861,7 @@ RUBRIC = Rubric(
             "mha_mask_broadcast",
             "Multi-head masks: (seq, seq), (batch, seq, seq), (batch, 1, seq, seq), "
             "(batch, heads, seq, seq)",
-            check_mha_forward,
+            check_mha_mask_broadcast,
             requires=(MHA,),
             strategy=mha_cases(masked=True),
         ),
