@@ -545,8 +545,8 @@ def check_mha_init(session: Session, case: InitCase) -> None:
             raise
         raise CheckFailed(
             Failure(
-                f"MultiHeadAttention{second} raised {code(str(error))}; {second[0]} is divisible by "
-                f"{second[1]}."
+                f"MultiHeadAttention{second} raised {code(str(error))}; {second[0]} is "
+                f"divisible by {second[1]}."
             )
         ) from None
     problem = _init_problem(session, handle, e, h)
