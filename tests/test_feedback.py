@@ -74,7 +74,7 @@ MISTAKES = [
         "no-max-subtraction",
         "sdpa_stability",
         (("scores = scores - scores.max(axis=-1, keepdims=True)", "pass"),),
-        "subtract each row's maximum",
+        "without subtracting each row's maximum",
     ),
     Mistake(
         "changes-q-in-place",

@@ -108,6 +108,7 @@ def _pair(value: object, what: str) -> tuple[object, object]:
         Failure(
             f"{what} returned {_kind(value)}; expected a tuple (output, weights).",
             hint="End the function with `return output, weights`.",
+            mistake="not-a-pair",
         )
     )
 
@@ -116,11 +117,15 @@ def _array(value: object, name: str, shape: tuple[int, ...], code: str = "") -> 
     """`value` as a real numeric array of `shape`, or a `CheckFailed` naming what was wrong;
     `code` is the call that returned it (the snippet then checks the shape)."""
     if not isinstance(value, np.ndarray):
-        hint = "Return a NumPy array (np.asarray(...) converts a list)."
+        hint, mistake = "Return a NumPy array (np.asarray(...) converts a list).", ""
         if value is None:
-            hint = "Did you forget a `return` statement?"
+            hint, mistake = "Did you forget a `return` statement?", "no-return"
         raise CheckFailed(
-            Failure(f"`{name}` is {_kind(value)}; expected a NumPy array.", hint=hint)
+            Failure(
+                f"`{name}` is {_kind(value)}; expected a NumPy array.",
+                hint=hint,
+                mistake=mistake,
+            )
         )
     if value.shape != shape:
         raise CheckFailed(
@@ -230,16 +235,17 @@ def _diagnose_mha(session: Session, case: MhaCase, got: np.ndarray, rule: str = 
     return diagnose_mha(session, case, got, rule=rule)
 
 
-def _raised_hint(error: StudentRaised, case: SdpaCase | None = None) -> Hint:
-    return raised_hint(error, case)
+def _raised_hint(error: StudentRaised, case: SdpaCase, session: Session | None = None) -> Hint:
+    return raised_hint(error, case, session)
 
 
 def _mha_raised_hint(error: StudentRaised, case: MhaCase) -> Hint:
     return mha_raised_hint(error, case)
 
 
-def _raised(what: str, error: StudentRaised, hint: Hint) -> CheckFailed:
-    return CheckFailed(Failure(f"{what} raised {error}.", hint=hint.text, mistake=hint.mistake))
+def _raised(what: str, error: StudentRaised, hint: Callable[[StudentRaised], Hint]) -> CheckFailed:
+    """The failure for an error the student's code raised; `hint(error)` explains it."""
+    return CheckFailed(Failure(f"{what} raised {error}."), explain=_explain(lambda: hint(error)))
 
 
 def _call_sdpa(session: Session, case: SdpaCase) -> tuple[np.ndarray, np.ndarray]:
@@ -249,7 +255,7 @@ def _call_sdpa(session: Session, case: SdpaCase) -> tuple[np.ndarray, np.ndarray
     except StudentRaised as error:
         if error.is_a("NotImplementedError"):
             raise
-        raise _raised(SDPA, error, _raised_hint(error, case)) from None
+        raise _raised(SDPA, error, lambda e: _raised_hint(e, case, session)) from None
     output, weights = _pair(value, SDPA)
     batch = np.broadcast_shapes(Q.shape[:-2], K.shape[:-2])
     out_shape = (*batch, Q.shape[-2], V.shape[-1])
@@ -262,10 +268,20 @@ def _call_sdpa(session: Session, case: SdpaCase) -> tuple[np.ndarray, np.ndarray
                 f"(output {out_shape}, weights {w_shape}).",
                 snippet=case.snippet() + f"\nassert output.shape == {out_shape}, output.shape",
                 hint="Return (output, weights), in that order.",
+                mistake="weights-returned-first",
             )
         )
     code = case.snippet()
-    return _array(output, "output", out_shape, code), _array(weights, "weights", w_shape, code)
+    weights = _array(weights, "weights", w_shape, code)
+    try:
+        return _array(output, "output", out_shape, code), weights
+    except CheckFailed as failed:
+        if not isinstance(output, np.ndarray):
+            raise
+        raise CheckFailed(
+            failed.failure,
+            explain=_explain(lambda: _diagnose_sdpa(session, case, output, weights)),
+        ) from None
 
 
 def _against_reference(
@@ -432,7 +448,7 @@ def check_sdpa_inputs_unchanged(session: Session, case: SdpaCase) -> None:
     except StudentRaised as error:
         if error.is_a("NotImplementedError"):
             raise
-        raise _raised(SDPA, error, _raised_hint(error, case)) from None
+        raise _raised(SDPA, error, lambda e: _raised_hint(e, case)) from None
     names = ("Q", "K", "V", "mask")
     originals = (case.Q, case.K, case.V, case.mask)
     for name, before, after in zip(names, originals, echoed, strict=False):
@@ -451,6 +467,7 @@ def check_sdpa_inputs_unchanged(session: Session, case: SdpaCase) -> None:
                     got=_excerpt(after) if isinstance(after, np.ndarray) else _kind(after),
                     hint="Operations like `x -= ...`, `x /= ...` or `x[...] = ...` change the "
                     "caller's array: compute new arrays instead (x = x - ...).",
+                    mistake="input-changed",
                 )
             )
 
@@ -566,12 +583,15 @@ def check_mha_init(session: Session, case: InitCase) -> None:
                 "Raise ValueError (not assert, not another exception) when "
                 "embed_dim % num_heads != 0."
             )
+            mistake = "wrong-exception"
             if error.is_a("AssertionError"):
                 hint = "Use `raise ValueError(...)`, not `assert`: asserts vanish under python -O."
+                mistake = "assert-instead-of-valueerror"
             raise CheckFailed(
                 Failure(
                     f"MultiHeadAttention({e}, {h}) raised {error.type_name}; expected ValueError.",
                     hint=hint,
+                    mistake=mistake,
                 )
             ) from None
         raise CheckFailed(
@@ -583,6 +603,7 @@ def check_mha_init(session: Session, case: InitCase) -> None:
                 f"MultiHeadAttention({e}, {h}) did not raise; expected ValueError because "
                 f"{e} % {h} = {e % h}.",
                 hint="Check `if embed_dim % num_heads != 0: raise ValueError(...)` first thing.",
+                mistake="no-divisibility-check",
             )
         )
     expected = {"embed_dim": e, "num_heads": h, "head_dim": e // h}
@@ -591,12 +612,13 @@ def check_mha_init(session: Session, case: InitCase) -> None:
     for attr, value in expected.items():
         got = values[attr]
         if type(got) is not int or got != value:
-            hint = (
-                "Use integer division: head_dim = embed_dim // num_heads."
-                if attr == "head_dim"
-                else ""
+            hint, mistake = "", ""
+            if attr == "head_dim" and isinstance(got, float) and got == value:
+                hint = "Use integer division: head_dim = embed_dim // num_heads."
+                mistake = "head-dim-float"
+            raise CheckFailed(
+                Failure(f"`{attr}` is {got!r}; expected {value}.", hint=hint, mistake=mistake)
             )
-            raise CheckFailed(Failure(f"`{attr}` is {got!r}; expected {value}.", hint=hint))
     for name in PROJECTIONS:
         for part, shape in (("weight", (e, e)), ("bias", (e,))):
             got = values[f"{name}.{part}"]
@@ -617,7 +639,7 @@ def _mha(session: Session, case: MhaCase, x: np.ndarray | None = None) -> np.nda
     except StudentRaised as error:
         if error.is_a("NotImplementedError"):
             raise
-        raise _raised("MultiHeadAttention", error, _mha_raised_hint(error, case)) from None
+        raise _raised("MultiHeadAttention", error, lambda e: _mha_raised_hint(e, case)) from None
     shape = (case.batch, case.seq, case.embed_dim)
     return _array(got, "output" if x is None else "out2", shape, case.snippet())
 

@@ -22,7 +22,13 @@ from typing import Any
 import numpy as np
 
 from autograder import oracle
-from autograder.rubrics.attention_strategies import MhaCase, SdpaCase, mha_probe, sdpa_probe
+from autograder.rubrics.attention_strategies import (
+    MhaCase,
+    SdpaCase,
+    mha_probe,
+    sdpa_probe,
+    sdpa_unbatched,
+)
 from autograder.sandbox import Handle, Session, StudentRaised
 from autograder.settings import TOLERANCE, Tolerance
 
@@ -362,27 +368,27 @@ def _error_facts(error: StudentRaised) -> str:
     return text
 
 
-def raised_hint(error: StudentRaised, case: SdpaCase | None = None) -> Hint:
-    """Facts about an error in the student's sdpa: the line, the operation and the shapes; K.T
-    is blamed only when the failing line uses `.T` on an input with batch dimensions."""
+def raised_hint(error: StudentRaised, case: SdpaCase, session: Session | None = None) -> Hint:
+    """Facts about an error in the student's sdpa: the line, the operation and the shapes.
+
+    `.T` is blamed only when the failing line uses it, the input has batch dimensions, and the
+    same call on the first batch element alone (no batch dimensions) gives the right answer.
+    """
     facts = _error_facts(error)
+    inputs = f"The inputs: Q {case.Q.shape}, K {case.K.shape}, V {case.V.shape}"
+    inputs += "." if case.mask is None else f", mask {np.shape(case.mask)}."
+    facts = f"{facts} {inputs}".strip()
     place = _failing_line(error)
-    if case is not None:
-        facts = " ".join(
-            part
-            for part in (
-                facts,
-                f"The inputs: Q {case.Q.shape}, K {case.K.shape}, V {case.V.shape}"
-                + ("" if case.mask is None else f", mask {np.shape(case.mask)}")
-                + ".",
-            )
-            if part
-        )
-        if place is not None and ".T" in place[1] and case.K.ndim > 2:
+    if session is not None and place is not None and ".T" in place[1] and case.K.ndim > 2:
+        single = sdpa_unbatched(case)
+        answer = _sdpa_answer(session, single)
+        ref_out, ref_w = _ask("sdpa", single)
+        if answer is not None and _same(answer[0], ref_out) and _same(answer[1], ref_w):
             return named(
                 "k-dot-t",
-                facts + " `.T` reverses every axis, so it breaks inputs with batch "
-                "dimensions: transpose only the last two axes, np.swapaxes(K, -1, -2).",
+                f"{facts} The same call without batch dimensions works. `.T` reverses every "
+                "axis, so it breaks inputs with batch dimensions: transpose only the last two "
+                "axes, np.swapaxes(K, -1, -2).",
             )
     return Hint(facts)
 

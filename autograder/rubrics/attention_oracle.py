@@ -23,6 +23,7 @@ from autograder.rubrics.attention_strategies import (
     causal_sdpa_case,
     mha_probe,
     sdpa_probe,
+    sdpa_unbatched,
 )
 
 __all__ = ["FUNCTIONS", "questions"]
@@ -148,7 +149,7 @@ def _head_masks(mask: np.ndarray | None, b: int, h: int, how: str) -> np.ndarray
     if how == "first-head-only":
         full = np.broadcast_to(mask != 0, (b, h, *mask.shape[-2:])).copy()
         full[:, 1:] = True
-        return full
+        return np.asarray(full)
     return np.asarray(mask)
 
 
@@ -273,12 +274,15 @@ def questions(case: object) -> list[tuple[str, tuple[object, ...]]]:
     """Every question a check may ask about `case`, failing or not (a kit records them all)."""
     if isinstance(case, SdpaCase):
         probe = sdpa_probe(case)
-        return [
+        asked: list[tuple[str, tuple[object, ...]]] = [
             ("sdpa", (case,)),
             ("sdpa_variants", (case,)),
             ("sdpa", (probe,)),
             ("sdpa_variants", (probe,)),
         ]
+        if case.Q.ndim > 2:
+            asked.append(("sdpa", (sdpa_unbatched(case),)))
+        return asked
     if isinstance(case, MhaCase):
         mha_input = mha_probe(case)
         return [

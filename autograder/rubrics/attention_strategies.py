@@ -25,6 +25,7 @@ __all__ = [
     "mha_probe",
     "sdpa_cases",
     "sdpa_probe",
+    "sdpa_unbatched",
 ]
 
 MAX_SEQ = 6
@@ -218,13 +219,17 @@ class InitCase:
     def snippet(self) -> str:
         e, h = self.embed_dim, self.num_heads
         if e % h == 0:
-            return f"mha = MultiHeadAttention({e}, {h})\nprint(mha.head_dim)  # expected {e // h}"
+            return (
+                f"mha = MultiHeadAttention({e}, {h})\n"
+                f"assert type(mha.head_dim) is int and mha.head_dim == {e // h}, mha.head_dim"
+            )
         return (
             "try:\n"
             f"    mha = MultiHeadAttention({e}, {h})\n"
-            f"    print('no error, but {e} % {h} != 0: expected ValueError')\n"
             "except ValueError as error:\n"
-            "    print('ValueError, as expected:', error)"
+            "    print('ValueError, as expected:', error)\n"
+            "else:\n"
+            f"    raise AssertionError('no error, but {e} % {h} != 0: expected ValueError')"
         )
 
 
@@ -407,6 +412,15 @@ def sdpa_probe(case: SdpaCase) -> SdpaCase:
         scale = float(reached / scores.max())
         Q = Q * scale
     return SdpaCase(PROBE_SEED, Q, K, V, mask, scale)
+
+
+def sdpa_unbatched(case: SdpaCase) -> SdpaCase:
+    """The first batch element of `case`, without batch dimensions (the same mask layout)."""
+    first = (0,) * (case.Q.ndim - 2)
+    mask = None if case.mask is None else np.asarray(case.mask)
+    if mask is not None and mask.ndim > 2:
+        mask = mask[(0,) * (mask.ndim - 2)]
+    return SdpaCase(case.seed, case.Q[first], case.K[first], case.V[first], mask, case.scale)
 
 
 def mha_probe(case: MhaCase) -> MhaCase:
