@@ -67,6 +67,8 @@ SDPA_MISTAKES: dict[str, str] = {
     "over the keys, the last axis (axis=-1).",
     "softmax-over-whole-matrix": "Your weights equal a softmax over the whole matrix: normalise "
     "each row (axis=-1, keepdims=True) instead.",
+    "sum-over-whole-matrix": "Your weights are divided by the sum over the whole matrix: divide "
+    "each row by its own sum, exp.sum(axis=-1, keepdims=True).",
     "unnormalised-weights": "Your weights are exp(scores) without the division by the row sum: "
     "divide by exp.sum(axis=-1, keepdims=True).",
     "no-max-subtraction": "Your result matches a softmax without subtracting each row's maximum: "
@@ -434,10 +436,12 @@ def _mha_answer(session: Session, case: MhaCase) -> np.ndarray | None:
 
 def _mha_mistake(mistake: str) -> str:
     if mistake.startswith("sdpa:"):
+        where = "scaled_dot_product_attention"
+        if mistake.startswith("sdpa:mask") or mistake == "sdpa:weights-before-masking":
+            where += ", or the mask forward gives it"
         return (
             "The projections, head split and merge are right, but the attention inside the "
-            "heads has a mistake (see scaled_dot_product_attention). "
-            f"{SDPA_MISTAKES[mistake[5:]]}"
+            f"heads has a mistake (see {where}). {SDPA_MISTAKES[mistake[5:]]}"
         )
     return MHA_MISTAKES[mistake]
 
