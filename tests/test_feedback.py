@@ -117,7 +117,7 @@ MISTAKES = [
         "mask-without-head-axis",
         "mha_mask_broadcast",
         (("            if mask.ndim == 3:", "            if False:"),),
-        "head axis",
+        "applied by head, not by batch element",
     ),
     Mistake(
         "missing-out-proj",
@@ -146,10 +146,75 @@ MISTAKES = [
         "mha-on-unscaled-attention",
         "mha_forward",
         ((" / np.sqrt(d_k)", ""),),
-        "the attention inside has a mistake (see scaled_dot_product_attention). Your result "
-        "matches attention without the 1/sqrt(d_k) scaling",
+        "the attention inside the heads has a mistake (see scaled_dot_product_attention). Your "
+        "result matches attention without the 1/sqrt(d_k) scaling",
     ),
 ]
+
+
+FACTS = [  # mistakes the grader cannot establish: the hint states facts, never a cause
+    Mistake(
+        "weights-times-K-same-size",  # d_k == d_v on the shrunk input: values, not shapes
+        "sdpa_reference",
+        (("return weights @ V, weights", "return weights @ (K + V) / 2, weights"),),
+        "The weights are right; the output is not",
+    ),
+    Mistake(
+        "swapaxes-of-the-batch",
+        "sdpa_reference",
+        (("np.swapaxes(K, -1, -2)", "np.swapaxes(K, 0, 1)"),),
+        "`scores = Q @ np.swapaxes(K, 0, 1) / np.sqrt(d_k)` (a matrix product)",
+    ),
+    Mistake(
+        "crash-in-weights-at-V",
+        "sdpa_reference",
+        (("return weights @ V, weights", "return weights @ V.T, weights"),),
+        "`return weights @ V.T, weights` (a matrix product)",
+    ),
+    Mistake(
+        "inverted-mask-with-neginf",
+        "sdpa_masking",
+        (("np.asarray(mask) != 0, scores, MASK_VALUE", "np.asarray(mask) == 0, scores, -np.inf"),),
+        "`weights` is NaN or infinite in row(s) 0.",
+    ),
+    Mistake(
+        "float16",
+        "sdpa_reference",
+        (("scores = Q @", "Q, K = Q.astype(np.float16), K.astype(np.float16)\n    scores = Q @"),),
+        "is your weights @ V, and your weights are close to the expected ones",
+    ),
+]
+
+
+@pytest.mark.parametrize("mistake", FACTS, ids=[m.id for m in FACTS])
+def test_an_unestablished_mistake_gets_facts_only(mistake: Mistake) -> None:
+    result = grade_code(buggy(mistake), only=(mistake.item,))[mistake.item]
+    failure = result.failure
+    assert failure is not None
+    assert failure.mistake == "" and mistake.hint in failure.hint, failure.hint
+    blamed = ("K.T", "1/sqrt(d_k) scaling", "query axis", "whole matrix", "before the softmax")
+    assert not [text for text in blamed if text in failure.hint], failure.hint
+
+
+def test_a_nan_report_labels_only_the_reference_as_expected() -> None:
+    """Comparing the student's code with itself, neither side is called "Expected"."""
+    from autograder.report import render_failure
+    from autograder.rubric import CheckFailed
+    from autograder.rubrics.attention import _close
+
+    nan = np.array([[np.nan]])
+    with pytest.raises(CheckFailed) as raised:
+        _close(
+            nan,
+            nan,
+            "output",
+            code=lambda: "out1 = out2 = np.full((1, 1), np.nan)",
+            expr="out2",
+            against="out1",
+        )
+    text = render_failure(raised.value.failure, markdown=False)
+    assert "Expected" not in text and "`out1`:" in text and "`out2`:" in text, text
+    assert "assert np.allclose(out2, out1" in text
 
 
 def buggy(mistake: Mistake) -> str:

@@ -555,6 +555,13 @@ MUTANTS = [
         ("mha_mask_broadcast",),
         hints=("sdpa:mask-inverted",),
     ),
+    Mutant(
+        "mask-inverted-with-neginf",
+        V,
+        (("np.asarray(mask) != 0, scores, MASK_VALUE", "np.asarray(mask) == 0, scores, -np.inf"),),
+        ("sdpa_masking",),
+        hints=("",),
+    ),
 ]
 
 

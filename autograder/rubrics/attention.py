@@ -113,7 +113,9 @@ def _pair(value: object, what: str) -> tuple[object, object]:
     )
 
 
-def _array(value: object, name: str, shape: tuple[int, ...], code: str = "") -> np.ndarray:
+def _array(
+    value: object, name: str, shape: tuple[int, ...], code: Callable[[], str] = str
+) -> np.ndarray:
     """`value` as a real numeric array of `shape`, or a `CheckFailed` naming what was wrong;
     `code` is the call that returned it (the snippet then checks the shape)."""
     if not isinstance(value, np.ndarray):
@@ -131,7 +133,7 @@ def _array(value: object, name: str, shape: tuple[int, ...], code: str = "") -> 
         raise CheckFailed(
             Failure(
                 f"`{name}` has shape {value.shape}; expected {shape}.",
-                snippet=code and f"{code}\nassert {name}.shape == {shape}, {name}.shape",
+                snippet=code() and f"{code()}\nassert {name}.shape == {shape}, {name}.shape",
                 expected=f"shape {shape}",
                 got=f"shape {value.shape}",
             )
@@ -177,7 +179,7 @@ def _close(
     *,
     tol: Tolerance = TOLERANCE,
     hint: Callable[[], Hint | str] = lambda: "",
-    code: str = "",
+    code: Callable[[], str] = str,
     expr: str = "",
     against: str = "",
 ) -> None:
@@ -211,8 +213,9 @@ def _close(
             f"(first at index {where}: {was} {expected[where]:.6g}, got {got[where]:.6g})."
         )
     snippet = ""
-    if code:
-        snippet = code + "\n" + (check or _assertion(expr, where, float(expected[where]), tol))
+    lines = code()
+    if lines:
+        snippet = lines + "\n" + (check or _assertion(expr, where, float(expected[where]), tol))
     raise CheckFailed(
         Failure(
             summary,
@@ -271,7 +274,7 @@ def _call_sdpa(session: Session, case: SdpaCase) -> tuple[np.ndarray, np.ndarray
                 mistake="weights-returned-first",
             )
         )
-    code = case.snippet()
+    code = case.snippet
     weights = _array(weights, "weights", w_shape, code)
     try:
         return _array(output, "output", out_shape, code), weights
@@ -288,7 +291,7 @@ def _against_reference(
     session: Session, case: SdpaCase, out: np.ndarray, w: np.ndarray, tol: Tolerance
 ) -> None:
     ref_out, ref_w = _ask("sdpa", case)
-    code = case.snippet()
+    code = case.snippet
 
     def hint() -> Hint:
         return _diagnose_sdpa(session, case, out, w)
@@ -384,16 +387,19 @@ def check_sdpa_masking(session: Session, case: SdpaCase) -> None:
         changed = replace(case, K=K2, V=V2)
         out2, _ = _call_sdpa(session, changed)
         rows = hidden[..., key]
-        code = "\n".join(
-            [
-                case.snippet(),
-                "K2, V2 = K.copy(), V.copy()",
-                f"K2[..., {key}, :] += 3.0",
-                f"V2[..., {key}, :] -= 5.0",
-                "output2, _ = scaled_dot_product_attention(Q, K2, V2, mask=mask)",
-                f"rows = np.broadcast_to(np.asarray(mask) == 0, weights.shape)[..., {key}]",
-            ]
-        )
+
+        def code() -> str:
+            return "\n".join(
+                [
+                    case.snippet(),
+                    "K2, V2 = K.copy(), V.copy()",
+                    f"K2[..., {key}, :] += 3.0",
+                    f"V2[..., {key}, :] -= 5.0",
+                    "output2, _ = scaled_dot_product_attention(Q, K2, V2, mask=mask)",
+                    f"rows = np.broadcast_to(np.asarray(mask) == 0, weights.shape)[..., {key}]",
+                ]
+            )
+
         try:
             _close(
                 out2[rows],
@@ -521,7 +527,7 @@ def check_causal_mask(session: Session, case: CausalCase) -> None:
             f"Position i may depend on positions 0..i only: positions 0..{case.cut} changed "
             "when only later ones did.",
         ),
-        code=case.snippet(),
+        code=case.snippet,
         expr=f"out2[:{case.cut + 1}]",
         against=f"out1[:{case.cut + 1}]",
     )
@@ -641,7 +647,9 @@ def _mha(session: Session, case: MhaCase, x: np.ndarray | None = None) -> np.nda
             raise
         raise _raised("MultiHeadAttention", error, lambda e: _mha_raised_hint(e, case)) from None
     shape = (case.batch, case.seq, case.embed_dim)
-    return _array(got, "output" if x is None else "out2", shape, case.snippet())
+    if x is None:
+        return _array(got, "out", shape, case.snippet)
+    return _array(got, "out2", shape, case.causal_snippet)
 
 
 def check_mha_forward(session: Session, case: MhaCase) -> None:
@@ -651,7 +659,7 @@ def check_mha_forward(session: Session, case: MhaCase) -> None:
         _ask("mha", case),
         "output",
         hint=lambda: _diagnose_mha(session, case, got),
-        code=case.snippet(),
+        code=case.snippet,
         expr="out",
     )
 
@@ -673,7 +681,7 @@ def check_mha_causal(session: Session, case: MhaCase) -> None:
             f"Position i may depend on positions 0..i only: positions 0..{case.cut} changed "
             "when only later ones did.",
         ),
-        code=case.causal_snippet(),
+        code=case.causal_snippet,
         expr=f"out2[:, :{case.cut + 1}]",
         against=f"out[:, :{case.cut + 1}]",
     )
@@ -682,7 +690,7 @@ def check_mha_causal(session: Session, case: MhaCase) -> None:
         _ask("mha", case),
         "output",
         hint=lambda: _diagnose_mha(session, case, out1),
-        code=case.snippet(),
+        code=case.snippet,
         expr="out",
     )
 

@@ -232,7 +232,7 @@ def _index(where: tuple[int, ...]) -> str:
 
 def _rows(bad: np.ndarray) -> str:
     rows = [tuple(int(i) for i in r) for r in np.argwhere(bad)]
-    shown = ", ".join(_index(r) for r in rows[:4])
+    shown = ", ".join(str(r[0]) if len(r) == 1 else _index(r) for r in rows[:4])
     return shown + (f" and {len(rows) - 4} more" if len(rows) > 4 else "")
 
 
@@ -264,7 +264,7 @@ def _sdpa_facts(case: SdpaCase, output: np.ndarray, weights: np.ndarray, tol: To
         finite = np.isfinite(weights)
         if not finite.all():
             bad = ~finite.all(axis=-1)
-            facts.append(f"`weights` has NaN or infinity in row(s) {_rows(bad)} (index of row).")
+            facts.append(f"`weights` is NaN or infinite in row(s) {_rows(bad)}.")
             scores = np.abs(case.Q @ np.swapaxes(case.K, -1, -2)) / np.sqrt(case.Q.shape[-1])
             top = float(scores.max())
             if top > 709:
@@ -278,14 +278,20 @@ def _sdpa_facts(case: SdpaCase, output: np.ndarray, weights: np.ndarray, tol: To
                     facts.append("Those rows have no key allowed by the mask.")
             return " ".join(facts)
         if _same(weights, ref_w, tol):
-            if not _same(output, ref_out, tol):
-                diff = np.abs(output - ref_out) if output.shape == ref_out.shape else None
-                facts.append("The weights are right; the output is not")
-                if diff is not None:
-                    where = tuple(int(i) for i in np.unravel_index(np.argmax(diff), diff.shape))
-                    facts[-1] += f" (off by up to {diff.max():.3g}, at index {_index(where)})"
-                facts[-1] += ": the output is weights @ V."
-            return " ".join(facts)
+            if _same(output, ref_out, tol) or output.shape != ref_out.shape:
+                return ""
+            diff = np.abs(output - ref_out)
+            where = tuple(int(i) for i in np.unravel_index(np.argmax(diff), diff.shape))
+            off = f"off by up to {diff.max():.3g}, at index {_index(where)}"
+            mine = weights @ case.V.astype(np.float64) if weights.ndim >= 2 else None
+            exact = Tolerance(rtol=1e-6, atol=1e-9)
+            if mine is not None and _same(output, np.broadcast_to(mine, output.shape), exact):
+                return (
+                    f"Your output ({off}) is your weights @ V, and your weights are close to "
+                    f"the expected ones (off by up to {np.abs(weights - ref_w).max():.3g}): "
+                    "the product with V makes their error larger than the tolerance."
+                )
+            return f"The weights are right; the output is not ({off}): the output is weights @ V."
         sums = weights.sum(axis=-1)
         if not np.allclose(sums, 1.0, atol=1e-3):
             facts.append(
