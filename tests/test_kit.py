@@ -16,6 +16,7 @@ from conftest import ROOT
 from autograder import oracle, sandbox
 from autograder.checks import run_checks
 from autograder.kit import build_kit
+from autograder.kit import kit_rubric as oracle_kit_rubric
 from autograder.rubric import Item, Rubric
 from autograder.rubrics import load
 from autograder.sandbox import Session
@@ -133,6 +134,58 @@ def test_installed_kit_checks_like_the_grader(student_python: Path, tmp_path: Pa
     assert "3 of 5 public checks pass" in kit.stdout
     assert "without the 1/sqrt(d_k) scaling" in kit.stdout
     assert "Smallest failing input:\n      Q: (1, 2) float64, K: (2, 2) float64" in kit.stdout
+
+
+KIT_MUTANTS = (
+    "softmax-over-queries",
+    "softmax-over-whole-matrix",
+    "k-dot-t",
+    "output-from-K",
+    "causal-inverted",
+    "head-dim-float",
+    "merge-interleaves-heads",
+    "queries-from-v-proj",
+    "split-along-the-sequence",
+    "float16-scores",
+)
+
+
+@pytest.mark.parametrize("mutant_id", KIT_MUTANTS)
+def test_the_kit_gives_the_grader_s_hints_on_the_same_input(kit: Path, mutant_id: str) -> None:
+    """On each public item's banked inputs, the kit's bank gives the very hints (named mistakes
+    and facts alike) the live oracle gives: every question a hint asks, about the failing input
+    and about its probe, was recorded."""
+    from test_mutations import MUTANTS
+
+    mutant = next(m for m in MUTANTS if m.id == mutant_id)
+    with zipfile.ZipFile(kit) as archive:
+        data = archive.read("attention-checker/autograder/rubrics/attention_bank.json.gz")
+    answers, banked = oracle.load_bank(data)
+    public = tuple(item for item in load("attention").items if item.id in banked)
+    rubric = Rubric("attention", "attention.ipynb", public)
+    kit_rubric = oracle_kit_rubric(rubric, banked)
+
+    def outcomes(replay: bool) -> list[tuple[str, str, str, str]]:
+        saved = dict(oracle._ACTIVE)
+        if replay:
+            oracle._ACTIVE["attention"] = oracle.Bank(answers)
+        try:
+            box, run_ = sandbox.start([mutant.source()])
+            assert box is not None
+            with box:
+                found = run_checks(kit_rubric, box, run_)
+        finally:
+            oracle._ACTIVE.clear()
+            oracle._ACTIVE.update(saved)
+        return [
+            (o.item_id, o.failure.summary, o.failure.hint, o.failure.mistake)
+            for o in found
+            if o.failure is not None
+        ]
+
+    graded = outcomes(replay=False)
+    assert any(hint for _, _, hint, _ in graded), graded
+    assert outcomes(replay=True) == graded
 
 
 def test_installed_kit_says_not_implemented_for_the_stubs(

@@ -135,14 +135,14 @@ MHA_MISTAKES: dict[str, str] = {
     "merge-interleaves-heads": "Merge: your merge interleaves the heads' features (transpose(0, "
     "2, 3, 1)); each position must hold head 0's features, then head 1's, ...: "
     "transpose(0, 2, 1, 3), then reshape to (batch, seq, embed_dim).",
-    "missing-out-proj": "Output projection: your output is missing the final output projection "
-    "(return self.out_proj(concat)).",
+    "missing-out-proj": "Output projection: your output is missing the final output projection: "
+    "apply self.out_proj to the merged heads.",
     "out-proj-bias-missing": "Output projection: the bias of out_proj is missing: "
     "self.out_proj(concat) computes concat @ weight + bias.",
     "out-proj-per-head": "Output projection: applied per head, so its bias is added num_heads "
     "times: merge the heads first, then apply out_proj once.",
     "residual-added": "Your output is the expected output plus x: multi-head attention adds no "
-    "residual connection here; return self.out_proj(concat).",
+    "residual connection here: return the output projection alone.",
 }
 """The oracle's ids of known wrong multi-head variants ("sdpa:ID" for one inside attention)."""
 
