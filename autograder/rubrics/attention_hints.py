@@ -26,6 +26,7 @@ from autograder.rubrics.attention_strategies import (
     MhaCase,
     SdpaCase,
     mha_probe,
+    mha_stages,
     sdpa_probe,
     sdpa_unbatched,
 )
@@ -481,7 +482,27 @@ def diagnose_mha(session: Session, case: MhaCase, got: np.ndarray, *, rule: str 
                 ).ravel()
                 facts = (
                     f"The output differs from the expected one by up to {diff.max():.3g} (at "
-                    f"batch {where[0]}, position {where[1]}, feature {where[2]}); positions "
-                    f"{', '.join(map(str, wrong.tolist()))} of {case.seq} are wrong."
+                    f"batch {where[0]}, position {where[1]}, feature {where[2]}); wrong "
+                    f"positions: {', '.join(map(str, wrong.tolist()))} (seq = {case.seq})."
                 )
-    return Hint(" ".join(part for part in (facts, rule) if part))
+    stage = _first_wrong_stage(session, case)
+    return Hint(" ".join(part for part in (facts, stage, rule) if part))
+
+
+def _first_wrong_stage(session: Session, case: MhaCase) -> str:
+    """Facts from projection weights of the grader's choosing: the first stage that is wrong."""
+    right: list[str] = []
+    for text, stage in mha_stages(case):
+        answer = _mha_answer(session, stage)
+        if answer is None:
+            return ""
+        if not _same(answer, _ask("mha", stage)):
+            size = (
+                f"Run again by the grader (batch {stage.batch}, seq {stage.seq}, "
+                f"{stage.num_heads} heads of size {stage.head_dim}), your output is"
+            )
+            if not right:
+                return f"{size} wrong even {text}."
+            return f"{size} right {right[-1]}, but wrong {text}."
+        right.append(text)
+    return ""

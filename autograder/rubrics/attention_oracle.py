@@ -22,6 +22,7 @@ from autograder.rubrics.attention_strategies import (
     SdpaCase,
     causal_sdpa_case,
     mha_probe,
+    mha_stages,
     sdpa_probe,
     sdpa_unbatched,
 )
@@ -303,6 +304,7 @@ def questions(case: object) -> list[tuple[str, tuple[object, ...]]]:
             ("mha_variants", (case,)),
             ("mha", (mha_input,)),
             ("mha_variants", (mha_input,)),
+            *(("mha", (stage,)) for _, stage in mha_stages(case)),
         ]
     if isinstance(case, CausalCase):
         found: list[tuple[str, tuple[object, ...]]] = [

@@ -7,7 +7,7 @@ that a correct implementation written with explicit Python loops still finishes 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from hypothesis import strategies as st
@@ -23,6 +23,7 @@ __all__ = [
     "init_cases",
     "mha_cases",
     "mha_probe",
+    "mha_stages",
     "sdpa_cases",
     "sdpa_probe",
     "sdpa_unbatched",
@@ -452,3 +453,35 @@ def mha_probe(case: MhaCase) -> MhaCase:
         causal=causal,
         cut=1 if causal else -1,
     )
+
+
+MHA_STAGES = (
+    (
+        "with q_proj = k_proj = 0 (every position a query may see gets the same weight), "
+        "v_proj = out_proj = identity and all biases 0",
+        (),
+    ),
+    ("once v_proj has random weights and bias", ("v_proj",)),
+    ("once q_proj and k_proj have random weights and biases too", ("v_proj", "q_proj", "k_proj")),
+    ("once out_proj is random too", ("v_proj", "q_proj", "k_proj", "out_proj")),
+)
+"""Projection weights of the grader's choosing, one stage more at a time: the first stage at
+which a student's output goes wrong says where to look (stated as a fact, not a cause)."""
+
+
+def mha_stages(case: MhaCase) -> list[tuple[str, MhaCase]]:
+    """The stage inputs for a failing multi-head `case`: its probe, with the projections of
+    `MHA_STAGES` (random ones from the probe, the others zero or the identity)."""
+    probe = mha_probe(case)
+    e = probe.embed_dim
+    stages = []
+    for text, random in MHA_STAGES:
+        weights = dict(probe.weights)
+        for name in PROJECTIONS:
+            if name in random:
+                continue
+            identity = name in ("v_proj", "out_proj")
+            weights[f"{name}.weight"] = np.eye(e) if identity else np.zeros((e, e))
+            weights[f"{name}.bias"] = np.zeros(e)
+        stages.append((text, replace(probe, weights=weights)))
+    return stages
