@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 
 import pytest
-from toy_rubric import CUBE, RUBRIC, SQUARE, SQUARE_SMALL
+from toy_rubric import CUBE, RUBRIC, SQUARE, SQUARE_SMALL, Number
 
 from autograder import sandbox
 from autograder.checks import Outcome, run_checks, run_item
-from autograder.rubric import Item, Rubric
+from autograder.rubric import CheckFailed, Failure, Item, Rubric
 from autograder.settings import Limits
 
 LIMITS = Limits(call_seconds=2.0, item_seconds=10.0, cell_seconds=5.0)
@@ -144,3 +145,44 @@ def test_examples_ignore_literals_in_loaded_modules() -> None:
     constants = provider._local_constants
     assert constants is settings._NO_CONSTANTS
     assert not any(constants.set_for_type(kind) for kind in (int, float, bytes, str))
+
+
+def _explained_square(calls: list[int]) -> Item:
+    """SQUARE, whose failures are explained by calling the student's code once more."""
+
+    def check(session: sandbox.Session, case: Number) -> None:
+        got = session.call("square", case.x)
+        if got != case.x * case.x:
+
+            def explain(failure: Failure) -> Failure:
+                calls.append(case.x)
+                again = session.call("square", case.x + 1)
+                return dataclasses.replace(failure, hint=f"square({case.x + 1}) = {again}")
+
+            raise CheckFailed(Failure(f"square({case.x}) returned {got!r}"), explain=explain)
+
+    return dataclasses.replace(SQUARE, check=check)
+
+
+def test_a_failure_is_explained_once_after_shrinking_and_a_pass_never() -> None:
+    calls: list[int] = []
+    rubric = Rubric("square", "square.ipynb", (_explained_square(calls),))
+    found = outcomes(["def square(x):\n    return x * x if x <= 10 else x + x"], rubric)
+    failure = found["square"].failure
+    assert failure is not None and failure.inputs == "x = 11"
+    assert calls == [11] and failure.hint == "square(12) = 24"  # the student's code, again
+    calls.clear()
+    assert outcomes(["def square(x):\n    return x * x"], rubric)["square"].passed
+    assert calls == []
+
+
+def test_an_explanation_that_cannot_run_leaves_the_verdict_without_a_hint() -> None:
+    calls: list[int] = []
+    rubric = Rubric("square", "square.ipynb", (_explained_square(calls),))
+    code = (
+        "def square(x):\n    if x == 12:\n        raise ValueError(x)\n"
+        "    return x * x if x <= 10 else x + x"
+    )
+    failure = outcomes([code], rubric)["square"].failure
+    assert failure is not None and failure.summary == "square(11) returned 22"
+    assert calls == [11] and failure.hint == ""

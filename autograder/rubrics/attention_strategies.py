@@ -222,7 +222,8 @@ class InitCase:
         if e % h == 0:
             return (
                 f"mha = MultiHeadAttention({e}, {h})\n"
-                f"assert type(mha.head_dim) is int and mha.head_dim == {e // h}, mha.head_dim"
+                "got = (mha.embed_dim, mha.num_heads, mha.head_dim)\n"
+                f"assert got == ({e}, {h}, {e // h}) and type(mha.head_dim) is int, got"
             )
         return (
             "try:\n"
