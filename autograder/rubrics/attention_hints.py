@@ -281,6 +281,12 @@ def _sdpa_facts(case: SdpaCase, output: np.ndarray, weights: np.ndarray, tol: To
         if _same(weights, ref_w, tol):
             if _same(output, ref_out, tol) or output.shape != ref_out.shape:
                 return ""
+            if not np.all(np.isfinite(output)):
+                bad = ~np.isfinite(output).all(axis=-1)
+                return (
+                    f"The weights are right, but the output is NaN or infinite in row(s) "
+                    f"{_rows(bad)}: the output is weights @ V."
+                )
             diff = np.abs(output - ref_out)
             where = tuple(int(i) for i in np.unravel_index(np.argmax(diff), diff.shape))
             off = f"off by up to {diff.max():.3g}, at index {_index(where)}"
