@@ -295,3 +295,53 @@ def test_feedback_doc_shows_the_current_report() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.rstrip() in (ROOT / "docs" / "FEEDBACK.md").read_text(encoding="utf-8")
+
+
+FLAT = (
+    (
+        "            if mask.ndim == 3:  # (batch, seq, seq): the same mask for every head\n"
+        "                mask = mask[:, np.newaxis, :, :]\n",
+        "",
+    ),
+    (
+        "attended, _ = scaled_dot_product_attention(Q, K, V, mask)",
+        "flat = (batch * self.num_heads, seq, self.head_dim)\n"
+        "        attended, _ = scaled_dot_product_attention(\n"
+        "            Q.reshape(flat), K.reshape(flat), V.reshape(flat), mask\n"
+        "        )\n"
+        "        attended = attended.reshape(batch, self.num_heads, seq, self.head_dim)",
+    ),
+)
+LAYOUTS = [  # a (batch, seq, seq) mask without its head axis: the fix fits the student's layout
+    (
+        "heads-on-their-own-axis",
+        (("            if mask.ndim == 3:", "            if False:"),),
+        "mask[:, np.newaxis] makes it (2, 1, 4, 4)",
+        "np.repeat",
+    ),
+    ("heads-flattened-into-the-batch", FLAT, "np.repeat(mask, num_heads, axis=0)", "np.newaxis"),
+]
+
+
+@pytest.mark.parametrize(
+    ("edits", "fix", "not_this"), [x[1:] for x in LAYOUTS], ids=[x[0] for x in LAYOUTS]
+)
+def test_a_mask_hint_fits_the_student_s_layout(
+    edits: tuple[tuple[str, str], ...], fix: str, not_this: str
+) -> None:
+    from autograder import sandbox
+    from autograder.rubric import CheckFailed
+    from autograder.rubrics.attention import check_mha_forward
+    from autograder.rubrics.attention_strategies import _mha_case
+
+    case = _mha_case(5, 2, 4, 3, 2, layout="batch")  # batch 2 != 3 heads: broadcasting fails
+    source = buggy(Mistake("layout", "mha_mask_broadcast", edits, ""))
+    box, _ = sandbox.start([source])
+    assert box is not None
+    with box, box.session() as session, pytest.raises(CheckFailed) as raised:
+        check_mha_forward(session, case)
+    assert raised.value.explain is not None
+    failure = raised.value.explain(raised.value.failure)
+    assert failure.mistake == "mask-without-head-axis", failure
+    assert fix in failure.hint and not_this not in failure.hint, failure.hint
+    assert "It failed at line" in failure.hint, failure.hint
