@@ -345,3 +345,24 @@ def test_a_mask_hint_fits_the_student_s_layout(
     assert failure.mistake == "mask-without-head-axis", failure
     assert fix in failure.hint and not_this not in failure.hint, failure.hint
     assert "It failed at line" in failure.hint, failure.hint
+
+
+def test_a_shape_error_hint_names_the_line_and_quotes_it_briefly() -> None:
+    """The traceback comes from the sandbox: a forged or huge line is quoted, cut short."""
+    from autograder.rubrics.attention_hints import raised_hint
+    from autograder.rubrics.attention_strategies import SdpaCase
+    from autograder.sandbox import StudentRaised
+
+    line = "scores = Q @ K.T + " + "x" * 5000
+    error = StudentRaised(
+        "ValueError",
+        ["ValueError", "Exception"],
+        "operands could not be broadcast together with shapes (2,3,4) (4,3,2)",
+        "<cell 3>, line 7",
+        f'  File "<cell 3>", line 7, in scaled_dot_product_attention\n    {line}\n',
+    )
+    Q = np.ones((2, 3, 4))
+    hint = raised_hint(error, SdpaCase(0, Q, Q, Q, None))  # no session: nothing confirmed
+    assert hint.mistake == "" and "line 7 of cell 3" in hint.text, hint
+    assert "Shapes involved: (2, 3, 4), (4, 3, 2)" in hint.text
+    assert "swapaxes" not in hint.text and len(hint.text) < 500, hint.text

@@ -229,9 +229,14 @@ def _close(
 
 
 def _diagnose_sdpa(
-    session: Session, case: SdpaCase, output: np.ndarray, weights: np.ndarray, rule: str = ""
+    session: Session,
+    case: SdpaCase,
+    output: np.ndarray,
+    weights: np.ndarray,
+    rule: str = "",
+    tol: Tolerance = TOLERANCE,
 ) -> Hint:
-    return diagnose_sdpa(session, case, output, weights, rule=rule)
+    return diagnose_sdpa(session, case, output, weights, rule=rule, tol=tol)
 
 
 def _diagnose_mha(session: Session, case: MhaCase, got: np.ndarray, rule: str = "") -> Hint:
@@ -294,7 +299,7 @@ def _against_reference(
     code = case.snippet
 
     def hint() -> Hint:
-        return _diagnose_sdpa(session, case, out, w)
+        return _diagnose_sdpa(session, case, out, w, tol=tol)
 
     _close(w, ref_w, "weights", tol=tol, hint=hint, code=code)
     _close(out, ref_out, "output", tol=tol, hint=hint, code=code)

@@ -335,6 +335,8 @@ def _sdpa_facts(case: SdpaCase, output: np.ndarray, weights: np.ndarray, tol: To
 # --- errors the student's code raised ------------------------------------------------------
 
 _FRAME = re.compile(r'File "<cell (\d+)>", line (\d+), in (\S+)\n(?: {4}(.*)\n)?')
+_SOURCE_CHARS = 160
+"""Longest line of the student's code quoted in a hint (the text comes from the sandbox)."""
 _SHAPE = re.compile(r"\((\d+(?:,\s*\d+)*),?\)")
 
 
@@ -344,7 +346,10 @@ def _failing_line(error: StudentRaised) -> tuple[str, str] | None:
     if not frames:
         return None
     cell, line, function, source = frames[-1]
-    return f"line {line} of cell {cell} (in {function})", source.strip()
+    source = source.strip()
+    if len(source) > _SOURCE_CHARS:
+        source = source[: _SOURCE_CHARS - 3] + "..."
+    return f"line {line} of cell {cell} (in {function[:80]})", source
 
 
 def _shapes(message: str) -> list[tuple[int, ...]]:
