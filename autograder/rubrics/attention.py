@@ -1,10 +1,13 @@
 """The attention exercise: scaled dot-product attention, a causal mask, multi-head attention.
 
-Everything specific to this exercise lives here, in `attention_strategies.py` (the inputs) and
-in `attention_oracle.py` (expected answers from `solutions/attention.py`, and the known wrong
-ones): the items, their points and visibility, how answers are judged, and the hints that name
-common mistakes. Points are set in `POINTS` (they sum to 100). Nothing here computes attention,
-so the student checker kit can ship this module without its oracle.
+Everything specific to this exercise lives here, in `attention_strategies.py` (the inputs, and
+the discriminating probes hints are confirmed on), in `attention_hints.py` (diagnosis: a mistake
+is named only when it is established, otherwise facts) and in `attention_oracle.py` (expected
+answers from `solutions/attention.py`, and the known wrong ones): here are the items, their
+points and visibility, and how answers are judged. Every failure carries a snippet that
+rebuilds the calls and ends with the comparison that failed. Points are set in `POINTS` (they
+sum to 100). Nothing here computes attention, so the student checker kit can ship this module
+without its oracle.
 """
 
 from __future__ import annotations
