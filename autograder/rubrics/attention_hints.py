@@ -340,16 +340,21 @@ _SOURCE_CHARS = 160
 _SHAPE = re.compile(r"\((\d+(?:,\s*\d+)*),?\)")
 
 
+def _frames(error: StudentRaised) -> list[tuple[str, str]]:
+    """(where, source line) of the student's frames, innermost last."""
+    found = []
+    for cell, line, function, source in _FRAME.findall(error.traceback):
+        source = source.strip()
+        if len(source) > _SOURCE_CHARS:
+            source = source[: _SOURCE_CHARS - 3] + "..."
+        found.append((f"line {line} of cell {cell} (in {function[:80]})", source))
+    return found
+
+
 def _failing_line(error: StudentRaised) -> tuple[str, str] | None:
     """(where, source line) of the innermost frame of the student's code, if known."""
-    frames = _FRAME.findall(error.traceback)
-    if not frames:
-        return None
-    cell, line, function, source = frames[-1]
-    source = source.strip()
-    if len(source) > _SOURCE_CHARS:
-        source = source[: _SOURCE_CHARS - 3] + "..."
-    return f"line {line} of cell {cell} (in {function[:80]})", source
+    frames = _frames(error)
+    return frames[-1] if frames else None
 
 
 def _shapes(message: str) -> list[tuple[int, ...]]:
@@ -381,7 +386,12 @@ def _error_facts(error: StudentRaised) -> str:
     operation = _operation(source, error.message)
     text = f"It failed at {where}"
     text += f": `{source}`" if source else ""
-    text += f" ({operation})." if operation else "."
+    text += f" ({operation})" if operation else ""
+    frames = _frames(error)
+    if len(frames) > 1:
+        caller, called_as = frames[-2]
+        text += f", called from {caller}" + (f": `{called_as}`" if called_as else "")
+    text += "."
     shapes = _shapes(error.message)
     if shapes:
         text += " Shapes involved: " + ", ".join(str(s) for s in shapes) + "."
