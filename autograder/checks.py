@@ -17,6 +17,7 @@ failed on an input, then passed or failed differently on the same input again). 
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import time
 from collections.abc import Callable, Sequence
@@ -80,14 +81,7 @@ def _with_case(failure: Failure, case: Any) -> Failure:
     if failure.inputs:
         return failure
     inputs, snippet = _describe(case)
-    return Failure(
-        failure.summary,
-        inputs,
-        failure.snippet or snippet,
-        failure.expected,
-        failure.got,
-        failure.hint,
-    )
+    return dataclasses.replace(failure, inputs=inputs, snippet=failure.snippet or snippet)
 
 
 def _raised(error: StudentRaised, item: Item) -> Failure:
@@ -176,6 +170,18 @@ def explore(item: Item, key: bytes, test: Callable[[Any], None]) -> None:
     property_()
 
 
+def _explained(failed: CheckFailed) -> Failure:
+    """The reported failure with its hint; without it if explaining needed what is not there
+    (the student's code raised or stopped on the rubric's extra input, or a kit lacks an
+    answer): a hint is optional, the verdict is not."""
+    if failed.explain is None:
+        return failed.failure
+    try:
+        return failed.explain(failed.failure)
+    except (StudentRaised, WorkerLost, BankMiss):
+        return failed.failure
+
+
 def run_item(
     item: Item,
     box: Sandbox | None,
@@ -208,7 +214,9 @@ def run_item(
             try:
                 item.check(session, case)
             except CheckFailed as failed:
-                raise CheckFailed(_with_case(failed.failure, case)) from None
+                raise CheckFailed(
+                    _with_case(failed.failure, case), explain=failed.explain
+                ) from None
             except StudentRaised as error:
                 failure = _raised(error, item)
                 if not error.is_a("NotImplementedError"):  # a stub fails on every input
@@ -225,7 +233,7 @@ def run_item(
             if item.strategy is not None:
                 explore(item, load_secret() if key is None else key, judge)
         except CheckFailed as failed:
-            return Outcome(item.id, failed.failure, examples)
+            return Outcome(item.id, _explained(failed), examples)
         except _Abort as aborted:
             return Outcome(item.id, aborted.failure, examples)
         except FlakyFailure as error:

@@ -44,8 +44,8 @@ def render_failure(failure: Failure, *, markdown: bool = True) -> str:
     rows = [
         ("Smallest failing input", failure.inputs, ""),
         ("Reproduce it in a cell", failure.snippet, "python"),
-        ("Expected", failure.expected, ""),
-        ("Got", failure.got, ""),
+        (failure.labels[0], failure.expected, ""),
+        (failure.labels[1], failure.got, ""),
     ]
     for label, text, language in rows:
         if not text:

@@ -49,15 +49,28 @@ class Failure:
     got: str = ""
     """An excerpt of what the student's code returned."""
     hint: str = ""
-    """The likely mistake, by name, and what to do."""
+    """The mistake, by name, when it is established; otherwise the facts known about it."""
+    labels: tuple[str, str] = ("Expected", "Got")
+    """How `expected` and `got` are labelled (e.g. "First call" and "Second call" when the
+    student's code is compared with itself)."""
+    mistake: str = ""
+    """The id of the known mistake the hint names; "" when the hint states facts only."""
 
 
 class CheckFailed(AssertionError):
-    """Raised by an item's check when the student's answer is wrong."""
+    """Raised by an item's check when the student's answer is wrong.
 
-    def __init__(self, failure: Failure) -> None:
+    `explain`, when given, completes the failure with its hint. It may call the student's code
+    again (on inputs of the rubric's choosing), so the core calls it once, on the failure it
+    reports, after shrinking: diagnosis costs nothing on passing submissions.
+    """
+
+    def __init__(
+        self, failure: Failure, *, explain: Callable[[Failure], Failure] | None = None
+    ) -> None:
         super().__init__(failure.summary)
         self.failure = failure
+        self.explain = explain
 
 
 @dataclass(frozen=True)

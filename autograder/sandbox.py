@@ -46,12 +46,16 @@ _INLINE_MARK = "# child: provided inline"
 class StudentRaised(Exception):
     """The student's code raised; carries the exception's type, base names and message."""
 
-    def __init__(self, type_name: str, bases: Sequence[str], message: str, where: str) -> None:
+    def __init__(
+        self, type_name: str, bases: Sequence[str], message: str, where: str, traceback: str = ""
+    ) -> None:
         super().__init__(f"{type_name}: {message}" if message else type_name)
         self.type_name = type_name
         self.bases = tuple(bases)
         self.message = message
         self.where = where
+        self.traceback = traceback
+        """The student's frames (`<cell N>` only), as text; untrusted, for feedback."""
 
     def is_a(self, name: str) -> bool:
         """Whether the raised exception is (a subclass of) the builtin named `name`."""
@@ -365,6 +369,7 @@ class Session:
             [str(b)[:100] for b in bases] if isinstance(bases, list) else [],
             str(raised.get("message", ""))[:2000],
             str(raised.get("where", ""))[:200],
+            str(raised.get("traceback", ""))[-4000:],
         )
 
     def _crash_reason(self) -> str:

@@ -17,7 +17,7 @@ from autograder import sandbox
 from autograder.checks import Outcome, explore, run_checks, run_item
 from autograder.errors import ConfigError
 from autograder.pipeline import grade
-from autograder.rubric import Item, Rubric
+from autograder.rubric import CheckFailed, Failure, Item, Rubric
 from autograder.sandbox import Session
 from autograder.secret import load_secret
 from autograder.settings import KIT_EXAMPLES_KEY, Limits
@@ -282,3 +282,44 @@ def test_a_hypothesis_error_of_the_rubric_is_ours_not_the_students(
         )
     assert f"Hypothesis raised {raised}" in result.internal_error
     assert "different results" not in repr(result)
+
+
+def _explained_square(calls: list[int]) -> Item:
+    """SQUARE, whose failures are explained by calling the student's code once more."""
+
+    def check(session: sandbox.Session, case: Number) -> None:
+        got = session.call("square", case.x)
+        if got != case.x * case.x:
+
+            def explain(failure: Failure) -> Failure:
+                calls.append(case.x)
+                again = session.call("square", case.x + 1)
+                return dataclasses.replace(failure, hint=f"square({case.x + 1}) = {again}")
+
+            raise CheckFailed(Failure(f"square({case.x}) returned {got!r}"), explain=explain)
+
+    return dataclasses.replace(SQUARE, check=check)
+
+
+def test_a_failure_is_explained_once_after_shrinking_and_a_pass_never() -> None:
+    calls: list[int] = []
+    rubric = Rubric("square", "square.ipynb", (_explained_square(calls),))
+    found = outcomes(["def square(x):\n    return x * x if x <= 10 else x + x"], rubric)
+    failure = found["square"].failure
+    assert failure is not None and failure.inputs == "x = 11"
+    assert calls == [11] and failure.hint == "square(12) = 24"  # the student's code, again
+    calls.clear()
+    assert outcomes(["def square(x):\n    return x * x"], rubric)["square"].passed
+    assert calls == []
+
+
+def test_an_explanation_that_cannot_run_leaves_the_verdict_without_a_hint() -> None:
+    calls: list[int] = []
+    rubric = Rubric("square", "square.ipynb", (_explained_square(calls),))
+    code = (
+        "def square(x):\n    if x == 12:\n        raise ValueError(x)\n"
+        "    return x * x if x <= 10 else x + x"
+    )
+    failure = outcomes([code], rubric)["square"].failure
+    assert failure is not None and failure.summary == "square(11) returned 22"
+    assert calls == [11] and failure.hint == ""

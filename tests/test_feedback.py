@@ -74,7 +74,7 @@ MISTAKES = [
         "no-max-subtraction",
         "sdpa_stability",
         (("scores = scores - scores.max(axis=-1, keepdims=True)", "pass"),),
-        "subtract each row's maximum",
+        "without subtracting each row's maximum",
     ),
     Mistake(
         "changes-q-in-place",
@@ -117,7 +117,7 @@ MISTAKES = [
         "mask-without-head-axis",
         "mha_mask_broadcast",
         (("            if mask.ndim == 3:", "            if False:"),),
-        "head axis",
+        "applied by head, not by batch element",
     ),
     Mistake(
         "missing-out-proj",
@@ -146,10 +146,75 @@ MISTAKES = [
         "mha-on-unscaled-attention",
         "mha_forward",
         ((" / np.sqrt(d_k)", ""),),
-        "the attention inside has a mistake (see scaled_dot_product_attention). Your result "
-        "matches attention without the 1/sqrt(d_k) scaling",
+        "the attention inside the heads has a mistake (see scaled_dot_product_attention). Your "
+        "result matches attention without the 1/sqrt(d_k) scaling",
     ),
 ]
+
+
+FACTS = [  # mistakes the grader cannot establish: the hint states facts, never a cause
+    Mistake(
+        "weights-times-K-same-size",  # d_k == d_v on the shrunk input: values, not shapes
+        "sdpa_reference",
+        (("return weights @ V, weights", "return weights @ (K + V) / 2, weights"),),
+        "The weights are right; the output is not",
+    ),
+    Mistake(
+        "swapaxes-of-the-batch",
+        "sdpa_reference",
+        (("np.swapaxes(K, -1, -2)", "np.swapaxes(K, 0, 1)"),),
+        "`scores = Q @ np.swapaxes(K, 0, 1) / np.sqrt(d_k)` (a matrix product)",
+    ),
+    Mistake(
+        "crash-in-weights-at-V",
+        "sdpa_reference",
+        (("return weights @ V, weights", "return weights @ V.T, weights"),),
+        "`return weights @ V.T, weights` (a matrix product)",
+    ),
+    Mistake(
+        "inverted-mask-with-neginf",
+        "sdpa_masking",
+        (("np.asarray(mask) != 0, scores, MASK_VALUE", "np.asarray(mask) == 0, scores, -np.inf"),),
+        "`weights` is NaN or infinite in row(s) 0.",
+    ),
+    Mistake(
+        "float16",
+        "sdpa_reference",
+        (("scores = Q @", "Q, K = Q.astype(np.float16), K.astype(np.float16)\n    scores = Q @"),),
+        "is your weights @ V, and your weights are close to the expected ones",
+    ),
+]
+
+
+@pytest.mark.parametrize("mistake", FACTS, ids=[m.id for m in FACTS])
+def test_an_unestablished_mistake_gets_facts_only(mistake: Mistake) -> None:
+    result = grade_code(buggy(mistake), only=(mistake.item,))[mistake.item]
+    failure = result.failure
+    assert failure is not None
+    assert failure.mistake == "" and mistake.hint in failure.hint, failure.hint
+    blamed = ("K.T", "1/sqrt(d_k) scaling", "query axis", "whole matrix", "before the softmax")
+    assert not [text for text in blamed if text in failure.hint], failure.hint
+
+
+def test_a_nan_report_labels_only_the_reference_as_expected() -> None:
+    """Comparing the student's code with itself, neither side is called "Expected"."""
+    from autograder.report import render_failure
+    from autograder.rubric import CheckFailed
+    from autograder.rubrics.attention import _close
+
+    nan = np.array([[np.nan]])
+    with pytest.raises(CheckFailed) as raised:
+        _close(
+            nan,
+            nan,
+            "output",
+            code=lambda: "out1 = out2 = np.full((1, 1), np.nan)",
+            expr="out2",
+            against="out1",
+        )
+    text = render_failure(raised.value.failure, markdown=False)
+    assert "Expected" not in text and "`out1`:" in text and "`out2`:" in text, text
+    assert "assert np.allclose(out2, out1" in text
 
 
 def buggy(mistake: Mistake) -> str:
@@ -230,3 +295,74 @@ def test_feedback_doc_shows_the_current_report() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.rstrip() in (ROOT / "docs" / "FEEDBACK.md").read_text(encoding="utf-8")
+
+
+FLAT = (
+    (
+        "            if mask.ndim == 3:  # (batch, seq, seq): the same mask for every head\n"
+        "                mask = mask[:, np.newaxis, :, :]\n",
+        "",
+    ),
+    (
+        "attended, _ = scaled_dot_product_attention(Q, K, V, mask)",
+        "flat = (batch * self.num_heads, seq, self.head_dim)\n"
+        "        attended, _ = scaled_dot_product_attention(\n"
+        "            Q.reshape(flat), K.reshape(flat), V.reshape(flat), mask\n"
+        "        )\n"
+        "        attended = attended.reshape(batch, self.num_heads, seq, self.head_dim)",
+    ),
+)
+LAYOUTS = [  # a (batch, seq, seq) mask without its head axis: the fix fits the student's layout
+    (
+        "heads-on-their-own-axis",
+        (("            if mask.ndim == 3:", "            if False:"),),
+        "mask[:, np.newaxis] makes it (2, 1, 4, 4)",
+        "np.repeat",
+    ),
+    ("heads-flattened-into-the-batch", FLAT, "np.repeat(mask, num_heads, axis=0)", "np.newaxis"),
+]
+
+
+@pytest.mark.parametrize(
+    ("edits", "fix", "not_this"), [x[1:] for x in LAYOUTS], ids=[x[0] for x in LAYOUTS]
+)
+def test_a_mask_hint_fits_the_student_s_layout(
+    edits: tuple[tuple[str, str], ...], fix: str, not_this: str
+) -> None:
+    from autograder import sandbox
+    from autograder.rubric import CheckFailed
+    from autograder.rubrics.attention import check_mha_forward
+    from autograder.rubrics.attention_strategies import _mha_case
+
+    case = _mha_case(5, 2, 4, 3, 2, layout="batch")  # batch 2 != 3 heads: broadcasting fails
+    source = buggy(Mistake("layout", "mha_mask_broadcast", edits, ""))
+    box, _ = sandbox.start([source])
+    assert box is not None
+    with box, box.session() as session, pytest.raises(CheckFailed) as raised:
+        check_mha_forward(session, case)
+    assert raised.value.explain is not None
+    failure = raised.value.explain(raised.value.failure)
+    assert failure.mistake == "mask-without-head-axis", failure
+    assert fix in failure.hint and not_this not in failure.hint, failure.hint
+    assert "It failed at line" in failure.hint, failure.hint
+
+
+def test_a_shape_error_hint_names_the_line_and_quotes_it_briefly() -> None:
+    """The traceback comes from the sandbox: a forged or huge line is quoted, cut short."""
+    from autograder.rubrics.attention_hints import raised_hint
+    from autograder.rubrics.attention_strategies import SdpaCase
+    from autograder.sandbox import StudentRaised
+
+    line = "scores = Q @ K.T + " + "x" * 5000
+    error = StudentRaised(
+        "ValueError",
+        ["ValueError", "Exception"],
+        "operands could not be broadcast together with shapes (2,3,4) (4,3,2)",
+        "<cell 3>, line 7",
+        f'  File "<cell 3>", line 7, in scaled_dot_product_attention\n    {line}\n',
+    )
+    Q = np.ones((2, 3, 4))
+    hint = raised_hint(error, SdpaCase(0, Q, Q, Q, None))  # no session: nothing confirmed
+    assert hint.mistake == "" and "line 7 of cell 3" in hint.text, hint
+    assert "Shapes involved: (2, 3, 4), (4, 3, 2)" in hint.text
+    assert "swapaxes" not in hint.text and len(hint.text) < 500, hint.text

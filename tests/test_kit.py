@@ -282,6 +282,58 @@ def test_installed_kit_checks_like_the_grader(student_python: Path, tmp_path: Pa
     assert "Smallest failing input:\n      Q: (1, 2) float64, K: (2, 2) float64" in kit.stdout
 
 
+KIT_MUTANTS = (
+    "softmax-over-queries",
+    "softmax-over-whole-matrix",
+    "k-dot-t",
+    "output-from-K",
+    "causal-inverted",
+    "head-dim-float",
+    "merge-interleaves-heads",
+    "queries-from-v-proj",
+    "split-along-the-sequence",
+    "float16-scores",
+)
+
+
+@pytest.mark.parametrize("mutant_id", KIT_MUTANTS)
+def test_the_kit_gives_the_grader_s_hints_on_the_same_input(kit: Path, mutant_id: str) -> None:
+    """On each public item's banked inputs, the kit's bank gives the very hints (named mistakes
+    and facts alike) the live oracle gives: every question a hint asks, about the failing input
+    and about its probe, was recorded."""
+    from test_mutations import MUTANTS
+
+    mutant = next(m for m in MUTANTS if m.id == mutant_id)
+    with zipfile.ZipFile(kit) as archive:
+        data = archive.read("attention-checker/autograder/rubrics/attention_bank.json.gz")
+    answers, banked = oracle.load_bank(data)
+    public = tuple(item for item in load("attention").items if item.id in banked)
+    rubric = Rubric("attention", "attention.ipynb", public)
+    replayed = kit_rubric(rubric, banked)
+
+    def outcomes(replay: bool) -> list[tuple[str, str, str, str]]:
+        saved = dict(oracle._ACTIVE)
+        if replay:
+            oracle._ACTIVE["attention"] = oracle.Bank(answers)
+        try:
+            box, run_ = sandbox.start([mutant.source()])
+            assert box is not None
+            with box:
+                found = run_checks(replayed, box, run_)
+        finally:
+            oracle._ACTIVE.clear()
+            oracle._ACTIVE.update(saved)
+        return [
+            (o.item_id, o.failure.summary, o.failure.hint, o.failure.mistake)
+            for o in found
+            if o.failure is not None
+        ]
+
+    graded = outcomes(replay=False)
+    assert any(hint for _, _, hint, _ in graded), graded
+    assert outcomes(replay=True) == graded
+
+
 def test_installed_kit_says_not_implemented_for_the_stubs(
     student_python: Path, tmp_path: Path
 ) -> None:

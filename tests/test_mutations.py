@@ -4,11 +4,19 @@ submissions that compute nothing (stubs, constants, garbage) earn exactly what t
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 from conftest import REFERENCE_SOURCE, grade_code
+
+from autograder.rubrics.attention import MHA_MISTAKES, SDPA_MISTAKES
+from autograder.scoring import ItemResult
 
 pytestmark = pytest.mark.slow
 
@@ -41,6 +49,9 @@ class Mutant:
     base: str
     edits: tuple[tuple[str, str], ...]
     targets: tuple[str, ...]
+    hints: tuple[str, ...] = ()
+    """Per target, the id of the mistake its hint must name, or "" where the hint may only
+    state facts (the mistake is not one the grader can establish); default: `id` for all."""
 
     def source(self) -> str:
         text = source(self.base)
@@ -49,8 +60,16 @@ class Mutant:
             text = text.replace(old, new)
         return text
 
+    def expected(self, target: str) -> str:
+        hints = self.hints or (self.id,) * len(self.targets)
+        return hints[self.targets.index(target)]
+
 
 V = "reference"
+HEAD_AXIS = (
+    "            if mask.ndim == 3:  # (batch, seq, seq): the same mask for every head\n"
+    "                mask = mask[:, np.newaxis, :, :]\n"
+)
 MUTANTS = [
     Mutant("no-scaling", V, ((" / np.sqrt(d_k)", ""),), ("sdpa_reference",)),
     Mutant("divide-by-d_k", V, (("/ np.sqrt(d_k)", "/ d_k"),), ("sdpa_reference",)),
@@ -65,6 +84,7 @@ MUTANTS = [
         V,
         (("exp.sum(axis=-1, keepdims=True)", "exp.sum(axis=(-2, -1), keepdims=True)"),),
         ("sdpa_distribution",),
+        hints=("sum-over-whole-matrix",),
     ),
     Mutant(
         "unnormalised-weights",
@@ -135,6 +155,7 @@ MUTANTS = [
             ),
         ),
         ("sdpa_reference", "sdpa_distribution"),
+        hints=("not-a-pair", "not-a-pair"),
     ),
     Mutant(
         "scales-q-in-place",
@@ -146,6 +167,7 @@ MUTANTS = [
             ),
         ),
         ("sdpa_inputs_unchanged",),
+        hints=("input-changed",),
     ),
     Mutant(
         "masks-in-place",
@@ -159,6 +181,7 @@ MUTANTS = [
             ),
         ),
         ("sdpa_inputs_unchanged",),
+        hints=("input-changed",),
     ),
     Mutant("causal-transposed", V, (("np.tril(np.ones", "np.triu(np.ones"),), ("causal_mask",)),
     Mutant(
@@ -183,6 +206,7 @@ MUTANTS = [
         V,
         (("np.tril(np.ones((seq_len, seq_len)))", "np.tril(np.ones((1, seq_len, seq_len)))"),),
         ("causal_mask",),
+        hints=("",),
     ),
     Mutant(
         "assert-instead-of-valueerror",
@@ -201,7 +225,13 @@ MUTANTS = [
         (("        if embed_dim % num_heads != 0:\n", "        if False:\n"),),
         ("mha_init",),
     ),
-    Mutant("raises-typeerror", V, (("raise ValueError(", "raise TypeError("),), ("mha_init",)),
+    Mutant(
+        "raises-typeerror",
+        V,
+        (("raise ValueError(", "raise TypeError("),),
+        ("mha_init",),
+        hints=("wrong-exception",),
+    ),
     Mutant(
         "head-dim-float", V, (("embed_dim // num_heads", "embed_dim / num_heads"),), ("mha_init",)
     ),
@@ -250,24 +280,28 @@ MUTANTS = [
         V,
         (("            if mask.ndim == 3:", "            if False:"),),
         ("mha_mask_broadcast",),
+        hints=("mask-applied-per-head",),
     ),
     Mutant(
         "mha-ignores-mask",
         V,
         (("scaled_dot_product_attention(Q, K, V, mask)", "scaled_dot_product_attention(Q, K, V)"),),
         ("mha_mask_broadcast", "mha_causal"),
+        hints=("mask-ignored", "mask-ignored"),
     ),
     Mutant(
         "loops-causal-off-by-one",
         "correct_loops",
         (("for j in range(i + 1):", "for j in range(i):"),),
         ("causal_mask",),
+        hints=("causal-without-diagonal",),
     ),
     Mutant(
         "loops-3d-mask-per-head",
         "correct_per_head_loop",
         (("            return mask[b]", "            return mask[h % mask.shape[0]]"),),
         ("mha_mask_broadcast",),
+        hints=("mask-applied-per-head",),
     ),
     # State carried between calls (issue 13.2): every answer must depend on its arguments only.
     Mutant(
@@ -338,6 +372,260 @@ MUTANTS = [
         "correct_loops",
         (("s = s / np.sqrt(d_k)", "s = s"),),
         ("sdpa_reference",),
+        hints=("no-scaling",),
+    ),
+    # scaled dot-product attention, more as students write it
+    Mutant(
+        "output-from-K",
+        V,
+        (("return weights @ V, weights", "return weights @ K, weights"),),
+        ("sdpa_reference",),
+    ),
+    Mutant(
+        "weights-before-masking",
+        V,
+        (
+            (
+                "    if mask is not None:\n        scores = np.where",
+                "    raw = scores\n    if mask is not None:\n        scores = np.where",
+            ),
+            (
+                "    return weights @ V, weights",
+                "    plain = np.exp(raw - raw.max(axis=-1, keepdims=True))\n"
+                "    return weights @ V, plain / plain.sum(axis=-1, keepdims=True)",
+            ),
+        ),
+        ("sdpa_masking",),
+    ),
+    Mutant(
+        "float16-scores",
+        V,
+        (
+            (
+                "scores = Q @ np.swapaxes(K, -1, -2) / np.sqrt(d_k)",
+                "scores = (Q.astype(np.float16) @ np.swapaxes(K, -1, -2).astype(np.float16))"
+                " / np.float16(np.sqrt(d_k))",
+            ),
+        ),
+        ("sdpa_reference",),
+        hints=("",),
+    ),
+    Mutant(
+        "swapaxes-of-the-batch",
+        V,
+        (("np.swapaxes(K, -1, -2)", "np.swapaxes(K, 0, 1)"),),
+        ("sdpa_reference",),
+        hints=("",),
+    ),
+    Mutant(
+        "v-transposed",
+        V,
+        (("return weights @ V, weights", "return weights @ V.T, weights"),),
+        ("sdpa_reference",),
+        hints=("",),
+    ),
+    # multi-head attention, as students write it
+    Mutant(
+        "merge-interleaves-heads",
+        V,
+        (("attended.transpose(0, 2, 1, 3).reshape(", "attended.transpose(0, 2, 3, 1).reshape("),),
+        ("mha_forward",),
+    ),
+    Mutant(
+        "out-proj-per-head",
+        "correct_per_head_loop",
+        (
+            (
+                "outputs[b, :, cols] = out",
+                "outputs[b] += out @ self.out_proj.weight[cols] + self.out_proj.bias",
+            ),
+            ("return self.out_proj(outputs)", "return outputs"),
+        ),
+        ("mha_forward",),
+    ),
+    Mutant(
+        "out-proj-inside-head-loop",
+        "correct_per_head_loop",
+        (
+            ("outputs[b, :, cols] = out", "outputs[b, :, cols] = self.out_proj(out)"),
+            ("return self.out_proj(outputs)", "return outputs"),
+        ),
+        ("mha_forward",),
+        hints=("",),
+    ),
+    Mutant(
+        "queries-from-v-proj",
+        V,
+        (("Q = self._split_heads(self.q_proj(x))", "Q = self._split_heads(self.v_proj(x))"),),
+        ("mha_forward",),
+    ),
+    Mutant(
+        "keys-values-swapped",
+        V,
+        (
+            ("K = self._split_heads(self.k_proj(x))", "K = self._split_heads(self.v_proj(x))"),
+            ("V = self._split_heads(self.v_proj(x))", "V = self._split_heads(self.k_proj(x))"),
+        ),
+        ("mha_forward",),
+    ),
+    Mutant(
+        "split-along-the-sequence",
+        V,
+        (
+            (
+                "return x.reshape(batch, seq, self.num_heads, self.head_dim).transpose(0, 2, 1, 3)",
+                "return np.stack(np.split(x, self.num_heads, axis=1), axis=1)",
+            ),
+        ),
+        ("mha_forward",),
+        hints=("",),
+    ),
+    Mutant(
+        "split-without-transpose",
+        V,
+        (
+            (
+                "x.reshape(batch, seq, self.num_heads, self.head_dim).transpose(0, 2, 1, 3)",
+                "x.reshape(batch, seq, self.num_heads, self.head_dim)",
+            ),
+            ("attended.transpose(0, 2, 1, 3).reshape(", "attended.reshape("),
+        ),
+        ("mha_forward",),
+    ),
+    Mutant(
+        "projection-bias-missing",
+        V,
+        (
+            ("self._split_heads(self.q_proj(x))", "self._split_heads(x @ self.q_proj.weight)"),
+            ("self._split_heads(self.k_proj(x))", "self._split_heads(x @ self.k_proj.weight)"),
+            ("self._split_heads(self.v_proj(x))", "self._split_heads(x @ self.v_proj.weight)"),
+        ),
+        ("mha_forward",),
+    ),
+    Mutant(
+        "projections-transposed",
+        V,
+        (
+            (
+                "self._split_heads(self.q_proj(x))",
+                "self._split_heads(x @ self.q_proj.weight.T + self.q_proj.bias)",
+            ),
+            (
+                "self._split_heads(self.k_proj(x))",
+                "self._split_heads(x @ self.k_proj.weight.T + self.k_proj.bias)",
+            ),
+            (
+                "self._split_heads(self.v_proj(x))",
+                "self._split_heads(x @ self.v_proj.weight.T + self.v_proj.bias)",
+            ),
+            (
+                "return self.out_proj(concat)",
+                "return concat @ self.out_proj.weight.T + self.out_proj.bias",
+            ),
+        ),
+        ("mha_forward",),
+    ),
+    Mutant(
+        "out-proj-bias-missing",
+        V,
+        (("return self.out_proj(concat)", "return concat @ self.out_proj.weight"),),
+        ("mha_forward",),
+    ),
+    Mutant(
+        "residual-added",
+        V,
+        (("return self.out_proj(concat)", "return self.out_proj(concat) + x"),),
+        ("mha_forward",),
+    ),
+    Mutant(
+        "mask-first-head-only",
+        "correct_per_head_loop",
+        (
+            (
+                "self.head_mask(mask, b, h)\n",
+                "self.head_mask(mask, b, h) if h == 0 else None\n",
+            ),
+        ),
+        ("mha_mask_broadcast", "mha_causal"),
+    ),
+    Mutant(
+        "mask-tiled-flat",
+        V,
+        (
+            (
+                HEAD_AXIS,
+                "            if mask.ndim == 3:\n"
+                "                mask = np.tile(mask, (self.num_heads, 1, 1))\n"
+                "            elif mask.ndim == 4:\n"
+                "                mask = np.broadcast_to(mask, (batch, self.num_heads, seq, seq))\n"
+                "                mask = mask.reshape(-1, seq, seq)\n",
+            ),
+            (
+                "attended, _ = scaled_dot_product_attention(Q, K, V, mask)",
+                "flat = (batch * self.num_heads, seq, self.head_dim)\n"
+                "        attended, _ = scaled_dot_product_attention(\n"
+                "            Q.reshape(flat), K.reshape(flat), V.reshape(flat), mask\n"
+                "        )\n"
+                "        attended = attended.reshape(batch, self.num_heads, seq, self.head_dim)",
+            ),
+        ),
+        ("mha_mask_broadcast",),
+        hints=("mask-applied-per-head",),
+    ),
+    Mutant(
+        "flat-mask-without-repeat",
+        V,
+        (
+            (
+                HEAD_AXIS,
+                "            if mask.ndim == 4:\n"
+                "                mask = np.broadcast_to(mask, (batch, self.num_heads, seq, seq))\n"
+                "                mask = mask.reshape(-1, seq, seq)\n",
+            ),
+            (
+                "attended, _ = scaled_dot_product_attention(Q, K, V, mask)",
+                "flat = (batch * self.num_heads, seq, self.head_dim)\n"
+                "        attended, _ = scaled_dot_product_attention(\n"
+                "            Q.reshape(flat), K.reshape(flat), V.reshape(flat), mask\n"
+                "        )\n"
+                "        attended = attended.reshape(batch, self.num_heads, seq, self.head_dim)",
+            ),
+        ),
+        ("mha_mask_broadcast",),
+        hints=("mask-without-head-axis",),
+    ),
+    Mutant(
+        "mask-head-axis-in-the-wrong-place",
+        V,
+        (("mask = mask[:, np.newaxis, :, :]", "mask = mask[:, :, np.newaxis, :]"),),
+        ("mha_mask_broadcast",),
+        hints=("",),
+    ),
+    Mutant(
+        "mha-softmax-over-queries",
+        V,
+        (("scores.max(axis=-1", "scores.max(axis=-2"), ("exp.sum(axis=-1", "exp.sum(axis=-2")),
+        ("mha_forward",),
+        hints=("sdpa:softmax-over-queries",),
+    ),
+    Mutant(
+        "mha-mask-inverted",
+        V,
+        (
+            (
+                "mask = mask[:, np.newaxis, :, :]",
+                "mask = mask[:, np.newaxis, :, :]\n                mask = 1 - mask",
+            ),
+        ),
+        ("mha_mask_broadcast",),
+        hints=("sdpa:mask-inverted",),
+    ),
+    Mutant(
+        "mask-inverted-with-neginf",
+        V,
+        (("np.asarray(mask) != 0, scores, MASK_VALUE", "np.asarray(mask) == 0, scores, -np.inf"),),
+        ("sdpa_masking",),
+        hints=("",),
     ),
 ]
 
@@ -346,13 +634,31 @@ def test_there_are_at_least_twenty_five_distinct_mutants() -> None:
     assert len({m.id for m in MUTANTS}) == len(MUTANTS) >= 25
 
 
+MHA_ITEMS = {"mha_forward", "mha_mask_broadcast", "mha_causal"}
+
+
+def test_the_table_holds_at_least_twenty_multi_head_mistakes() -> None:
+    assert len([m for m in MUTANTS if MHA_ITEMS & set(m.targets)]) >= 20
+
+
+@functools.cache
+def graded(mutant_id: str) -> dict[str, ItemResult]:
+    """The mutant's results on its target items (graded once per test session)."""
+    mutant = next(m for m in MUTANTS if m.id == mutant_id)
+    return grade_code(mutant.source(), only=mutant.targets)
+
+
 @pytest.mark.parametrize("mutant", MUTANTS, ids=[m.id for m in MUTANTS])
-def test_mutant_loses_the_item_it_targets(mutant: Mutant) -> None:
-    results = grade_code(mutant.source(), only=mutant.targets)
+def test_mutant_loses_the_item_it_targets_with_the_expected_hint(mutant: Mutant) -> None:
+    results = graded(mutant.id)
     for target in mutant.targets:
         result = results[target]
         assert result.score == 0, f"{mutant.id} passed {target}"
-        assert result.failure is not None and result.failure.summary
+        failure = result.failure
+        assert failure is not None and failure.summary
+        assert failure.mistake == mutant.expected(target), (target, failure.summary, failure.hint)
+        if failure.mistake:
+            assert failure.hint, failure
 
 
 # --- submissions that compute nothing (issue 13.1) ------------------------------------------
@@ -558,3 +864,53 @@ def test_a_submission_that_computes_nothing_earns_exactly_what_it_deserves(
     for item, phrase in submission.messages.items():
         failure = results[item].failure
         assert failure is not None and phrase in failure.summary, (item, failure)
+
+
+NAMED_TEXTS = [*SDPA_MISTAKES.values(), *MHA_MISTAKES.values()]
+
+
+def test_no_hint_on_the_table_names_a_mistake_that_was_not_made() -> None:
+    """Every failing item's hint names the mistake made, or states facts only."""
+    named = facts = 0
+    wrong: list[tuple[str, str, str]] = []
+    for mutant in MUTANTS:
+        for target, result in graded(mutant.id).items():
+            failure = result.failure
+            assert failure is not None, (mutant.id, target)
+            if not failure.mistake:
+                facts += 1
+                quoted = [text for text in NAMED_TEXTS if text in failure.hint]
+                assert not quoted, (mutant.id, target, failure.hint)
+            elif failure.mistake == mutant.expected(target):
+                named += 1
+            else:
+                wrong.append((mutant.id, target, failure.mistake))
+    print(
+        f"hints on {named + facts + len(wrong)} failing items: {named} named the mistake, "
+        f"{facts} stated facts only, {len(wrong)} named a mistake not made"
+    )
+    assert wrong == []
+    assert named >= 3 * facts  # most known mistakes are named
+
+
+def _runs(code: str, snippet: str) -> BaseException | None:
+    """Run `code` then `snippet` as a notebook would; the exception that stopped it, if any."""
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    exec(compile(code, "<student>", "exec"), namespace)
+    try:
+        with np.errstate(all="ignore"), contextlib.redirect_stdout(io.StringIO()):
+            exec(compile(snippet, "<snippet>", "exec"), namespace)
+    except Exception as error:
+        return error
+    return None
+
+
+@pytest.mark.parametrize("mutant", MUTANTS, ids=[m.id for m in MUTANTS])
+def test_the_snippet_reproduces_the_failure(mutant: Mutant) -> None:
+    """Pasted after the mutant's code the snippet fails; after the reference it runs cleanly."""
+    for target, result in graded(mutant.id).items():
+        assert result.failure is not None
+        snippet = result.failure.snippet
+        assert snippet, (target, result.failure)
+        assert _runs(mutant.source(), snippet) is not None, (target, snippet)
+        assert _runs(REFERENCE_SOURCE, snippet) is None, (target, snippet)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 from typing import Any
@@ -12,7 +13,16 @@ import pytest
 from autograder import oracle
 from autograder.errors import ConfigError
 from autograder.oracle import Bank, BankMiss, Oracle, digest, dump_bank, load_bank
-from autograder.rubrics.attention_strategies import CausalCase, InitCase, MhaCase, SdpaCase
+from autograder.rubrics.attention import MHA_MISTAKES, SDPA_MISTAKES
+from autograder.rubrics.attention_strategies import (
+    CausalCase,
+    InitCase,
+    MhaCase,
+    SdpaCase,
+    mha_probe,
+    sdpa_probe,
+    sdpa_unbatched,
+)
 
 
 def sdpa_case(seed: int = 1, mask: Any = None) -> SdpaCase:
@@ -76,15 +86,65 @@ def test_the_live_attention_oracle_records_what_a_kit_needs() -> None:
     out, weights = reference
     assert out.shape == (2, 3, 4) and np.allclose(weights.sum(-1), 1)
     variants: Any = answers[digest("sdpa_variants", (case,))]
-    assert [v[0] for v in variants] == [
-        "no-scaling",
-        "divide-by-d_k",
-        "softmax-over-queries",
-        "softmax-over-whole-matrix",
-        "mask-ignored",
-        "mask-inverted",
-        "mask-after-softmax",
-    ]
+    assert [v[0] for v in variants] == list(SDPA_MISTAKES)  # each known mistake has its hint
+    probe = sdpa_probe(case)
+    assert digest("sdpa", (probe,)) in answers and digest("sdpa_variants", (probe,)) in answers
+    assert digest("sdpa", (sdpa_unbatched(case),)) in answers
+
+
+def test_every_multi_head_variant_has_a_hint() -> None:
+    from autograder.rubrics.attention_oracle import mha_variants
+
+    unmasked = dataclasses.replace(mha_probe(mha_case()), mask=None, cut=-1)
+    ids = {mistake for mistake, _ in mha_variants(unmasked)}
+    inside = {m[5:] for m in ids if m.startswith("sdpa:")}
+    assert ids - {f"sdpa:{m}" for m in inside} == set(MHA_MISTAKES)
+    assert inside and inside <= set(SDPA_MISTAKES)
+
+
+def _structure(case: SdpaCase) -> tuple[object, ...]:
+    mask = None if case.mask is None else (np.asarray(case.mask).shape, case.mask.dtype)
+    return case.Q.shape, case.K.shape, case.V.shape, mask
+
+
+SDPA_STRUCTURES = [
+    ("no-batch", (), None),
+    ("one-batch-axis-float-mask", (3,), np.ones((3, 2, 2))),
+    ("two-batch-axes-shared-bool-mask", (2, 1), np.tril(np.ones((2, 2), dtype=bool))),
+    ("size-one-mask", (2, 2), np.ones((1, 1, 2, 2))),
+]
+
+
+@pytest.mark.parametrize(
+    ("batch", "mask"), [s[1:] for s in SDPA_STRUCTURES], ids=[s[0] for s in SDPA_STRUCTURES]
+)
+def test_a_probe_is_discriminating_and_keeps_only_the_structure(batch: Any, mask: Any) -> None:
+    """d_k > 1, seq_q != seq_k, distinct sizes, every row sees some keys and misses some; the
+    same batch axes and mask layout and kind; nothing else of the failing case."""
+    rng = np.random.default_rng(3)
+    cases = []
+    for seed in (1, 2):
+        Q, K, V = (rng.standard_normal((*batch, 2, 2)) for _ in range(3))
+        cases.append(SdpaCase(seed, Q, K, V, mask))
+    probes = [sdpa_probe(case) for case in cases]
+    assert digest("p", (probes[0],)) == digest("p", (probes[1],))
+    probe = probes[0]
+    *lead, seq_q, d_k = probe.Q.shape
+    seq_k, d_v = probe.V.shape[-2:]
+    assert len(lead) == len(batch) and len({*lead, seq_q, seq_k, d_k, d_v}) == len(lead) + 4
+    assert d_k > 1 and seq_q != seq_k
+    if mask is None:
+        assert probe.mask is None
+        return
+    given = np.asarray(mask)
+    assert probe.mask is not None and probe.mask.dtype == given.dtype
+    assert probe.mask.ndim == given.ndim
+    assert [n == 1 for n in probe.mask.shape[:-2]] == [n == 1 for n in given.shape[:-2]]
+    allowed = np.asarray(probe.mask) != 0
+    if given.all():
+        assert allowed.all()
+    else:
+        assert allowed.any(axis=-1).all() and (~allowed).any(axis=-1).all()
 
 
 def test_a_bank_round_trips_answers_and_cases_exactly() -> None:

@@ -1,10 +1,13 @@
 """The attention exercise: scaled dot-product attention, a causal mask, multi-head attention.
 
-Everything specific to this exercise lives here, in `attention_strategies.py` (the inputs) and
-in `attention_oracle.py` (expected answers from `solutions/attention.py`, and the known wrong
-ones): the items, their points and visibility, how answers are judged, and the hints that name
-common mistakes. Points are set in `POINTS` (they sum to 100). Nothing here computes attention,
-so the student checker kit can ship this module without its oracle.
+Everything specific to this exercise lives here, in `attention_strategies.py` (the inputs, and
+the discriminating probes hints are confirmed on), in `attention_hints.py` (diagnosis: a mistake
+is named only when it is established, otherwise facts) and in `attention_oracle.py` (expected
+answers from `solutions/attention.py`, and the known wrong ones): here are the items, their
+points and visibility, and how answers are judged. Every failure carries a snippet that
+rebuilds the calls and ends with the comparison that failed. Points are set in `POINTS` (they
+sum to 100). Nothing here computes attention, so the student checker kit can ship this module
+without its oracle.
 """
 
 from __future__ import annotations
@@ -18,7 +21,17 @@ import numpy as np
 from autograder import oracle
 from autograder.markup import code
 from autograder.rubric import CheckFailed, Failure, Item, Rubric, Visibility
+from autograder.rubrics.attention_hints import (
+    MHA_MISTAKES,
+    SDPA_MISTAKES,
+    Hint,
+    diagnose_mha,
+    diagnose_sdpa,
+    mha_raised_hint,
+    raised_hint,
+)
 from autograder.rubrics.attention_strategies import (
+    PROBE_N,
     PROJECTIONS,
     CausalCase,
     InitCase,
@@ -26,6 +39,7 @@ from autograder.rubrics.attention_strategies import (
     SdpaCase,
     init_cases,
     init_grid,
+    literal,
     mha_cases,
     sdpa_cases,
 )
@@ -33,7 +47,7 @@ from autograder.sandbox import Handle, Session, StudentRaised
 from autograder.settings import SCORE_GAP, TOLERANCE, Tolerance
 from autograder.wire import Opaque
 
-__all__ = ["GRADE_CELLS", "POINTS", "RUBRIC", "VISIBILITY"]
+__all__ = ["GRADE_CELLS", "MHA_MISTAKES", "POINTS", "RUBRIC", "SDPA_MISTAKES", "VISIBILITY"]
 
 SDPA = "scaled_dot_product_attention"
 CAUSAL = "create_causal_mask"
@@ -96,23 +110,32 @@ def _pair(value: object, what: str) -> tuple[object, object]:
         Failure(
             f"{what} returned {_kind(value)}; expected a tuple (output, weights).",
             hint="End the function with `return output, weights`.",
+            mistake="not-a-pair",
         )
     )
 
 
-def _array(value: object, name: str, shape: tuple[int, ...]) -> np.ndarray:
-    """`value` as a real numeric array of `shape`, or a `CheckFailed` naming what was wrong."""
+def _array(
+    value: object, name: str, shape: tuple[int, ...], code: Callable[[], str] = str
+) -> np.ndarray:
+    """`value` as a real numeric array of `shape`, or a `CheckFailed` naming what was wrong;
+    `code` is the call that returned it (the snippet then checks the shape)."""
     if not isinstance(value, np.ndarray):
-        hint = "Return a NumPy array (np.asarray(...) converts a list)."
+        hint, mistake = "Return a NumPy array (np.asarray(...) converts a list).", ""
         if value is None:
-            hint = "Did you forget a `return` statement?"
+            hint, mistake = "Did you forget a `return` statement?", "no-return"
         raise CheckFailed(
-            Failure(f"`{name}` is {_kind(value)}; expected a NumPy array.", hint=hint)
+            Failure(
+                f"`{name}` is {_kind(value)}; expected a NumPy array.",
+                hint=hint,
+                mistake=mistake,
+            )
         )
     if value.shape != shape:
         raise CheckFailed(
             Failure(
                 f"`{name}` has shape {value.shape}; expected {shape}.",
+                snippet=code() and f"{code()}\nassert {name}.shape == {shape}, {name}.shape",
                 expected=f"shape {shape}",
                 got=f"shape {value.shape}",
             )
@@ -135,109 +158,106 @@ def _first_difference(got: np.ndarray, expected: np.ndarray, tol: Tolerance) -> 
     return tuple(int(i) for i in np.argwhere(bad)[0])
 
 
+def _assertion(expr: str, where: tuple[int, ...], value: float, tol: Tolerance) -> str:
+    """A line that fails, in a notebook cell, exactly when `expr[where]` is not `value`."""
+    at = f"{expr}[{', '.join(map(str, where))}]"
+    return f"assert np.isclose({at}, {value!r}, rtol={tol.rtol}, atol={tol.atol}), {at}"
+
+
+def _explain(hint: Callable[[], Hint | str]) -> Callable[[Failure], Failure]:
+    def explain(failure: Failure) -> Failure:
+        found = hint()
+        if isinstance(found, str):
+            found = Hint(found)
+        return replace(failure, hint=found.text, mistake=found.mistake)
+
+    return explain
+
+
 def _close(
     got: np.ndarray,
     expected: np.ndarray,
     name: str,
     *,
     tol: Tolerance = TOLERANCE,
-    hint: Callable[[], str] = lambda: "",
+    hint: Callable[[], Hint | str] = lambda: "",
+    code: Callable[[], str] = str,
+    expr: str = "",
+    against: str = "",
 ) -> None:
+    """Raise `CheckFailed` unless `got` is close to `expected`.
+
+    `code` rebuilds the call(s) in a notebook cell, `expr` is `got` there (default `name`); the
+    snippet ends with the comparison that fails. `against`, when the student's code is compared
+    with itself, is `expected` there: neither is then labelled "Expected".
+    """
+    expr = expr or name
+    labels = ("Expected", "Got") if not against else (f"`{against}`", f"`{expr}`")
+    if against:
+        check = (
+            f"assert np.allclose({expr}, {against}, rtol={tol.rtol}, atol={tol.atol}), "
+            f"np.abs({expr} - {against}).max()"
+        )
+    else:
+        check = ""
+    with np.errstate(all="ignore"):
+        same = np.allclose(got, expected, rtol=tol.rtol, atol=tol.atol)
+    if np.all(np.isfinite(got)) and same:
+        return
     if not np.all(np.isfinite(got)):
         where = tuple(int(i) for i in np.argwhere(~np.isfinite(got))[0])
-        raise CheckFailed(
-            Failure(
-                f"`{name}` contains NaN or infinity (first at index {where}).",
-                expected=_excerpt(expected, where),
-                got=_excerpt(got, where),
-                hint=hint()
-                or "Large scores overflow np.exp: subtract each row's maximum before exp "
-                "(softmax does not change when you shift a row).",
-            )
+        summary = f"`{name}` contains NaN or infinity (first at index {where})."
+    else:
+        where = _first_difference(got, expected, tol)
+        was = "the first call gave" if against else "expected"
+        summary = (
+            f"`{name}` differs from {'the first call' if against else 'the expected value'} "
+            f"(first at index {where}: {was} {expected[where]:.6g}, got {got[where]:.6g})."
         )
-    if np.allclose(got, expected, rtol=tol.rtol, atol=tol.atol):
-        return
-    where = _first_difference(got, expected, tol)
+    snippet = ""
+    lines = code()
+    if lines:
+        snippet = lines + "\n" + (check or _assertion(expr, where, float(expected[where]), tol))
     raise CheckFailed(
         Failure(
-            f"`{name}` differs from the expected value (first at index {where}: "
-            f"expected {expected[where]:.6g}, got {got[where]:.6g}).",
+            summary,
+            snippet=snippet,
             expected=_excerpt(expected, where),
             got=_excerpt(got, where),
-            hint=hint(),
-        )
+            labels=labels,
+        ),
+        explain=_explain(hint),
     )
 
 
-SDPA_MISTAKES: dict[str, str] = {
-    "no-scaling": "Your result matches attention without the 1/sqrt(d_k) scaling: divide the "
-    "scores by np.sqrt(d_k), where d_k = Q.shape[-1].",
-    "divide-by-d_k": "Your result matches scores divided by d_k instead of sqrt(d_k).",
-    "softmax-over-queries": "Your weights equal a softmax over the query axis: softmax must run "
-    "over the keys, the last axis (axis=-1).",
-    "softmax-over-whole-matrix": "Your weights equal a softmax over the whole matrix: normalise "
-    "each row (axis=-1, keepdims=True) instead.",
-    "mask-ignored": "Your result matches attention with the mask ignored: set the scores where "
-    "mask == 0 to MASK_VALUE before the softmax.",
-    "mask-inverted": "Your result matches an inverted mask: 1/True means *may attend*, 0/False "
-    "means masked.",
-    "mask-after-softmax": "Your result matches masking applied after the softmax without "
-    "renormalising: mask the scores, then take the softmax.",
-}
-"""The oracle's ids of known wrong sdpa variants, and what to tell the student."""
-
-MHA_MISTAKES: dict[str, str] = {
-    "mask-applied-per-head": "Your (batch, seq, seq) mask was applied per head, not per batch "
-    "element: mask[b] ended up on head b. Add the head axis: mask[:, np.newaxis].",
-    "mask-ignored": "Your output matches attention with the mask ignored: pass mask to the "
-    "attention.",
-    "heads-split-by-reshape": "Heads were split with a plain reshape to (batch, heads, seq, "
-    "head_dim): reshape to (batch, seq, heads, head_dim) first, then transpose(0, 2, 1, 3).",
-    "missing-out-proj": "Your output is missing the final output projection (out_proj).",
-    "concat-without-transpose": "Heads were concatenated without transposing back: "
-    "transpose(0, 2, 1, 3) before reshaping to (batch, seq, embed_dim).",
-}
-"""The oracle's ids of known wrong multi-head variants ("sdpa:ID" for one inside attention)."""
+def _diagnose_sdpa(
+    session: Session,
+    case: SdpaCase,
+    output: np.ndarray,
+    weights: np.ndarray,
+    rule: str = "",
+    tol: Tolerance = TOLERANCE,
+) -> Hint:
+    return diagnose_sdpa(session, case, output, weights, rule=rule, tol=tol)
 
 
-def _mha_mistake(mistake: str) -> str:
-    if mistake.startswith("sdpa:"):
-        return (
-            "The heads are split and merged correctly, but the attention inside has a mistake "
-            f"(see scaled_dot_product_attention). {SDPA_MISTAKES[mistake[5:]]}"
-        )
-    return MHA_MISTAKES[mistake]
+def _diagnose_mha(session: Session, case: MhaCase, got: np.ndarray, rule: str = "") -> Hint:
+    return diagnose_mha(session, case, got, rule=rule)
 
 
-def _diagnose_sdpa(case: SdpaCase, output: np.ndarray, weights: np.ndarray) -> str:
-    ref_out, ref_w = _ask("sdpa", case)
-    if output.shape == ref_w.shape and weights.shape == ref_out.shape:
-        with np.errstate(all="ignore"):
-            if np.allclose(output, ref_w) and np.allclose(weights, ref_out):
-                return "You return (weights, output): return (output, weights), in that order."
-    matches: list[tuple[int, str]] = []
-    for mistake_id, out, w in _ask("sdpa_variants", case):
-        mistake = SDPA_MISTAKES[mistake_id]
-        if out.shape == output.shape and w.shape == weights.shape:
-            with np.errstate(all="ignore"):
-                same_w = np.allclose(weights, w, rtol=TOLERANCE.rtol, atol=TOLERANCE.atol)
-                same_out = np.allclose(output, out, rtol=TOLERANCE.rtol, atol=TOLERANCE.atol)
-            if same_w or same_out:
-                matches.append((int(same_w) + int(same_out), mistake))
-    best = max((strength for strength, _ in matches), default=0)
-    # On small inputs two mistakes can give the same numbers: name both.
-    return " Or: ".join(mistake for strength, mistake in matches if strength == best)
+def _raised_hint(error: StudentRaised, case: SdpaCase, session: Session | None = None) -> Hint:
+    return raised_hint(error, case, session)
 
 
-def _raised_hint(error: StudentRaised) -> str:
-    text = error.message.lower()
-    if "matmul" in text or "shapes" in text or "broadcast" in text or "aligned" in text:
-        return (
-            "A shape error: transpose only the last two axes of K (np.swapaxes(K, -1, -2)); "
-            "K.T reverses every axis and breaks inputs with batch dimensions. Masks must "
-            "broadcast against the scores of shape (..., seq_q, seq_k)."
-        )
-    return ""
+def _mha_raised_hint(error: StudentRaised, case: MhaCase) -> Hint:
+    return mha_raised_hint(error, case)
+
+
+def _raised(what: str, error: StudentRaised, hint: Callable[[StudentRaised], Hint]) -> CheckFailed:
+    """The failure for an error the student's code raised; `hint(error)` explains it."""
+    return CheckFailed(
+        Failure(f"{what} raised {code(str(error))}."), explain=_explain(lambda: hint(error))
+    )
 
 
 def _call_sdpa(session: Session, case: SdpaCase) -> tuple[np.ndarray, np.ndarray]:
@@ -246,13 +266,11 @@ def _call_sdpa(session: Session, case: SdpaCase) -> tuple[np.ndarray, np.ndarray
     except StudentRaised as error:
         if error.is_a("NotImplementedError"):
             raise
-        raise CheckFailed(
-            Failure(f"{SDPA} raised {code(str(error))}.", hint=_raised_hint(error))
-        ) from None
-    return _sdpa_answer(case, value)
+        raise _raised(SDPA, error, lambda e: _raised_hint(e, case, session)) from None
+    return _sdpa_answer(session, case, value)
 
 
-def _sdpa_answer(case: SdpaCase, value: object) -> tuple[np.ndarray, np.ndarray]:
+def _sdpa_answer(session: Session, case: SdpaCase, value: object) -> tuple[np.ndarray, np.ndarray]:
     """`value`, returned by the student's sdpa for `case`, as (output, weights) of the right
     shapes, or a `CheckFailed` saying what was wrong with it."""
     Q, K, V = case.Q, case.K, case.V
@@ -266,16 +284,35 @@ def _sdpa_answer(case: SdpaCase, value: object) -> tuple[np.ndarray, np.ndarray]
             Failure(
                 f"{SDPA} returned the weights first: got shapes {swapped}, expected "
                 f"(output {out_shape}, weights {w_shape}).",
+                snippet=case.snippet() + f"\nassert output.shape == {out_shape}, output.shape",
                 hint="Return (output, weights), in that order.",
+                mistake="weights-returned-first",
             )
         )
-    return _array(output, "output", out_shape), _array(weights, "weights", w_shape)
+    code = case.snippet
+    weights = _array(weights, "weights", w_shape, code)
+    try:
+        return _array(output, "output", out_shape, code), weights
+    except CheckFailed as failed:
+        if not isinstance(output, np.ndarray):
+            raise
+        raise CheckFailed(
+            failed.failure,
+            explain=_explain(lambda: _diagnose_sdpa(session, case, output, weights)),
+        ) from None
 
 
-def _against_reference(case: SdpaCase, out: np.ndarray, w: np.ndarray, tol: Tolerance) -> None:
+def _against_reference(
+    session: Session, case: SdpaCase, out: np.ndarray, w: np.ndarray, tol: Tolerance
+) -> None:
     ref_out, ref_w = _ask("sdpa", case)
-    _close(w, ref_w, "weights", tol=tol, hint=lambda: _diagnose_sdpa(case, out, w))
-    _close(out, ref_out, "output", tol=tol, hint=lambda: _diagnose_sdpa(case, out, w))
+    code = case.snippet
+
+    def hint() -> Hint:
+        return _diagnose_sdpa(session, case, out, w, tol=tol)
+
+    _close(w, ref_w, "weights", tol=tol, hint=hint, code=code)
+    _close(out, ref_out, "output", tol=tol, hint=hint, code=code)
 
 
 # --- scaled dot-product attention ----------------------------------------------------------
@@ -283,7 +320,7 @@ def _against_reference(case: SdpaCase, out: np.ndarray, w: np.ndarray, tol: Tole
 
 def check_sdpa_reference(session: Session, case: SdpaCase) -> None:
     out, w = _call_sdpa(session, case)
-    _against_reference(case, out, w, TOLERANCE)
+    _against_reference(session, case, out, w, TOLERANCE)
 
 
 def check_sdpa_distribution(session: Session, case: SdpaCase) -> None:
@@ -293,9 +330,18 @@ def check_sdpa_distribution(session: Session, case: SdpaCase) -> None:
         raise CheckFailed(
             Failure(
                 f"`weights` has a negative or non-finite entry at {where}: {w[where]:.6g}.",
+                snippet=case.snippet() + "\nassert np.all(weights >= 0), weights",
                 got=_excerpt(w, where),
-                hint="Weights come from a softmax: exp of the scores, divided by the row sum.",
-            )
+            ),
+            explain=_explain(
+                lambda: _diagnose_sdpa(
+                    session,
+                    case,
+                    out,
+                    w,
+                    "Weights come from a softmax: exp of the scores, divided by the row sum.",
+                )
+            ),
         )
     sums = w.sum(axis=-1)
     if not np.allclose(sums, 1.0, rtol=0, atol=10 * TOLERANCE.atol + 1e-3):
@@ -303,16 +349,25 @@ def check_sdpa_distribution(session: Session, case: SdpaCase) -> None:
         raise CheckFailed(
             Failure(
                 f"A row of `weights` sums to {sums[where]:.6g}, not 1 (row {where}).",
+                snippet=case.snippet()
+                + "\nassert np.allclose(weights.sum(axis=-1), 1.0), weights.sum(axis=-1)",
                 expected="every row (over the keys, axis=-1) sums to 1",
                 got=_excerpt(sums),
-                hint=_diagnose_sdpa(case, out, w)
-                or "Normalise over the last axis: exp / exp.sum(axis=-1, keepdims=True).",
-            )
+            ),
+            explain=_explain(
+                lambda: _diagnose_sdpa(
+                    session,
+                    case,
+                    out,
+                    w,
+                    "Normalise over the last axis: exp / exp.sum(axis=-1, keepdims=True).",
+                )
+            ),
         )
-    _follows_scores(case, out, w)
+    _follows_scores(session, case, out, w)
 
 
-def _follows_scores(case: SdpaCase, out: np.ndarray, w: np.ndarray) -> None:
+def _follows_scores(session: Session, case: SdpaCase, out: np.ndarray, w: np.ndarray) -> None:
     """Within a row, a key with a clearly higher score gets a strictly higher weight.
 
     Softmax preserves the order of the scores and separates any two that differ: weights that
@@ -337,12 +392,21 @@ def _follows_scores(case: SdpaCase, out: np.ndarray, w: np.ndarray) -> None:
             f"In row {row} of `weights`, key {a} has a higher score than key {b}, but gets "
             f"weight {w[where]:.6g}, not more than key {b}'s {w[other]:.6g}; a softmax gives a "
             "higher score a higher weight.",
+            snippet=case.snippet()
+            + f"\nassert weights[{where}] > weights[{other}], (weights[{where}], weights[{other}])",
             expected=_excerpt(ref_w, where),
             got=_excerpt(w, where),
-            hint=_diagnose_sdpa(case, out, w)
-            or "The weights must come from the scores: softmax(Q @ K^T / sqrt(d_k)) over the "
-            "keys. Uniform, constant or random weights are not a softmax of the scores.",
-        )
+        ),
+        explain=_explain(
+            lambda: _diagnose_sdpa(
+                session,
+                case,
+                out,
+                w,
+                "The weights must come from the scores: softmax(Q @ K^T / sqrt(d_k)) over the "
+                "keys. Uniform, constant or random weights are not a softmax of the scores.",
+            )
+        ),
     )
 
 
@@ -356,12 +420,21 @@ def check_sdpa_masking(session: Session, case: SdpaCase) -> None:
             Failure(
                 f"A masked key gets weight {w[where]:.3g} at index {where}; masked keys must get "
                 "(almost) no weight.",
+                snippet=case.snippet() + "\nhidden = np.broadcast_to(np.asarray(mask) == 0, "
+                "weights.shape)\nassert np.all(weights[hidden] <= 1e-6), weights[hidden].max()",
                 got=_excerpt(w, where),
-                hint=_diagnose_sdpa(case, out, w)
-                or "Where mask == 0, replace the score with MASK_VALUE before the softmax.",
-            )
+            ),
+            explain=_explain(
+                lambda: _diagnose_sdpa(
+                    session,
+                    case,
+                    out,
+                    w,
+                    "Where mask == 0, replace the score with MASK_VALUE before the softmax.",
+                )
+            ),
         )
-    _against_reference(case, out, w, TOLERANCE)
+    _against_reference(session, case, out, w, TOLERANCE)
     # A key masked for a query must not influence that query's output: change one such key
     # (and its value) and compare the rows that cannot see it.
     hidden = ~allowed
@@ -373,29 +446,51 @@ def check_sdpa_masking(session: Session, case: SdpaCase) -> None:
         changed = replace(case, K=K2, V=V2)
         out2, w2 = _call_sdpa(session, changed)
         rows = hidden[..., key]
+
+        def code() -> str:
+            return "\n".join(
+                [
+                    case.snippet(),
+                    "K2, V2 = K.copy(), V.copy()",
+                    f"K2[..., {key}, :] += 3.0",
+                    f"V2[..., {key}, :] -= 5.0",
+                    "output2, _ = scaled_dot_product_attention(Q, K2, V2, mask=mask)",
+                    f"rows = np.broadcast_to(np.asarray(mask) == 0, weights.shape)[..., {key}]",
+                ]
+            )
+
         try:
             _close(
                 out2[rows],
                 out[rows],
                 f"output of the queries that cannot see key {key}",
-                hint=lambda: (
-                    "A masked key must not change the output: mask the scores before "
-                    "the softmax so its weight is exactly 0."
+                hint=lambda: _diagnose_sdpa(
+                    session,
+                    case,
+                    out,
+                    w,
+                    "A masked key must not change the output: its weight must be exactly 0.",
                 ),
+                code=code,
+                expr="output2[rows]",
+                against="output[rows]",
             )
             # The other rows do see the change: each answer must be right for its own input.
-            _against_reference(changed, out2, w2, TOLERANCE)
+            _against_reference(session, changed, out2, w2, TOLERANCE)
         except CheckFailed as failed:
             raise CheckFailed(
-                _derived(failed.failure, changed, f"After changing masked key {key} and its value")
+                _derived(failed.failure, case, f"After changing masked key {key} and its value"),
+                explain=failed.explain,
             ) from None
     # A mask of all ones is the same as no mask.
     ones = replace(case, mask=np.ones_like(case.mask))
     try:
         out3, w3 = _call_sdpa(session, ones)
-        _against_reference(ones, out3, w3, TOLERANCE)
+        _against_reference(session, ones, out3, w3, TOLERANCE)
     except CheckFailed as failed:
-        raise CheckFailed(_derived(failed.failure, ones, "With a mask of all ones")) from None
+        raise CheckFailed(
+            _derived(failed.failure, ones, "With a mask of all ones"), explain=failed.explain
+        ) from None
 
 
 def _derived(failure: Failure, case: SdpaCase, context: str) -> Failure:
@@ -404,14 +499,14 @@ def _derived(failure: Failure, case: SdpaCase, context: str) -> Failure:
         failure,
         summary=f"{context}: {failure.summary}",
         inputs=case.describe(),
-        snippet=case.snippet(),
+        snippet=failure.snippet or case.snippet(),
     )
 
 
 def check_sdpa_stability(session: Session, case: SdpaCase) -> None:
     with np.errstate(all="ignore"):
         out, w = _call_sdpa(session, case)
-    _against_reference(case, out, w, STABLE)
+    _against_reference(session, case, out, w, STABLE)
 
 
 def check_sdpa_inputs_unchanged(session: Session, case: SdpaCase) -> None:
@@ -422,9 +517,7 @@ def check_sdpa_inputs_unchanged(session: Session, case: SdpaCase) -> None:
     except StudentRaised as error:
         if error.is_a("NotImplementedError"):
             raise
-        raise CheckFailed(
-            Failure(f"{SDPA} raised {code(str(error))}.", hint=_raised_hint(error))
-        ) from None
+        raise _raised(SDPA, error, lambda e: _raised_hint(e, case, session)) from None
     names = ("Q", "K", "V", "mask")
     originals = (case.Q, case.K, case.V, case.mask)
     for name, before, after in zip(names, originals, echoed, strict=False):
@@ -443,11 +536,12 @@ def check_sdpa_inputs_unchanged(session: Session, case: SdpaCase) -> None:
                     got=_excerpt(after) if isinstance(after, np.ndarray) else _kind(after),
                     hint="Operations like `x -= ...`, `x /= ...` or `x[...] = ...` change the "
                     "caller's array: compute new arrays instead (x = x - ...).",
+                    mistake="input-changed",
                 )
             )
     try:
-        out, w = _sdpa_answer(case, value)
-        _against_reference(case, out, w, TOLERANCE)
+        out, w = _sdpa_answer(session, case, value)
+        _against_reference(session, case, out, w, TOLERANCE)
     except CheckFailed as failed:
         raise CheckFailed(
             replace(
@@ -478,22 +572,62 @@ def check_causal_mask(session: Session, case: CausalCase) -> None:
         )
     expected = _ask("causal", n)
     if mask.shape != (n, n) or not np.array_equal(mask.astype(np.float64), expected):
-        hint = ""
-        got = mask.astype(np.float64)
-        if mask.shape == (n, n) and np.array_equal(got, np.tril(expected, -1)):
-            hint = "The diagonal must be 1: each position may attend to itself."
-        elif mask.shape == (n, n) and np.array_equal(got, expected.T):
-            hint = "Your mask is transposed: position i may attend to keys 0..i (np.tril)."
-        elif mask.shape == (n, n) and np.array_equal(got, 1 - expected):
-            hint = "Your mask is inverted: 1 means *may attend* (on and below the diagonal)."
+        lines = [case.snippet().splitlines()[1]]
+        if n <= 8:
+            lines += [
+                literal("expected", expected.astype(int)),
+                "assert mask.shape == expected.shape and np.array_equal(mask, expected), mask",
+            ]
+        else:
+            lines.append(f"print(mask)  # expected {n} x {n}: 1 on and below the diagonal")
         raise CheckFailed(
             Failure(
                 f"{CAUSAL}({n}) is not 1 on and below the diagonal and 0 above it.",
+                snippet="import numpy as np\n" + "\n".join(lines),
                 expected=_excerpt(expected),
                 got=_excerpt(mask.astype(np.float64)) if mask.ndim <= 2 else _kind(mask),
-                hint=hint,
-            )
+            ),
+            explain=_explain(lambda: _diagnose_causal(session, n, mask)),
         )
+
+
+def _diagnose_causal(session: Session, n: int, mask: np.ndarray) -> Hint:
+    """Name what is wrong with the causal mask when it holds for `n` and for `PROBE_N` too."""
+    probe = session.call(CAUSAL, PROBE_N)
+    relations: list[tuple[str, Callable[[np.ndarray], np.ndarray], str]] = [
+        (
+            "causal-without-diagonal",
+            lambda e: np.tril(e, -1),
+            "The diagonal must be 1: each position may attend to itself.",
+        ),
+        (
+            "causal-transposed",
+            lambda e: e.T,
+            "Your mask is transposed: position i may attend to keys 0..i (np.tril).",
+        ),
+        (
+            "causal-inverted",
+            lambda e: 1 - e,
+            "Your mask is inverted: 1 means *may attend* (on and below the diagonal).",
+        ),
+    ]
+    found = []
+    for mistake, wrong, text in relations:
+        if all(
+            isinstance(m, np.ndarray)
+            and m.shape == (k, k)
+            and np.array_equal(m.astype(np.float64), wrong(_ask("causal", k)))
+            for m, k in ((mask, n), (probe, PROBE_N))
+        ):
+            found.append((mistake, text))
+    if len(found) == 1:
+        return Hint(found[0][1], found[0][0])
+    if mask.shape != (n, n):
+        return Hint(f"Your mask has shape {mask.shape}; it must be ({n}, {n}) for seq_len = {n}.")
+    got = mask.astype(np.float64)
+    bad = np.argwhere(got != _ask("causal", n))
+    first = tuple(int(i) for i in bad[0])
+    return Hint(f"{len(bad)} of {n * n} entries are wrong, the first at (row, column) {first}.")
 
 
 # --- multi-head attention ------------------------------------------------------------------
@@ -513,13 +647,16 @@ def check_mha_init(session: Session, case: InitCase) -> None:
                 "Raise ValueError (not assert, not another exception) when "
                 "embed_dim % num_heads != 0."
             )
+            mistake = "wrong-exception"
             if error.is_a("AssertionError"):
                 hint = "Use `raise ValueError(...)`, not `assert`: asserts vanish under python -O."
+                mistake = "assert-instead-of-valueerror"
             raise CheckFailed(
                 Failure(
                     f"MultiHeadAttention({e}, {h}) raised {code(error.type_name)}; "
                     "expected ValueError.",
                     hint=hint,
+                    mistake=mistake,
                 )
             ) from None
         raise CheckFailed(
@@ -533,6 +670,7 @@ def check_mha_init(session: Session, case: InitCase) -> None:
                 f"MultiHeadAttention({e}, {h}) did not raise; expected ValueError because "
                 f"{e} % {h} = {e % h}.",
                 hint="Check `if embed_dim % num_heads != 0: raise ValueError(...)` first thing.",
+                mistake="no-divisibility-check",
             )
         )
     # A second instance, created before this one is read: attributes kept on the class (shared
@@ -577,12 +715,15 @@ def _init_problem(session: Session, handle: Handle, e: int, h: int) -> Failure |
     for attr, value in expected.items():
         got = values[attr]
         if type(got) is not int or got != value:
-            hint = (
-                "Use integer division: head_dim = embed_dim // num_heads."
-                if attr == "head_dim"
-                else ""
+            hint, mistake = "", ""
+            if attr == "head_dim" and isinstance(got, float) and got == value:
+                hint = "Use integer division: head_dim = embed_dim // num_heads."
+                mistake = "head-dim-float"
+            return Failure(
+                f"`{attr}` is {code(repr(got)[:100])}; expected {value}.",
+                hint=hint,
+                mistake=mistake,
             )
-            return Failure(f"`{attr}` is {code(repr(got)[:100])}; expected {value}.", hint=hint)
     for name in PROJECTIONS:
         for part, shape in (("weight", (e, e)), ("bias", (e,))):
             got = values[f"{name}.{part}"]
@@ -601,28 +742,23 @@ def _new_mha(session: Session, case: MhaCase) -> Handle:
     except StudentRaised as error:
         if error.is_a("NotImplementedError"):
             raise
-        raise CheckFailed(
-            Failure(
-                f"MultiHeadAttention raised {code(str(error))}.", hint=_mha_raised_hint(error, case)
-            )
-        ) from None
+        raise _raised("MultiHeadAttention", error, lambda e: _mha_raised_hint(e, case)) from None
     assert isinstance(handle, Handle)
     return handle
 
 
-def _forward(session: Session, handle: Handle, case: MhaCase) -> np.ndarray:
-    """`forward(case.x, mask=case.mask)` of the instance `handle`, an array of the right shape."""
+def _forward(
+    session: Session, handle: Handle, case: MhaCase, name: str, code: Callable[[], str]
+) -> np.ndarray:
+    """`forward(case.x, mask=case.mask)` of the instance `handle`, an array of the right shape;
+    `name` is the answer's variable in `code`, the snippet that makes the call."""
     try:
         got = session.call(handle, case.x, attr="forward", mask=case.mask)
     except StudentRaised as error:
         if error.is_a("NotImplementedError"):
             raise
-        raise CheckFailed(
-            Failure(
-                f"MultiHeadAttention raised {code(str(error))}.", hint=_mha_raised_hint(error, case)
-            )
-        ) from None
-    return _array(got, "output", (case.batch, case.seq, case.embed_dim))
+        raise _raised("MultiHeadAttention", error, lambda e: _mha_raised_hint(e, case)) from None
+    return _array(got, name, (case.batch, case.seq, case.embed_dim), code)
 
 
 _ROTATED = dict(zip(PROJECTIONS, (*PROJECTIONS[1:], PROJECTIONS[0]), strict=True))
@@ -646,28 +782,35 @@ def _other_input(case: MhaCase) -> MhaCase:
     return replace(case, x=np.ascontiguousarray(-0.5 * case.x[:, ::-1] + 0.25))
 
 
-def _state_failure(failure: Failure, base: MhaCase, context: str, lines: list[str]) -> Failure:
-    """`failure`, found on a later call of a sequence that began with `base`: described with
-    that sequence."""
-    return replace(
-        failure,
-        summary=f"{context}: {failure.summary}",
-        inputs=base.describe(),
-        snippet="\n".join([*base.snippet().splitlines(), *lines]),
-        hint="A result must depend only on the call's arguments and the instance's own "
-        "projections: do not keep anything from an earlier call (on self, on the class, or "
-        "in a global variable), and store every parameter on self, not on the class.",
-    )
+_STATE_HINT = (
+    "A result must depend only on the call's arguments and the instance's own projections: do "
+    "not keep anything from an earlier call (on self, on the class, or in a global variable), "
+    "and store every parameter on self, not on the class."
+)
+
+
+def _later(base: MhaCase, lines: list[str]) -> Callable[[], str]:
+    """The snippet of a sequence of calls that began with `base`'s."""
+    return lambda: "\n".join([*base.snippet().splitlines(), *lines])
 
 
 def _judge_later(
-    got: np.ndarray, case: MhaCase, base: MhaCase, context: str, lines: list[str]
+    got: np.ndarray, case: MhaCase, base: MhaCase, context: str, lines: list[str], name: str
 ) -> None:
-    """`got`, the answer of a later call (on `case`) in a sequence that began with `base`."""
+    """`got` (`name` in the snippet), the answer of a later call (on `case`) in a sequence that
+    began with `base`, whose first answer was right: a wrong one can only be state."""
     try:
-        _close(got, _ask("mha", case), "output")
+        _close(got, _ask("mha", case), "output", code=_later(base, lines), expr=name)
     except CheckFailed as failed:
-        raise CheckFailed(_state_failure(failed.failure, base, context, lines)) from None
+        raise CheckFailed(
+            replace(
+                failed.failure,
+                summary=f"{context}: {failed.failure.summary}",
+                inputs=base.describe(),
+                hint=_STATE_HINT,
+                mistake="state-between-calls",
+            )
+        ) from None
 
 
 _SECOND_LINES = [
@@ -696,52 +839,39 @@ def check_mha_mask_broadcast(session: Session, case: MhaCase) -> None:
 
 def _mha_sequence(session: Session, case: MhaCase, *, second_instance: bool) -> None:
     first = _new_mha(session, case)
-    got = _forward(session, first, case)
-    _close(got, _ask("mha", case), "output", hint=lambda: _diagnose_mha(case, got))
+    got = _forward(session, first, case, "out", case.snippet)
+    _close(
+        got,
+        _ask("mha", case),
+        "output",
+        hint=lambda: _diagnose_mha(session, case, got),
+        code=case.snippet,
+        expr="out",
+    )
     lines: list[str] = []
     if second_instance:
         other = _other_instance(case)
         second = _new_mha(session, other)
         lines = [line.format(e=case.embed_dim, h=case.num_heads) for line in _SECOND_LINES]
         _judge_later(
-            _forward(session, second, other),
+            _forward(session, second, other, "out_other", _later(case, lines)),
             other,
             case,
             "A second instance (other weights), created after a right first call on another "
             "instance, on the same x",
             lines,
+            "out_other",
         )
     again = _other_input(case)
-    lines += [
-        "x2 = -0.5 * x[:, ::-1] + 0.25",
-        "out2 = mha.forward(x2, mask=mask)  # compare with a new instance's answer",
-    ]
+    lines = [*lines, "x2 = -0.5 * x[:, ::-1] + 0.25", "out2 = mha.forward(x2, mask=mask)"]
     _judge_later(
-        _forward(session, first, again),
+        _forward(session, first, again, "out2", _later(case, lines)),
         again,
         case,
         "The same instance called again (after a right first answer), with another x",
         lines,
+        "out2",
     )
-
-
-def _mha_raised_hint(error: StudentRaised, case: MhaCase) -> str:
-    if case.mask is not None and case.mask.ndim == 3:
-        return (
-            "A (batch, seq, seq) mask applies to every head: give it a head axis "
-            "(mask[:, np.newaxis]) so it broadcasts against (batch, heads, seq, seq)."
-        )
-    return _raised_hint(error)
-
-
-def _diagnose_mha(case: MhaCase, got: np.ndarray) -> str:
-    """The first known mistake whose output `got` matches (most specific first), or ""."""
-    for mistake, output in _ask("mha_variants", case):
-        if output.shape == got.shape and np.allclose(
-            got, output, rtol=TOLERANCE.rtol, atol=TOLERANCE.atol
-        ):
-            return _mha_mistake(mistake)
-    return ""
 
 
 def check_mha_causal(session: Session, case: MhaCase) -> None:
@@ -749,28 +879,42 @@ def check_mha_causal(session: Session, case: MhaCase) -> None:
     instance called twice; both answers must also be the reference's (a constant output has
     no influence from the future either, and proves nothing)."""
     handle = _new_mha(session, case)
-    out1 = _forward(session, handle, case)
-    _close(out1, _ask("mha", case), "output", hint=lambda: _diagnose_mha(case, out1))
+    out1 = _forward(session, handle, case, "out", case.snippet)
     x2 = case.x.copy()
     x2[:, case.cut + 1 :] += 3.0
     changed = replace(case, x=x2)
-    out2 = _forward(session, handle, changed)
+    out2 = _forward(session, handle, changed, "out2", case.causal_snippet)
     keep = slice(0, case.cut + 1)
     _close(
         out2[:, keep],
         out1[:, keep],
         f"output at positions 0..{case.cut} when later positions change",
-        hint=lambda: (
-            "With a causal (seq, seq) mask, position i must not depend on later "
-            "positions: pass the mask down to scaled_dot_product_attention for every head."
+        hint=lambda: _diagnose_mha(
+            session,
+            case,
+            out1,
+            f"Position i may depend on positions 0..i only: positions 0..{case.cut} changed "
+            "when only later ones did.",
         ),
+        code=case.causal_snippet,
+        expr=f"out2[:, :{case.cut + 1}]",
+        against=f"out[:, :{case.cut + 1}]",
+    )
+    _close(
+        out1,
+        _ask("mha", case),
+        "output",
+        hint=lambda: _diagnose_mha(session, case, out1),
+        code=case.snippet,
+        expr="out",
     )
     _judge_later(
         out2,
         changed,
         case,
         f"The same instance called again, with x changed at positions > {case.cut}",
-        [f"x2 = x.copy(); x2[:, {case.cut + 1}:] += 3.0", "out2 = mha.forward(x2, mask=mask)"],
+        ["x2 = x.copy()", f"x2[:, {case.cut + 1}:] += 3.0", "out2 = mha.forward(x2, mask=mask)"],
+        "out2",
     )
 
 

@@ -7,19 +7,24 @@ that a correct implementation written with explicit Python loops still finishes 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from hypothesis import strategies as st
 
 __all__ = [
+    "PROBE_N",
     "CausalCase",
     "InitCase",
     "MhaCase",
     "SdpaCase",
     "init_cases",
     "mha_cases",
+    "mha_probe",
+    "mha_stages",
     "sdpa_cases",
+    "sdpa_probe",
+    "sdpa_unbatched",
 ]
 
 MAX_SEQ = 6
@@ -179,13 +184,18 @@ class InitCase:
     def snippet(self) -> str:
         e, h = self.embed_dim, self.num_heads
         if e % h == 0:
-            return f"mha = MultiHeadAttention({e}, {h})\nprint(mha.head_dim)  # expected {e // h}"
+            return (
+                f"mha = MultiHeadAttention({e}, {h})\n"
+                "got = (mha.embed_dim, mha.num_heads, mha.head_dim)\n"
+                f"assert got == ({e}, {h}, {e // h}) and type(mha.head_dim) is int, got"
+            )
         return (
             "try:\n"
             f"    mha = MultiHeadAttention({e}, {h})\n"
-            f"    print('no error, but {e} % {h} != 0: expected ValueError')\n"
             "except ValueError as error:\n"
-            "    print('ValueError, as expected:', error)"
+            "    print('ValueError, as expected:', error)\n"
+            "else:\n"
+            f"    raise AssertionError('no error, but {e} % {h} != 0: expected ValueError')"
         )
 
 
@@ -241,8 +251,53 @@ class MhaCase:
         ]
         return "\n".join(lines)
 
+    def causal_snippet(self) -> str:
+        """`snippet`, then the second call, on x changed after position `cut`."""
+        return "\n".join(
+            [
+                self.snippet(),
+                "x2 = x.copy()",
+                f"x2[:, {self.cut + 1}:] += 3.0",
+                "out2 = mha.forward(x2, mask=mask)",
+            ]
+        )
+
 
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")
+
+
+def _mha_case(
+    seed: int,
+    batch: int,
+    seq: int,
+    num_heads: int,
+    head_dim: int,
+    *,
+    layout: str | None = None,
+    kind: str = "float",
+    causal: bool = False,
+    cut: int = -1,
+) -> MhaCase:
+    """The case these sizes and options build (weights, x and mask all drawn from `seed`)."""
+    e = num_heads * head_dim
+    rng = np.random.default_rng(seed)
+    weights = {}
+    for name in PROJECTIONS:
+        weights[f"{name}.weight"] = rng.standard_normal((e, e)) / np.sqrt(e)
+        weights[f"{name}.bias"] = rng.standard_normal(e) * 0.1
+    x = rng.standard_normal((batch, seq, e))
+    mask = None
+    if layout is not None:
+        shape = {
+            "seq": (seq, seq),
+            "batch": (batch, seq, seq),
+            "batch-1": (batch, 1, seq, seq),
+            "batch-heads": (batch, num_heads, seq, seq),
+        }[layout]
+        mask = _mask(rng, shape, kind, 0.5)
+    if causal:
+        mask = np.tril(np.ones((seq, seq)))
+    return MhaCase(seed, batch, seq, num_heads, head_dim, x, weights, mask, cut)
 
 
 @st.composite
@@ -256,26 +311,142 @@ def mha_cases(draw: st.DrawFn, *, masked: bool = False, causal: bool = False) ->
         num_heads = batch
     seq = draw(_MHA_SEQ[causal])
     seed = draw(_SEED)
-    e = num_heads * head_dim
-    rng = np.random.default_rng(seed)
-    weights = {}
-    for name in PROJECTIONS:
-        weights[f"{name}.weight"] = rng.standard_normal((e, e)) / np.sqrt(e)
-        weights[f"{name}.bias"] = rng.standard_normal(e) * 0.1
-    x = rng.standard_normal((batch, seq, e))
-    mask = None
-    cut = -1
+    layout, kind, cut = None, "float", -1
     if masked:
         layout = draw(_MHA_LAYOUT)
-        shape = {
-            "seq": (seq, seq),
-            "batch": (batch, seq, seq),
-            "batch-1": (batch, 1, seq, seq),
-            "batch-heads": (batch, num_heads, seq, seq),
-        }[layout]
         kind = draw(_KIND)
-        mask = _mask(rng, shape, kind, 0.5)
     if causal:
-        mask = np.tril(np.ones((seq, seq)))
         cut = draw(st.integers(0, seq - 2))
-    return MhaCase(seed, batch, seq, num_heads, head_dim, x, weights, mask, cut)
+    return _mha_case(
+        seed, batch, seq, num_heads, head_dim, layout=layout, kind=kind, causal=causal, cut=cut
+    )
+
+
+# --- discriminating inputs ---------------------------------------------------------------
+# A hint may name a mistake only if the mistake reproduces the student's answer on the failing
+# input and also on a second input, drawn for the purpose: larger, with distinct dimensions
+# (d_k > 1, seq_q != seq_k, batch sizes unlike the other axes), random values (no ties), and
+# masks in which every query sees some keys and misses others. It keeps the structure of the
+# failing input (number of batch axes, mask kind and layout, score magnitude), so that a
+# mistake tied to that structure shows on it too, and depends on nothing else: a handful of
+# probes serve every failing input (the student kit records their answers once).
+
+PROBE_SEED = 20151
+PROBE_N = 5
+"""The second sequence length a causal-mask hint must hold for."""
+PROBE_BATCH = (2, 3)
+PROBE_SEQ_Q, PROBE_SEQ_K, PROBE_D_K, PROBE_D_V = 4, 5, 6, 7
+
+
+def _probe_mask(rng: np.random.Generator, shape: tuple[int, ...], kind: str) -> np.ndarray:
+    """A mask of `shape` in which every row allows at least one key and masks at least one."""
+    allowed = rng.random(shape) < 0.5
+    keys = shape[-1]
+    keep = rng.integers(0, keys, size=shape[:-1])
+    drop = (keep + rng.integers(1, keys, size=shape[:-1])) % keys
+    np.put_along_axis(allowed, keep[..., np.newaxis], True, axis=-1)
+    np.put_along_axis(allowed, drop[..., np.newaxis], False, axis=-1)
+    return allowed if kind == "bool" else allowed.astype(np.float64)
+
+
+def sdpa_probe(case: SdpaCase) -> SdpaCase:
+    """The discriminating input for a failing sdpa `case` (see above)."""
+    nbatch = case.Q.ndim - 2
+    batch = PROBE_BATCH[:nbatch]
+    Q, K, V, rng = _qkv(PROBE_SEED, batch, PROBE_SEQ_Q, PROBE_SEQ_K, PROBE_D_K, PROBE_D_V)
+    mask = None
+    if case.mask is not None:
+        given = np.asarray(case.mask)
+        kind = "bool" if given.dtype == bool else "float"
+        lead = given.shape[:-2]
+        shape = (
+            *(
+                b if n != 1 else 1
+                for b, n in zip(batch[len(batch) - len(lead) :], lead, strict=True)
+            ),
+            PROBE_SEQ_Q,
+            PROBE_SEQ_K,
+        )
+        if np.all(given != 0):
+            mask = np.ones(shape, dtype=bool if kind == "bool" else np.float64)
+        else:
+            mask = _probe_mask(rng, shape, kind)
+    scale = 1.0
+    if case.scale != 1.0:
+        reached = np.abs(case.Q @ np.swapaxes(case.K, -1, -2)).max() / np.sqrt(case.Q.shape[-1])
+        scores = np.abs(Q @ np.swapaxes(K, -1, -2)) / np.sqrt(PROBE_D_K)
+        scale = float(reached / scores.max())
+        Q = Q * scale
+    return SdpaCase(PROBE_SEED, Q, K, V, mask, scale)
+
+
+def sdpa_unbatched(case: SdpaCase) -> SdpaCase:
+    """The first batch element of `case`, without batch dimensions (the same mask layout)."""
+    first = (0,) * (case.Q.ndim - 2)
+    mask = None if case.mask is None else np.asarray(case.mask)
+    if mask is not None and mask.ndim > 2:
+        mask = mask[(0,) * (mask.ndim - 2)]
+    return SdpaCase(case.seed, case.Q[first], case.K[first], case.V[first], mask, case.scale)
+
+
+def mha_probe(case: MhaCase) -> MhaCase:
+    """The discriminating input for a failing multi-head `case` (see above).
+
+    A (batch, seq, seq) mask with batch == heads keeps batch == heads (3 of each), the only way
+    a mask without a head axis broadcasts; otherwise batch 2, 3 heads of size 4, seq 5.
+    """
+    mask = case.mask
+    layout: str | None = None
+    kind = "float"
+    if mask is not None and case.cut < 0:
+        layout = {2: "seq", 3: "batch"}.get(mask.ndim) or (
+            "batch-1" if mask.shape[1] == 1 else "batch-heads"
+        )
+        kind = "bool" if mask.dtype == bool else "float"
+    batch, heads, head_dim, seq = 2, 3, 4, 5
+    if layout == "batch" and case.batch == case.num_heads:
+        batch, heads, head_dim, seq = 3, 3, 2, 4
+    causal = case.cut >= 0
+    return _mha_case(
+        PROBE_SEED,
+        batch,
+        seq,
+        heads,
+        head_dim,
+        layout=layout,
+        kind=kind,
+        causal=causal,
+        cut=1 if causal else -1,
+    )
+
+
+MHA_STAGES = (
+    (
+        "with q_proj = k_proj = 0 (every position a query may see gets the same weight), "
+        "v_proj = out_proj = identity and all biases 0",
+        (),
+    ),
+    ("once v_proj has random weights and bias", ("v_proj",)),
+    ("once q_proj and k_proj have random weights and biases too", ("v_proj", "q_proj", "k_proj")),
+    ("once out_proj is random too", ("v_proj", "q_proj", "k_proj", "out_proj")),
+)
+"""Projection weights of the grader's choosing, one stage more at a time: the first stage at
+which a student's output goes wrong says where to look (stated as a fact, not a cause)."""
+
+
+def mha_stages(case: MhaCase) -> list[tuple[str, MhaCase]]:
+    """The stage inputs for a failing multi-head `case`: its probe, with the projections of
+    `MHA_STAGES` (random ones from the probe, the others zero or the identity)."""
+    probe = mha_probe(case)
+    e = probe.embed_dim
+    stages = []
+    for text, random in MHA_STAGES:
+        weights = dict(probe.weights)
+        for name in PROJECTIONS:
+            if name in random:
+                continue
+            identity = name in ("v_proj", "out_proj")
+            weights[f"{name}.weight"] = np.eye(e) if identity else np.zeros((e, e))
+            weights[f"{name}.bias"] = np.zeros(e)
+        stages.append((text, replace(probe, weights=weights)))
+    return stages
