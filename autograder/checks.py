@@ -182,6 +182,110 @@ def _explained(failed: CheckFailed) -> Failure:
         return failed.failure
 
 
+_STATE_TRIES = 3
+"""When a failure does not happen again in a fresh worker, how many of the latest cases
+described like it are tried, one at a time, as the earlier call that left the state behind
+(before a bisection over all of them)."""
+
+_STATE_WINDOW = 200
+"""How many of the cases checked before a failure are searched for one described alike."""
+
+_STATE_HINT = (
+    "Keep no state between calls: a cache, a counter or a random generator kept in a global "
+    "variable, on the class or on an object makes an answer depend on earlier calls. The same "
+    "arguments must give the same result, whatever was called before."
+)
+
+
+class _Passed:
+    """A replay in which the last case passed."""
+
+
+_PASSED = _Passed()
+
+
+def _replay(
+    box: Sandbox, item: Item, cases: Sequence[Any], deadline: float
+) -> Failure | _Passed | None:
+    """Check `cases` in order in a fresh worker: the last one's failure (with its case), or
+    `_PASSED`; None when the replay says nothing (the code raised or stopped, or a kit lacks an
+    answer). Only the last case's verdict counts."""
+    try:
+        with box.session(deadline=deadline) as session:
+            for earlier in cases[:-1]:
+                try:
+                    item.check(session, earlier)
+                except (CheckFailed, StudentRaised):
+                    pass
+            try:
+                item.check(session, cases[-1])
+            except CheckFailed as failed:
+                return _with_case(failed.failure, cases[-1])
+    except (StudentRaised, WorkerLost, BankMiss):
+        return None
+    return _PASSED
+
+
+def _fails(box: Sandbox, item: Item, cases: Sequence[Any], deadline: float) -> bool:
+    return isinstance(_replay(box, item, cases, deadline), Failure)
+
+
+def _unless_state(
+    box: Sandbox,
+    item: Item,
+    failing: Any,
+    before: Sequence[Any],
+    failure: Failure,
+    deadline: float,
+) -> Failure:
+    """`failure`, found on `failing` after the cases `before` in one worker; or, when a fresh
+    worker answers `failing` right, the failure of code that keeps state between calls, with a
+    snippet of two calls that shows it (when one of the last cases before it does)."""
+    if _replay(box, item, [failing], deadline) is not _PASSED:
+        return failure  # it fails from scratch too (or the replay could not tell)
+    # The earlier call that leaves the state behind: the latest cases described like the
+    # failing one first (same shapes, other values: what a cache keyed on shapes confuses);
+    # else bisect for the latest case whose replay, with all after it, still fails.
+    described = _describe(failing)[0]
+    recent = [c for c in before if c is not failing]
+    alike = [c for c in reversed(recent) if _describe(c)[0] == described][:_STATE_TRIES]
+    found = next((c for c in alike if _fails(box, item, [c, failing], deadline)), None)
+    if found is None and _fails(box, item, [*recent, failing], deadline):
+        low, high = 0, len(recent) - 1  # recent[low:] + failing fails; find the largest low
+        while low < high:
+            middle = (low + high + 1) // 2
+            if _fails(box, item, [*recent[middle:], failing], deadline):
+                low = middle
+            else:
+                high = middle - 1
+        if _fails(box, item, [recent[low], failing], deadline):
+            found = recent[low]
+    if found is not None:
+        again = _replay(box, item, [found, failing], deadline)
+        if isinstance(again, Failure):
+            first = _describe(found)[1]
+            return dataclasses.replace(
+                again,
+                summary="Your code answers this input right as the first call in a fresh "
+                "process, but wrong right after another call: it keeps state between calls. "
+                f"After the other call: {again.summary}",
+                snippet=f"# first, another call:\n{first}\n# then this one:\n{again.snippet}"
+                if first and again.snippet
+                else "",
+                hint=_STATE_HINT,
+                mistake="state-between-calls",
+            )
+    return dataclasses.replace(
+        failure,
+        summary="Your code answered this input wrong after the checks' earlier calls, and right "
+        "as the first call in a fresh process: it keeps state between calls (no two calls "
+        f"we tried show it, so there is no snippet). Then: {failure.summary}",
+        snippet="",
+        hint=_STATE_HINT,
+        mistake="state-between-calls",
+    )
+
+
 def run_item(
     item: Item,
     box: Sandbox | None,
@@ -206,11 +310,15 @@ def run_item(
             item.id, Failure("Not checked: the time for grading this submission ran out."), 0
         )
     examples = 0
-    with box.session(deadline=min(deadline, time.monotonic() + limits.item_seconds)) as session:
+    item_deadline = min(deadline, time.monotonic() + limits.item_seconds)
+    checked: list[Any] = []
+    """The cases checked so far, in order; the last one is the reported failure's."""
+    with box.session(deadline=item_deadline) as session:
 
         def judge(case: Any) -> None:
             nonlocal examples
             examples += 1
+            checked.append(case)
             try:
                 item.check(session, case)
             except CheckFailed as failed:
@@ -219,7 +327,9 @@ def run_item(
                 ) from None
             except StudentRaised as error:
                 failure = _raised(error, item)
-                if not error.is_a("NotImplementedError"):  # a stub fails on every input
+                if error.is_a("NotImplementedError"):  # a stub fails on every input
+                    checked.clear()
+                else:
                     failure = _with_case(failure, case)
                 raise CheckFailed(failure) from None
             except WorkerLost as lost:
@@ -233,7 +343,17 @@ def run_item(
             if item.strategy is not None:
                 explore(item, load_secret() if key is None else key, judge)
         except CheckFailed as failed:
-            return Outcome(item.id, _explained(failed), examples)
+            reported = _explained(failed)
+            if checked:  # was it the input, or what the worker kept from earlier calls?
+                reported = _unless_state(
+                    box,
+                    item,
+                    checked[-1],
+                    checked[-_STATE_WINDOW:-1],
+                    reported,
+                    item_deadline,
+                )
+            return Outcome(item.id, reported, examples)
         except _Abort as aborted:
             return Outcome(item.id, aborted.failure, examples)
         except FlakyFailure as error:

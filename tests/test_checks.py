@@ -323,3 +323,42 @@ def test_an_explanation_that_cannot_run_leaves_the_verdict_without_a_hint() -> N
     failure = outcomes([code], rubric)["square"].failure
     assert failure is not None and failure.summary == "square(11) returned 22"
     assert calls == [11] and failure.hint == ""
+
+
+# --- state kept between calls: told apart from a wrong answer, with two calls that show it ---
+
+STATEFUL = [
+    (
+        "answers-the-previous-input",
+        "_previous = [None]\ndef square(x):\n    before, _previous[0] = _previous[0], x\n"
+        "    return x * x if before is None else before * before",
+        "state-between-calls",
+        2,
+    ),
+    (
+        "wrong-from-the-fifth-call-on",
+        "_calls = [0]\ndef square(x):\n    _calls[0] += 1\n    return x * x + (_calls[0] > 4)",
+        "state-between-calls",
+        0,
+    ),
+    ("wrong-from-scratch", "def square(x):\n    return x * x + (x > 3)", "", 1),
+]
+
+
+@pytest.mark.parametrize(
+    ("code", "mistake", "calls"), [s[1:] for s in STATEFUL], ids=[s[0] for s in STATEFUL]
+)
+def test_a_failure_a_fresh_worker_does_not_repeat_is_reported_as_state(
+    code: str, mistake: str, calls: int
+) -> None:
+    """A snippet of `calls` calls reproduces it (0: none does, and the report says so)."""
+    found = outcomes([code], Rubric("square", "square.ipynb", (SQUARE_SMALL,)))["square_small"]
+    failure = found.failure
+    assert failure is not None and failure.mistake == mistake, failure
+    assert failure.snippet.count("square(") == calls, failure.snippet
+    if mistake:
+        assert "keeps state between calls" in failure.summary
+    if not calls:
+        assert "there is no snippet" in failure.summary
+    if not mistake:
+        assert "state" not in failure.summary

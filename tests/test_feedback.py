@@ -117,7 +117,7 @@ MISTAKES = [
         "mask-without-head-axis",
         "mha_mask_broadcast",
         (("            if mask.ndim == 3:", "            if False:"),),
-        "applied by head, not by batch element",
+        "mask[:, np.newaxis]",
     ),
     Mistake(
         "missing-out-proj",

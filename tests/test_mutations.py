@@ -280,7 +280,7 @@ MUTANTS = [
         V,
         (("            if mask.ndim == 3:", "            if False:"),),
         ("mha_mask_broadcast",),
-        hints=("mask-applied-per-head",),
+        hints=("",),
     ),
     Mutant(
         "mha-ignores-mask",
@@ -318,6 +318,7 @@ MUTANTS = [
             ),
         ),
         ("mha_forward", "mha_mask_broadcast", "mha_causal"),
+        hints=("state-between-calls", "state-between-calls", "state-between-calls"),
     ),
     Mutant(
         "class-level-memo-shared-between-instances",
@@ -339,18 +340,21 @@ MUTANTS = [
             ),
         ),
         ("mha_forward",),
+        hints=("state-between-calls",),
     ),
     Mutant(
         "head-dim-stored-on-the-class",
         V,
         (("        self.head_dim = embed_dim", "        type(self).head_dim = embed_dim"),),
         ("mha_init",),
+        hints=("state-shared-between-instances",),
     ),
     Mutant(
         "query-projection-stored-on-the-class",
         V,
         (("        self.q_proj = Linear(", "        MultiHeadAttention.q_proj = Linear("),),
         ("mha_init", "mha_forward"),
+        hints=("state-shared-between-instances", "state-between-calls"),
     ),
     Mutant(
         "sdpa-caches-scores-by-shape-in-a-global",
@@ -366,6 +370,12 @@ MUTANTS = [
             ("MASK_VALUE = -1e9\n", "MASK_VALUE = -1e9\n_SCORES = {}\n"),
         ),
         ("sdpa_reference", "sdpa_distribution", "sdpa_masking", "sdpa_inputs_unchanged"),
+        hints=(
+            "state-between-calls",
+            "state-between-calls",
+            "state-between-calls",
+            "state-between-calls",
+        ),
     ),
     Mutant(
         "loops-forget-scaling",
@@ -807,7 +817,7 @@ DO_NOTHING = [
         "wrong-shapes",
         PRELUDE + WRONG_SHAPES,
         {},
-        {"sdpa_inputs_unchanged": "`output` has shape", "causal_mask": "is not 1 on and below"},
+        {"sdpa_inputs_unchanged": "has shape", "causal_mask": "is not 1 on and below"},
     ),
     Submission(
         "random-garbage",

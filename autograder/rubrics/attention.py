@@ -249,8 +249,8 @@ def _raised_hint(error: StudentRaised, case: SdpaCase, session: Session | None =
     return raised_hint(error, case, session)
 
 
-def _mha_raised_hint(error: StudentRaised, case: MhaCase) -> Hint:
-    return mha_raised_hint(error, case)
+def _mha_raised_hint(error: StudentRaised, case: MhaCase, session: Session) -> Hint:
+    return mha_raised_hint(error, case, session)
 
 
 def _raised(what: str, error: StudentRaised, hint: Callable[[StudentRaised], Hint]) -> CheckFailed:
@@ -548,7 +548,8 @@ def check_sdpa_inputs_unchanged(session: Session, case: SdpaCase) -> None:
                 failed.failure,
                 summary="The inputs were left unchanged, but this item counts only for calls "
                 f"that return the right answer, and this one did not: {failed.failure.summary}",
-            )
+            ),
+            explain=failed.explain,
         ) from None
 
 
@@ -699,10 +700,20 @@ def check_mha_init(session: Session, case: InitCase) -> None:
             summary=f"After a second instance, MultiHeadAttention{second}, was created, this "
             f"one's {problem.summary[0].lower()}{problem.summary[1:].rstrip('.')} (a new "
             "instance alone is right: a value is shared between instances).",
-            snippet=f"mha = MultiHeadAttention({e}, {h})\nother = MultiHeadAttention{second}\n"
-            f"print(mha.embed_dim, mha.num_heads, mha.head_dim)  # expected {e} {h} {e // h}",
+            snippet="\n".join(
+                [
+                    f"mha = MultiHeadAttention({e}, {h})",
+                    f"other = MultiHeadAttention{second}",
+                    "got = (mha.embed_dim, mha.num_heads, mha.head_dim)",
+                    f"assert got == ({e}, {h}, {e // h}), got",
+                    "for proj in (mha.q_proj, mha.k_proj, mha.v_proj, mha.out_proj):",
+                    "    shapes = (proj.weight.shape, proj.bias.shape)",
+                    f"    assert shapes == (({e}, {e}), ({e},)), shapes",
+                ]
+            ),
             hint="Store every attribute on the instance (self.head_dim = ...), not on the class "
             "(MultiHeadAttention.head_dim = ... or a class-level default that __init__ changes).",
+            mistake="state-shared-between-instances",
         )
     )
 
@@ -742,7 +753,9 @@ def _new_mha(session: Session, case: MhaCase) -> Handle:
     except StudentRaised as error:
         if error.is_a("NotImplementedError"):
             raise
-        raise _raised("MultiHeadAttention", error, lambda e: _mha_raised_hint(e, case)) from None
+        raise _raised(
+            "MultiHeadAttention", error, lambda e: _mha_raised_hint(e, case, session)
+        ) from None
     assert isinstance(handle, Handle)
     return handle
 
@@ -757,7 +770,9 @@ def _forward(
     except StudentRaised as error:
         if error.is_a("NotImplementedError"):
             raise
-        raise _raised("MultiHeadAttention", error, lambda e: _mha_raised_hint(e, case)) from None
+        raise _raised(
+            "MultiHeadAttention", error, lambda e: _mha_raised_hint(e, case, session)
+        ) from None
     return _array(got, name, (case.batch, case.seq, case.embed_dim), code)
 
 

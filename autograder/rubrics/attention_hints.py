@@ -16,7 +16,7 @@ oracle's `questions(case)`, so a kit holds its answer.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -423,9 +423,10 @@ def raised_hint(error: StudentRaised, case: SdpaCase, session: Session | None = 
     return Hint(facts)
 
 
-def mha_raised_hint(error: StudentRaised, case: MhaCase) -> Hint:
+def mha_raised_hint(error: StudentRaised, case: MhaCase, session: Session | None = None) -> Hint:
     """Facts about an error in the student's forward, and a mask fix fitting the student's
-    layout when the failing shapes show it."""
+    layout when the failing shapes show it, or when the student's forward, given the same
+    (batch, seq, seq) mask with a head axis, answers right on this input and on its probe."""
     facts = _error_facts(error)
     mask = case.mask
     shapes = _shapes(error.message)
@@ -445,6 +446,19 @@ def mha_raised_hint(error: StudentRaised, case: MhaCase) -> Hint:
                 f"{(b * h, s, s)}, and the mask {tuple(mask.shape)} has one row per batch "
                 "element: np.repeat(mask, num_heads, axis=0) gives each head of batch element "
                 "b the mask mask[b].".strip(),
+            )
+    if mask is not None and mask.ndim == 3 and session is not None:
+        cases = (case, mha_probe(case))
+        if all(
+            _same(_mha_answer(session, replace(c, mask=c.mask[:, np.newaxis])), _ask("mha", c))
+            for c in cases
+            if c.mask is not None and c.mask.ndim == 3
+        ):
+            return Hint(  # a fact: also true when the axis is added in the wrong place
+                f"{facts} Given the same mask with a head axis, mask[:, np.newaxis] of shape "
+                f"{(b, 1, s, s)}, your forward gives the right answer: a (batch, seq, seq) mask "
+                "is the same for every head and needs that axis before it meets the scores of "
+                "shape (batch, heads, seq, seq).".strip(),
             )
     return Hint(facts)
 
