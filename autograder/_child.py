@@ -38,6 +38,7 @@ from autograder._jail import (  # child: provided inline
     deny_sockets,  # child: provided inline
     drop_capabilities,  # child: provided inline
     enter_namespaces,  # child: provided inline
+    kill_descendants,  # child: provided inline
     kill_the_rest,  # child: provided inline
 )  # child: provided inline
 from autograder.wire import decode, encode, recv_frame, send_frame  # child: provided inline
@@ -186,7 +187,7 @@ def _confine(plan: dict[str, Any], cells: list[str]) -> dict[str, Any]:
             os.setuid(plan["uid"])
         except OSError as error:
             raise _UidRefused(f"cannot switch to uid {plan['uid']}: {error}") from None
-    elif namespaces and os.geteuid() != 0:
+    elif plan.get("user_namespace"):
         drop_capabilities()  # those our user namespace gave us
     seccomp = deny_sockets()
     importlib.invalidate_caches()
@@ -426,6 +427,7 @@ def _zygote(control: socket.socket, ns: dict[str, Any], process_limit: int, swee
             os._exit(0)
         ident = words[1] if len(words) > 1 and words[1].isdigit() else ""
         if words[0] == "fork" and ident and len(fds) == 1:
+            _clean_up(sweep)  # every session starts with the zygote alone
             reply = _fork_worker(control, fds[0], ns, process_limit)
             os.close(fds[0])
             if "pid" in reply:
@@ -433,14 +435,21 @@ def _zygote(control: socket.socket, ns: dict[str, Any], process_limit: int, swee
             send_frame(control, {"id": int(ident), **reply})
         elif words[0] == "status" and ident and len(words) == 3 and words[2].isdigit():
             reply = _status(int(words[2]), children)
-            if sweep:
-                kill_the_rest()
-                children.clear()
+            _clean_up(sweep)
+            children.clear()
             send_frame(control, {"id": int(ident), **reply})
         else:
             for fd in fds:
                 os.close(fd)
             send_frame(control, {"id": int(ident or 0), "error": "unknown request"})
+
+
+def _clean_up(sweep: bool) -> None:
+    """Kill what the last session (or the top-level code) left running."""
+    if sweep:
+        kill_the_rest()
+    else:
+        kill_descendants()
 
 
 def _fork_worker(

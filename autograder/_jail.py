@@ -149,13 +149,16 @@ def _build_root(root: str, plan: dict[str, Any]) -> None:
     os.chdir(scratch)
 
 
-def _map_user() -> None:
-    """In a new user namespace, keep our own uid and gid (and no supplementary groups)."""
-    uid, gid = os.geteuid(), os.getegid()
+def _map_user(uid: int, gid: int) -> None:
+    """In a new user namespace, keep our own uid and gid (and no supplementary groups); they
+    must be read before the namespace is made (in it, unmapped, they read as 65534)."""
     maps = (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1"))
     for name, text in maps:
-        with open(f"/proc/self/{name}", "w") as file:
-            file.write(text)
+        try:
+            with open(f"/proc/self/{name}", "w") as file:
+                file.write(text)
+        except OSError as error:
+            raise JailError(f"write {text!r} to /proc/self/{name}: {error.strerror}") from None
 
 
 def _init(zygote: int) -> None:
@@ -178,13 +181,14 @@ def enter_namespaces(plan: dict[str, Any], control: Any, report: Any) -> None:
     failure is sent with `report` and ends the child, so the grader can choose another mode.
     """
     flags = _NEWNS | _NEWPID | _NEWNET | _NEWIPC | _NEWUTS
-    if os.geteuid() != 0:
+    if plan.get("user_namespace"):
         flags |= _NEWUSER
     if platform.machine() not in _ARCH:
         raise JailError(f"no system call table for {platform.machine()}")
+    uid, gid = os.geteuid(), os.getegid()
     _check(_libc().unshare(ctypes.c_int(flags)), "unshare")
     if flags & _NEWUSER:
-        _map_user()
+        _map_user(uid, gid)
     init = os.fork()
     if init:  # the keeper: wait for the namespace to end, then leave with it
         control.close()
@@ -279,6 +283,41 @@ def kill_the_rest() -> None:
             break
         _reap()
         os.sched_yield()
+    _reap()
+
+
+def descendants(root: int) -> list[int]:
+    """The processes below `root` in the process tree, read from /proc."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as file:
+                    parents[int(entry)] = int(file.read().rsplit(b")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    found: list[int] = []
+    frontier = [root]
+    while frontier:
+        below = [pid for pid, parent in parents.items() if parent in frontier]
+        found += below
+        frontier = below
+    return found
+
+
+def kill_descendants() -> None:
+    """Kill every process below this one (orphans come back to it: it is a subreaper), for a
+    sandbox user that other processes share (then `kill_the_rest` would hit them too)."""
+    for _ in range(5):
+        below = descendants(os.getpid())
+        if not below:
+            break
+        for pid in below:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        _reap()
     _reap()
 
 

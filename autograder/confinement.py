@@ -96,10 +96,13 @@ class Plan:
     """Modules the child must be able to import once confined (else the mode cannot grade)."""
     scratch_bytes: int = LIMITS.scratch_bytes
     scratch_files: int = LIMITS.scratch_files
+    user_namespace: bool = False
+    """Namespace mode without root: make a user namespace first (mapping our own uid only)."""
 
     def as_message(self) -> dict[str, object]:
         return {
             "mode": self.mode,
+            "user_namespace": self.user_namespace,
             "workdir": self.workdir,
             "uid": self.uid,
             "gid": self.gid,
@@ -264,4 +267,5 @@ def plan(
         importable=expected_modules(),
         scratch_bytes=limits.scratch_bytes,
         scratch_files=limits.scratch_files,
+        user_namespace=mode == "namespaces" and os.geteuid() != 0,
     )

@@ -243,6 +243,26 @@ def _kill_group(pid: int) -> None:
             pass
 
 
+def _kill_tree(root: int) -> None:
+    """Kill every process below `root` (the process tree as /proc has it)."""
+    for _ in range(3):
+        parents = {
+            pid: _parent_of(pid) for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
+        }
+        below: list[int] = []
+        frontier = {root}
+        while frontier:
+            frontier = {pid for pid, parent in parents.items() if parent in frontier}
+            below += frontier
+        if not below:
+            return
+        for pid in below:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
 def _processes_of(uid: int) -> list[int]:
     found = []
     for entry in os.scandir("/proc"):
@@ -298,9 +318,10 @@ class Sandbox:
     mode: str = "basic"
     lease: UidLease | None = None
     zygote: int = 0
-    """The zygote's pid as the grader sees it (0 until the child has confined itself)."""
+    """The zygote's pid as the grader sees it (0 until the first session looks it up)."""
     _workers: set[int] = field(default_factory=set)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    _closed: bool = False
 
     @contextmanager
     def session(self, *, deadline: float | None = None) -> Iterator[Session]:
@@ -346,6 +367,10 @@ class Sandbox:
 
     def _worker(self, inner: int) -> int:
         """The grader's pid for the zygote's child `inner` (0 if it has no such child)."""
+        if not self.zygote:
+            self.zygote = _find_zygote(self)
+        if not self.zygote:
+            return 0
         if self.mode != "namespaces":
             return inner if _parent_of(inner) == self.zygote else 0
         return next((pid for pid in _children(self.zygote) if _inner_pid(pid) == inner), 0)
@@ -371,11 +396,15 @@ class Sandbox:
         return self.drain.text()
 
     def close(self) -> None:
-        """Stop the child and everything it started, without waiting on any of it."""
-        if self.process.returncode is not None and self.drain.ident is None:
+        """Stop the child and everything it started, without waiting on any of it; safe to call
+        twice."""
+        if self._closed:
             return
+        self._closed = True
         for pid in list(self._workers):
             _kill_group(pid)
+        if self.mode != "namespaces" and self.lease is None:
+            _kill_tree(self.process.pid)  # orphans come back to the zygote, a subreaper
         try:
             self.control.close()
         finally:
@@ -723,9 +752,6 @@ def _check_confined(box: Sandbox, event: Mapping[str, Any]) -> None:
         folder = unreadable_folder(name)
         where = f": {folder} is closed to other users" if folder is not None else ""
         raise _Unconfined(box.mode, f"the sandbox user cannot import {name}{where}")
-    box.zygote = _find_zygote(box)
-    if not box.zygote:
-        raise WireError("the sandbox's processes are not where they should be")
 
 
 def _confinement_text(event: Mapping[str, Any]) -> str:

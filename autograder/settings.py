@@ -66,7 +66,7 @@ class Limits:
     """Address space of the child (RLIMIT_AS); a larger allocation raises MemoryError."""
     processes: int = 16
     """New processes the child may create beyond those of its user when it starts."""
-    file_bytes: int = 64 << 20
+    file_bytes: int = 32 << 20
     """Largest file the child may write (RLIMIT_FSIZE); a larger write fails with EFBIG."""
     scratch_bytes: int = 64 << 20
     """What the scratch folder may hold in all (a tmpfs of that size, in namespace mode)."""
