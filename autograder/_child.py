@@ -40,6 +40,7 @@ from autograder._jail import (  # child: provided inline
     enter_namespaces,  # child: provided inline
     kill_descendants,  # child: provided inline
     kill_the_rest,  # child: provided inline
+    trim_scratch,  # child: provided inline
 )  # child: provided inline
 from autograder.wire import decode, encode, recv_frame, send_frame  # child: provided inline
 
@@ -413,9 +414,10 @@ def _serve(sock: socket.socket, ns: dict[str, Any]) -> None:
         send_frame(sock, body, out)
 
 
-def _zygote(control: socket.socket, ns: dict[str, Any], process_limit: int, sweep: bool) -> None:
-    """Fork one worker per request; after each session, remove what it left behind (`sweep`:
-    only when every process we may signal is the submission's)."""
+def _zygote(
+    control: socket.socket, ns: dict[str, Any], process_limit: int, plan: dict[str, Any]
+) -> None:
+    """Fork one worker per request; before and after each session, remove what was left."""
     children: set[int] = set()
     while True:
         try:
@@ -427,7 +429,7 @@ def _zygote(control: socket.socket, ns: dict[str, Any], process_limit: int, swee
             os._exit(0)
         ident = words[1] if len(words) > 1 and words[1].isdigit() else ""
         if words[0] == "fork" and ident and len(fds) == 1:
-            _clean_up(sweep)  # every session starts with the zygote alone
+            _clean_up(plan)  # every session starts with the zygote alone
             reply = _fork_worker(control, fds[0], ns, process_limit)
             os.close(fds[0])
             if "pid" in reply:
@@ -435,7 +437,7 @@ def _zygote(control: socket.socket, ns: dict[str, Any], process_limit: int, swee
             send_frame(control, {"id": int(ident), **reply})
         elif words[0] == "status" and ident and len(words) == 3 and words[2].isdigit():
             reply = _status(int(words[2]), children)
-            _clean_up(sweep)
+            _clean_up(plan)
             children.clear()
             send_frame(control, {"id": int(ident), **reply})
         else:
@@ -444,12 +446,15 @@ def _zygote(control: socket.socket, ns: dict[str, Any], process_limit: int, swee
             send_frame(control, {"id": int(ident or 0), "error": "unknown request"})
 
 
-def _clean_up(sweep: bool) -> None:
-    """Kill what the last session (or the top-level code) left running."""
-    if sweep:
+def _clean_up(plan: dict[str, Any]) -> None:
+    """Kill what the last session (or the top-level code) left running; in basic mode (no
+    tmpfs bounds scratch), empty scratch if it holds more than it may."""
+    if plan.get("sweep"):
         kill_the_rest()
     else:
         kill_descendants()
+    if plan.get("mode") != "namespaces":
+        trim_scratch(plan["workdir"], plan["scratch_bytes"], plan["scratch_files"])
 
 
 def _fork_worker(
@@ -539,7 +544,7 @@ def main() -> None:
     _limit_processes(limits.get("processes", 0))
     _run_cells(control, header["cells"], set(header["skip"]), ns)
     send_frame(control, {"event": "ready", "names": _describe_names(ns)})
-    _zygote(control, ns, limits.get("processes", 0), bool(plan.get("sweep")))
+    _zygote(control, ns, limits.get("processes", 0), plan)
 
 
 if __name__ == "__main__":

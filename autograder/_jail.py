@@ -321,6 +321,33 @@ def kill_descendants() -> None:
     _reap()
 
 
+def trim_scratch(folder: str, max_bytes: int, max_files: int) -> bool:
+    """Empty `folder` if it holds more than `max_bytes` or `max_files` (where no tmpfs bounds
+    it); returns whether it had to."""
+    import shutil
+
+    used, files = 0, 0
+    for top, dirs, names in os.walk(folder):
+        for name in dirs + names:
+            files += 1
+            try:
+                used += os.lstat(os.path.join(top, name)).st_blocks * 512
+            except OSError:
+                pass
+        if used > max_bytes or files > max_files:
+            for entry in os.listdir(folder):
+                path = os.path.join(folder, entry)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    try:
+                        os.unlink(path)
+                    except OSError:
+                        pass
+            return True
+    return False
+
+
 def _reap() -> None:
     while True:
         try:
