@@ -40,6 +40,7 @@ from autograder._jail import (  # child: provided inline
     enter_namespaces,  # child: provided inline
     kill_descendants,  # child: provided inline
     kill_the_rest,  # child: provided inline
+    scope_signals,  # child: provided inline
     trim_scratch,  # child: provided inline
 )  # child: provided inline
 from autograder.wire import decode, encode, recv_frame, send_frame  # child: provided inline
@@ -170,6 +171,9 @@ def _confine(plan: dict[str, Any], cells: list[str]) -> dict[str, Any]:
     import importlib
 
     namespaces = plan.get("mode") == "namespaces"
+    # Only what this process finds before confining itself counts: a module the grader finds
+    # elsewhere (its PYTHONPATH, say) was never offered to student code.
+    expected = [name for name in plan.get("importable", []) if _importable(name)]
     if plan.get("uid") is not None and not namespaces:
         for module in _mentioned(cells):
             try:
@@ -192,7 +196,7 @@ def _confine(plan: dict[str, Any], cells: list[str]) -> dict[str, Any]:
         drop_capabilities()  # those our user namespace gave us
     seccomp = deny_sockets()
     importlib.invalidate_caches()
-    missing = [name for name in plan.get("importable", []) if not _importable(name)]
+    missing = [name for name in expected if not _importable(name)]
     return {
         "mode": plan.get("mode"),
         "landlock": abi,
@@ -477,6 +481,7 @@ def _fork_worker(
         try:
             control.close()
             os.setpgid(0, 0)
+            scope_signals()  # the zygote, serving the other items, is out of reach
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             _limit_processes(process_limit)
             _serve(socket.socket(fileno=fd), ns)

@@ -268,6 +268,33 @@ def deny_sockets() -> bool:
     return bool(libc.prctl(22, 2, ctypes.byref(program), 0, 0) == 0)  # PR_SET_SECCOMP, FILTER
 
 
+def scope_signals() -> bool:
+    """Landlock (ABI >= 6): from now on, signal no process outside this one's descendants.
+
+    A worker applies it to itself, so it cannot kill the zygote that serves the other items.
+    Returns whether the kernel applied it.
+    """
+    libc = _libc()
+    create, restrict = 444, 446
+    abi = libc.syscall(create, None, ctypes.c_size_t(0), ctypes.c_uint32(1))
+    if abi < 6:
+        return False
+
+    class Ruleset(ctypes.Structure):
+        _fields_ = [("fs", ctypes.c_uint64), ("net", ctypes.c_uint64), ("scoped", ctypes.c_uint64)]
+
+    ruleset = Ruleset(0, 0, 0b11)  # abstract UNIX sockets and signals
+    fd = libc.syscall(create, ctypes.byref(ruleset), ctypes.c_size_t(24), ctypes.c_uint32(0))
+    if fd < 0:
+        return False
+    try:
+        if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
+            return False
+        return bool(libc.syscall(restrict, fd, ctypes.c_uint32(0)) == 0)
+    finally:
+        os.close(fd)
+
+
 def kill_the_rest() -> None:
     """Kill every process this one may signal but itself, and reap our children.
 

@@ -428,6 +428,27 @@ def test_a_worker_killed_by_a_real_time_signal_costs_that_item_only(tmp_path: Pa
     assert result.score == 100 - {i.id: i.points for i in RUBRIC.items}["causal_mask"]
 
 
+KILL_THE_ZYGOTE = {  # what a worker runs (in create_causal_mask): the items it may cost
+    "kill-its-parent": ("os.kill(os.getppid(), 9)", ["causal_mask"]),
+    "kill-everything-it-may": ("os.kill(-1, 9)", []),  # reaches nothing outside itself
+    "kill-its-parents-group": ("os.killpg(os.getpgid(os.getppid()), 9)", ["causal_mask"]),
+}
+
+
+@pytest.mark.parametrize(("kill", "lost"), KILL_THE_ZYGOTE.values(), ids=KILL_THE_ZYGOTE.keys())
+def test_a_worker_that_kills_the_zygote_costs_that_item_only(
+    tmp_path: Path, kill: str, lost: list[str]
+) -> None:
+    source = REFERENCE_SOURCE.replace(
+        "def create_causal_mask(seq_len: int) -> np.ndarray:\n",
+        f"def create_causal_mask(seq_len: int) -> np.ndarray:\n    import os\n    {kill}\n",
+    )
+    result = graded(tmp_path, [source])
+    failures = {item.id: item.failure for item in result.items if item.failure}
+    assert list(failures) == lost, failures
+    assert result.score == 100 - sum(i.points for i in RUBRIC.items if i.id in lost)
+
+
 def sandbox_processes() -> list[int]:
     """Processes running as one of the uids leased to gradings (none once a grading ends)."""
     found = []
