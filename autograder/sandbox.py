@@ -637,20 +637,30 @@ def _launch(
     drain = _Drain(process.stdout, limits.output_bytes)
     drain.start()
     box = Sandbox(process, ours, drain, workdir, limits, mode=mode, lease=lease)
-    send_frame(
-        ours,
-        {
-            "cells": list(cells),
-            "skip": sorted(skip),
-            "limits": {
-                "memory_bytes": limits.memory_bytes,
-                "processes": limits.processes,
-                "file_bytes": limits.file_bytes,
-            },
-            "confinement": confinement.as_message(),
-        },
-    )
+    try:
+        send_frame(ours, _start_frame(cells, skip, limits, confinement.as_message()))
+    except OSError as error:
+        box.close()
+        raise SandboxError(
+            f"The sandbox exited before it could be told what to run ({error}); its output "
+            f"was: {box.output()[-2000:] or '(nothing)'}"
+        ) from None
     return box
+
+
+def _start_frame(
+    cells: Sequence[str], skip: set[int], limits: Limits, confinement: dict[str, object]
+) -> dict[str, object]:
+    return {
+        "cells": list(cells),
+        "skip": sorted(skip),
+        "limits": {
+            "memory_bytes": limits.memory_bytes,
+            "processes": limits.processes,
+            "file_bytes": limits.file_bytes,
+        },
+        "confinement": confinement,
+    }
 
 
 def _find_zygote(box: Sandbox) -> int:
@@ -766,8 +776,8 @@ def _confinement_text(event: Mapping[str, Any]) -> str:
 def _refuse(refused: _Unconfined) -> None:
     """Remember that this host cannot run `refused.mode` (or leased uids); raise when nothing
     is left to try."""
-    if refused.uid:
-        _UNIQUE_UIDS[0] = False
+    if refused.uid and _UNIQUE_UIDS[0]:
+        _UNIQUE_UIDS[0] = False  # try the named sandbox user instead
         return
     _REFUSED[refused.mode] = refused.reason
     if os.environ.get("AUTOGRADER_CONFINEMENT"):
