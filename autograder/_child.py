@@ -6,12 +6,16 @@ source text of `python -I -c ...`, so the child needs nothing from the grader's 
 parent validates every frame, and judges results in its own process.
 
 Protocol on the control socket (the zygote, i.e. the child after running the cells):
-  parent -> child   frame {"cells": [...], "skip": [...], "limits": {...}}
-  child  -> parent  frames {"event": "cell_start" | "cell_done" | "ready", ...}
-  parent -> child   b"fork" with one socket fd attached -> frame {"pid": N}
-                    b"status N"                         -> frame {"exited": bool, "code", "signal"}
+  parent -> child   frame {"cells": [...], "skip": [...], "limits": {...}, "confinement": {...}}
+  child  -> parent  frame {"event": "confined", ...} (or "unconfined": that mode cannot work)
+                    frames {"event": "cell_start" | "cell_done" | "ready", ...}
+  parent -> child   b"fork ID" with one socket fd attached -> frame {"id": ID, "pid": N}
+                                                            or {"id": ID, "error": "..."}
+                    b"status ID N" -> frame {"id": ID, "exited": bool, "code", "signal"}, after
+                                      killing whatever the session left behind
                     b"quit"
 A worker serves requests {"op": "call" | "get" | "set", ...} on its own socket until EOF.
+Pids are as the child sees them (in namespace mode, its own PID namespace).
 """
 
 from __future__ import annotations
@@ -29,6 +33,16 @@ import traceback
 import types
 from typing import Any
 
+from autograder._jail import (  # child: provided inline
+    JailError,  # child: provided inline
+    deny_sockets,  # child: provided inline
+    drop_capabilities,  # child: provided inline
+    enter_namespaces,  # child: provided inline
+    kill_descendants,  # child: provided inline
+    kill_the_rest,  # child: provided inline
+    scope_signals,  # child: provided inline
+    trim_scratch,  # child: provided inline
+)  # child: provided inline
 from autograder.wire import decode, encode, recv_frame, send_frame  # child: provided inline
 
 _TRACE_CHARS = 2000
@@ -37,9 +51,10 @@ _INJECTED = ("get_ipython", "display")
 
 def _apply_limits(limits: dict[str, int]) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    memory = limits.get("memory_bytes", 0)
-    if memory > 0:
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    for name, key in (("RLIMIT_AS", "memory_bytes"), ("RLIMIT_FSIZE", "file_bytes")):
+        value = limits.get(key, 0)
+        if value > 0:
+            resource.setrlimit(getattr(resource, name), (value, value))
 
 
 def _limit_processes(limit: int) -> None:
@@ -153,20 +168,64 @@ def _mentioned(cells: list[str]) -> list[str]:
 
 def _confine(plan: dict[str, Any], cells: list[str]) -> dict[str, Any]:
     """Apply the parent's confinement plan to this process, before any student code runs."""
-    if plan.get("uid") is not None:
-        import importlib
+    import importlib
 
+    namespaces = plan.get("mode") == "namespaces"
+    # Only what this process finds before confining itself counts: a module the grader finds
+    # elsewhere (its PYTHONPATH, say) was never offered to student code.
+    expected = [name for name in plan.get("importable", []) if _importable(name)]
+    if plan.get("uid") is not None and not namespaces:
         for module in _mentioned(cells):
             try:
                 importlib.import_module(module)
             except ImportError:
                 pass
+    if not namespaces:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans come back
     abi = _landlock(plan["readable"], plan["writable"]) if plan.get("landlock") else 0
     if plan.get("uid") is not None:
-        os.setgroups([])
-        os.setgid(plan["gid"])
-        os.setuid(plan["uid"])
-    return {"landlock": abi, "uid": os.getuid()}
+        try:
+            os.setgroups([])
+            os.setgid(plan["gid"])
+            os.setuid(plan["uid"])
+        except OSError as error:
+            raise _UidRefused(f"cannot switch to uid {plan['uid']}: {error}") from None
+    elif plan.get("user_namespace"):
+        drop_capabilities()  # those our user namespace gave us
+    seccomp = deny_sockets()
+    importlib.invalidate_caches()
+    missing = [name for name in expected if not _importable(name)]
+    return {
+        "mode": plan.get("mode"),
+        "landlock": abi,
+        "seccomp": seccomp,
+        "uid": os.getuid(),
+        "missing": missing,
+    }
+
+
+class _UidRefused(Exception):
+    """This host cannot run processes as the uid of the plan."""
+
+
+def _importable(name: str) -> bool:
+    """Whether this process can find and read module `name` (a first import would work)."""
+    import importlib.util
+
+    if name in sys.modules:
+        return True
+    try:
+        spec = importlib.util.find_spec(name)
+        if spec is None:
+            return False
+        if spec.origin and os.path.isfile(spec.origin):
+            with open(spec.origin, "rb") as file:
+                file.read(1)
+    except (ImportError, OSError, ValueError):
+        return False
+    return True
 
 
 def _describe_error(error: BaseException) -> dict[str, Any]:
@@ -217,9 +276,20 @@ def _namespace() -> dict[str, Any]:
     return module.__dict__
 
 
+def _leave_if_copy(owner: int) -> None:
+    """End a copy of `owner` made by student code (a bare `os.fork()`): only the process that
+    the grader started or forked may speak on its socket."""
+    if os.getpid() != owner:
+        try:
+            sys.stdout.flush()
+        finally:
+            os._exit(0)
+
+
 def _run_cells(
     control: socket.socket, cells: list[str], skip: set[int], ns: dict[str, Any]
 ) -> None:
+    owner = os.getpid()
     for index, source in enumerate(cells):
         if index in skip:
             continue
@@ -231,6 +301,7 @@ def _run_cells(
             exec(_compile_cell(source, name), ns)
         except BaseException as raised:  # a cell's SystemExit or KeyboardInterrupt too
             error = _describe_error(raised)
+        _leave_if_copy(owner)
         sys.stdout.flush()
         send_frame(control, {"event": "cell_done", "index": index, "error": error})
 
@@ -324,6 +395,7 @@ def _handle(
 
 def _serve(sock: socket.socket, ns: dict[str, Any]) -> None:
     handles: dict[int, Any] = {}
+    owner = os.getpid()
     while True:
         try:
             header, buffers = recv_frame(sock)
@@ -341,11 +413,15 @@ def _serve(sock: socket.socket, ns: dict[str, Any]) -> None:
         except BaseException as error:  # student code may raise anything, SystemExit included
             out = []
             body = {"ok": False, "error": _describe_error(error)}
+        _leave_if_copy(owner)
         sys.stdout.flush()
         send_frame(sock, body, out)
 
 
-def _zygote(control: socket.socket, ns: dict[str, Any], process_limit: int) -> None:
+def _zygote(
+    control: socket.socket, ns: dict[str, Any], process_limit: int, plan: dict[str, Any]
+) -> None:
+    """Fork one worker per request; before and after each session, remove what was left."""
     children: set[int] = set()
     while True:
         try:
@@ -355,29 +431,68 @@ def _zygote(control: socket.socket, ns: dict[str, Any], process_limit: int) -> N
         words = message.decode(errors="replace").split()
         if not words or words[0] == "quit":
             os._exit(0)
-        if words[0] == "fork" and len(fds) == 1:
-            pid = os.fork()
-            if pid == 0:
-                control.close()
-                os.setpgid(0, 0)
-                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                _limit_processes(process_limit)
-                _serve(socket.socket(fileno=fds[0]), ns)
-                sys.stdout.flush()
-                os._exit(0)
-            try:
-                os.setpgid(pid, pid)
-            except OSError:
-                pass
+        ident = words[1] if len(words) > 1 and words[1].isdigit() else ""
+        if words[0] == "fork" and ident and len(fds) == 1:
+            _clean_up(plan)  # every session starts with the zygote alone
+            reply = _fork_worker(control, fds[0], ns, process_limit)
             os.close(fds[0])
-            children.add(pid)
-            send_frame(control, {"pid": pid})
-        elif words[0] == "status" and len(words) == 2 and words[1].isdigit():
-            send_frame(control, _status(int(words[1]), children))
+            if "pid" in reply:
+                children.add(reply["pid"])
+            send_frame(control, {"id": int(ident), **reply})
+        elif words[0] == "status" and ident and len(words) == 3 and words[2].isdigit():
+            reply = _status(int(words[2]), children)
+            _clean_up(plan)
+            children.clear()
+            send_frame(control, {"id": int(ident), **reply})
         else:
             for fd in fds:
                 os.close(fd)
-            send_frame(control, {"error": "unknown request"})
+            send_frame(control, {"id": int(ident or 0), "error": "unknown request"})
+
+
+def _clean_up(plan: dict[str, Any]) -> None:
+    """Kill what the last session (or the top-level code) left running; in basic mode (no
+    tmpfs bounds scratch), empty scratch if it holds more than it may."""
+    if plan.get("sweep"):
+        kill_the_rest()
+    else:
+        kill_descendants()
+    if plan.get("mode") != "namespaces":
+        trim_scratch(plan["workdir"], plan["scratch_bytes"], plan["scratch_files"])
+
+
+def _fork_worker(
+    control: socket.socket, fd: int, ns: dict[str, Any], process_limit: int
+) -> dict[str, Any]:
+    import time
+
+    deadline = time.monotonic() + 2.0
+    while True:
+        try:
+            pid = os.fork()
+            break
+        except BlockingIOError as error:  # processes of the last session still being reaped
+            if time.monotonic() > deadline:
+                return {"error": f"could not fork a worker ({error.strerror})"}
+            time.sleep(0.01)
+        except OSError as error:
+            return {"error": f"could not fork a worker ({error.strerror})"}
+    if pid == 0:
+        try:
+            control.close()
+            os.setpgid(0, 0)
+            scope_signals()  # the zygote, serving the other items, is out of reach
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            _limit_processes(process_limit)
+            _serve(socket.socket(fileno=fd), ns)
+            sys.stdout.flush()
+        finally:
+            os._exit(0)
+    try:
+        os.setpgid(pid, pid)
+    except OSError:
+        pass
+    return {"pid": pid}
 
 
 def _status(pid: int, children: set[int]) -> dict[str, Any]:
@@ -389,7 +504,11 @@ def _status(pid: int, children: set[int]) -> dict[str, Any]:
     # off, for half a second at most.
     delay, deadline = 0.0002, time.monotonic() + 0.5
     while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
+        try:
+            done, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            children.discard(pid)
+            return {"exited": True, "code": None, "signal": None}
         if done:
             children.discard(pid)
             return {
@@ -403,18 +522,34 @@ def _status(pid: int, children: set[int]) -> dict[str, Any]:
         delay = min(2 * delay, 0.01)
 
 
+def _unconfined(control: socket.socket, error: str, *, uid: bool = False) -> None:
+    """Tell the grader this confinement mode (or uid) cannot work here, and leave."""
+    try:
+        send_frame(control, {"event": "unconfined", "error": error[:500], "uid": uid})
+    finally:
+        os._exit(1)
+
+
 def main() -> None:
     control = socket.socket(fileno=int(sys.argv[1]))
     header, _ = recv_frame(control)
-    limits = header["limits"]
+    limits, plan = header["limits"], header["confinement"]
+    if plan.get("mode") == "namespaces":
+        try:
+            enter_namespaces(plan, control, lambda error: _unconfined(control, error))
+        except (OSError, JailError) as error:
+            _unconfined(control, str(error))
     _apply_limits(limits)
-    confined = _confine(header["confinement"], header["cells"])
+    try:
+        confined = _confine(plan, header["cells"])
+    except _UidRefused as error:
+        _unconfined(control, str(error), uid=True)
     send_frame(control, {"event": "confined", **confined})
     ns = _namespace()
     _limit_processes(limits.get("processes", 0))
     _run_cells(control, header["cells"], set(header["skip"]), ns)
     send_frame(control, {"event": "ready", "names": _describe_names(ns)})
-    _zygote(control, ns, limits.get("processes", 0))
+    _zygote(control, ns, limits.get("processes", 0), plan)
 
 
 if __name__ == "__main__":

@@ -3,13 +3,18 @@
 The child executes the submission's cells once (a "zygote"), then forks one worker per session;
 a rubric item opens one session, so a hang or crash costs that item only and the top-level code
 is never re-run. Requests carry plain arrays and scalars (`wire.py`); replies are validated and
-decoded without pickle. Limits: wall time per call (enforced here), address space, processes
-and core dumps (set in the child before any student code runs).
+decoded without pickle. Limits: wall time per call (enforced here), address space, processes,
+file sizes and core dumps (set in the child before any student code runs). How the child is
+confined (namespaces, or a uid of its own, Landlock and seccomp) is decided once per grader
+process from what the host allows (`confinement.py`) and reported in `NotebookRun.confinement`.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
+import selectors
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,8 +28,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autograder.confinement import plan
+from autograder.confinement import (
+    MODES,
+    UidLease,
+    lease_uid,
+    plan,
+    sandbox_user,
+    unreadable_folder,
+)
 from autograder.errors import SandboxError
+from autograder.memory import child_memory_bytes
 from autograder.settings import LIMITS, SINGLE_THREADED, Limits
 from autograder.wire import WireError, decode, encode, recv_frame, send_frame
 
@@ -126,7 +139,7 @@ class NotebookRun:
 def _child_source() -> str:
     here = Path(__file__).parent
     parts = []
-    for name in ("wire.py", "_child.py"):
+    for name in ("wire.py", "_jail.py", "_child.py"):
         text = (here / name).read_text(encoding="utf-8")
         lines = [
             line
@@ -138,19 +151,46 @@ def _child_source() -> str:
 
 
 class _Drain(threading.Thread):
-    """Reads the child's stdout/stderr, keeping the first `limit` bytes and counting the rest."""
+    """Reads the child's stdout/stderr, keeping the first `limit` bytes and counting the rest.
+
+    `stop` ends it at once, even while a process that escaped the kill still holds the pipe.
+    """
 
     def __init__(self, stream: Any, limit: int) -> None:
         super().__init__(daemon=True)
         self.stream, self.limit = stream, limit
         self.kept = bytearray()
         self.dropped = 0
+        self._wake_read, self._wake_write = os.pipe()
 
     def run(self) -> None:
-        while chunk := self.stream.read1(65536):
-            room = self.limit - len(self.kept)
-            self.kept += chunk[: max(room, 0)]
-            self.dropped += max(len(chunk) - max(room, 0), 0)
+        fd = self.stream.fileno()
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            selector.register(self._wake_read, selectors.EVENT_READ)
+            while True:
+                ready = {key.fd for key, _ in selector.select()}
+                if self._wake_read in ready:
+                    return
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                room = self.limit - len(self.kept)
+                self.kept += chunk[: max(room, 0)]
+                self.dropped += max(len(chunk) - max(room, 0), 0)
+
+    def stop(self, wait: float) -> None:
+        """Read what is already there for at most `wait` s, then stop and close the pipe."""
+        self.join(timeout=wait)
+        os.write(self._wake_write, b"x")
+        self.join(timeout=2)
+        if not self.is_alive():
+            self.stream.close()
+            os.close(self._wake_read)
+        os.close(self._wake_write)
 
     def text(self) -> str:
         text = self.kept.decode("utf-8", errors="replace")
@@ -168,6 +208,38 @@ def _parent_of(pid: int) -> int | None:
         return None
 
 
+def _children(parent: int) -> list[int]:
+    """The processes whose parent is `parent`, read from the kernel (/proc)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit() and _parent_of(int(entry.name)) == parent:
+            found.append(int(entry.name))
+    return found
+
+
+def _inner_pid(pid: int) -> int | None:
+    """The pid of process `pid` as its own (innermost) PID namespace numbers it."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("NSpid:"):
+                    return int(line.split()[-1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _signal_name(number: int) -> str:
+    """A readable name for signal `number`, real-time signals included (never raises)."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        pass
+    if signal.SIGRTMIN <= number <= signal.SIGRTMAX:
+        return f"SIGRTMIN+{number - signal.SIGRTMIN} (signal {number})"
+    return f"signal {number}"
+
+
 def _kill_group(pid: int) -> None:
     for kill in (os.killpg, os.kill):
         try:
@@ -176,10 +248,63 @@ def _kill_group(pid: int) -> None:
             pass
 
 
+def _kill_tree(root: int) -> None:
+    """Kill every process below `root` (the process tree as /proc has it)."""
+    for _ in range(3):
+        parents = {
+            pid: _parent_of(pid) for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
+        }
+        below: list[int] = []
+        frontier = {root}
+        while frontier:
+            frontier = {pid for pid, parent in parents.items() if parent in frontier}
+            below += frontier
+        if not below:
+            return
+        for pid in below:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+def _processes_of(uid: int) -> list[int]:
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if entry.stat(follow_symlinks=False).st_uid == uid:
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+def _kill_uid(uid: int) -> bool:
+    """Kill every process of `uid` (ours alone: a leased uid); True when none is left."""
+    for _ in range(3):
+        if not _processes_of(uid):
+            return True
+        killer = os.fork()
+        if killer == 0:  # as that user, "every process I may signal" is exactly those
+            try:
+                os.setgroups([])
+                os.setresgid(uid, uid, uid)
+                os.setresuid(uid, uid, uid)
+                for _ in range(1000):
+                    os.kill(-1, signal.SIGKILL)
+            finally:
+                os._exit(0)
+        os.waitpid(killer, 0)
+        time.sleep(0.01)
+    return not _processes_of(uid)
+
+
 def _child_env(home: str) -> dict[str, str]:
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": home,
+        "TMPDIR": home,
         "LANG": "C.UTF-8",
         "MPLBACKEND": "Agg",
         **SINGLE_THREADED,
@@ -195,41 +320,80 @@ class Sandbox:
     drain: _Drain
     workdir: tempfile.TemporaryDirectory[str]
     limits: Limits
+    mode: str = "basic"
+    lease: UidLease | None = None
+    zygote: int = 0
+    """The zygote's pid as the grader sees it (0 until the first session looks it up)."""
     _workers: set[int] = field(default_factory=set)
+    _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    _closed: bool = False
 
     @contextmanager
     def session(self, *, deadline: float | None = None) -> Iterator[Session]:
-        """A worker forked from the child, for the calls of one rubric item."""
+        """A worker forked from the child, for the calls of one rubric item.
+
+        If no worker can be started, the session is already lost: its calls raise WorkerLost
+        (so it costs that item only).
+        """
         ours, theirs = socket.socketpair()
+        pid = inner = 0
+        lost = ""
         try:
+            ident = next(self._ids)
             self.control.settimeout(5.0)
-            socket.send_fds(self.control, [b"fork"], [theirs.fileno()])
+            socket.send_fds(self.control, [f"fork {ident}".encode()], [theirs.fileno()])
             theirs.close()
-            reply, _ = recv_frame(self.control, max_header=4096, max_total=0)
-            pid = reply.get("pid")
+            reply = self._reply(ident)
+            if "error" in reply:
+                raise WireError(str(reply["error"])[:200])
+            named = reply.get("pid")
+            inner = named if type(named) is int and named > 1 else 0
             # The child is untrusted: only ever signal a process it really forked, never
             # whatever pid it names (it could name the grader).
-            if type(pid) is not int or pid <= 1 or _parent_of(pid) != self.process.pid:
+            pid = self._worker(inner) if inner else 0
+            if not pid:
                 raise WireError("the child did not report a worker of its own")
         except (OSError, EOFError, WireError) as error:
+            theirs.close()
             ours.close()
-            raise WorkerLost(f"the sandbox could not start a worker ({error})") from None
-        self._workers.add(pid)
-        session = Session(self, ours, pid, deadline)
+            lost = f"the sandbox could not start a worker ({error})"
+        if pid:
+            self._workers.add(pid)
+        session = Session(self, ours, pid, deadline, inner=inner if pid else 0)
+        session.lost = lost
         try:
             yield session
         finally:
             ours.close()
-            _kill_group(pid)
-            self._status(pid)
-            self._workers.discard(pid)
+            if pid:
+                _kill_group(pid)
+                self._status(session.inner)
+                self._workers.discard(pid)
 
-    def _status(self, pid: int) -> dict[str, Any]:
-        try:
-            self.control.settimeout(2.0)
-            socket.send_fds(self.control, [f"status {pid}".encode()], [])
+    def _worker(self, inner: int) -> int:
+        """The grader's pid for the zygote's child `inner` (0 if it has no such child)."""
+        if not self.zygote:
+            self.zygote = _find_zygote(self)
+        if not self.zygote:
+            return 0
+        if self.mode != "namespaces":
+            return inner if _parent_of(inner) == self.zygote else 0
+        return next((pid for pid in _children(self.zygote) if _inner_pid(pid) == inner), 0)
+
+    def _reply(self, ident: int) -> dict[str, Any]:
+        """The zygote's reply to request `ident`, skipping replies to requests given up on."""
+        for _ in range(16):
             reply, _ = recv_frame(self.control, max_header=4096, max_total=0)
-            return reply
+            if reply.get("id") == ident:
+                return reply
+        raise WireError("the child did not answer the request")
+
+    def _status(self, inner: int) -> dict[str, Any]:
+        try:
+            ident = next(self._ids)
+            self.control.settimeout(2.0)
+            socket.send_fds(self.control, [f"status {ident} {inner}".encode()], [])
+            return self._reply(ident)
         except (OSError, EOFError, WireError):
             return {}
 
@@ -237,9 +401,15 @@ class Sandbox:
         return self.drain.text()
 
     def close(self) -> None:
-        """Stop the child and everything it started; safe to call twice."""
+        """Stop the child and everything it started, without waiting on any of it; safe to call
+        twice."""
+        if self._closed:
+            return
+        self._closed = True
         for pid in list(self._workers):
             _kill_group(pid)
+        if self.mode != "namespaces" and self.lease is None:
+            _kill_tree(self.process.pid)  # orphans come back to the zygote, a subreaper
         try:
             self.control.close()
         finally:
@@ -248,10 +418,15 @@ class Sandbox:
                 self.process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
+            gone = True
+            if self.lease is not None and self.mode != "namespaces":
+                gone = _kill_uid(self.lease.uid)
             if self.process.stdout is not None:
-                self.process.stdout.close()
-            self.drain.join(timeout=2)
+                self.drain.stop(wait=0.5 if gone else 0.0)
+            shutil.rmtree(self.workdir.name, ignore_errors=True)
             self.workdir.cleanup()
+            if self.lease is not None and gone and self.process.returncode is not None:
+                self.lease.release()
 
     def __enter__(self) -> Sandbox:
         return self
@@ -263,8 +438,18 @@ class Sandbox:
 class Session:
     """Calls into one worker. Every call has a deadline; a lost worker ends the session."""
 
-    def __init__(self, box: Sandbox, sock: socket.socket, pid: int, deadline: float | None):
+    def __init__(
+        self,
+        box: Sandbox,
+        sock: socket.socket,
+        pid: int,
+        deadline: float | None,
+        *,
+        inner: int = 0,
+    ):
         self._box, self._sock, self.pid = box, sock, pid
+        self.inner = inner or pid
+        """The worker's pid as the child numbers it (its PID namespace, if it has one)."""
         self._deadline = deadline
         self.lost: str = ""
 
@@ -333,7 +518,8 @@ class Session:
 
     def _lose(self, reason: str) -> WorkerLost:
         self.lost = reason
-        _kill_group(self.pid)
+        if self.pid:
+            _kill_group(self.pid)
         return WorkerLost(reason)
 
     def _exchange(
@@ -373,25 +559,63 @@ class Session:
         )
 
     def _crash_reason(self) -> str:
-        status = self._box._status(self.pid)
+        status = self._box._status(self.inner)
         if status.get("signal") == signal.SIGKILL:
             return "the process was killed (SIGKILL), usually for using too much memory"
         if type(status.get("signal")) is int:
-            name = signal.Signals(status["signal"]).name if status["signal"] < 65 else "?"
-            return f"the process crashed with signal {name}"
+            return f"the process crashed with signal {_signal_name(status['signal'])}"
         if type(status.get("code")) is int:
             return f"the process exited (exit code {status['code']}) instead of returning"
         return "the process stopped answering"
 
 
+class _Unconfined(Exception):
+    """The child could not apply a confinement mode on this host (the grader tries the next)."""
+
+    def __init__(self, mode: str, reason: str, *, uid: bool = False) -> None:
+        super().__init__(f"{mode}: {reason}")
+        self.mode, self.reason = mode, reason
+        self.uid = uid
+        """It was the leased uid that failed (the grader then uses the named sandbox user)."""
+
+
+_REFUSED: dict[str, str] = {}
+"""Confinement modes this host refused, with the reason (decided once per grader process)."""
+_UNIQUE_UIDS: list[bool] = [True]
+"""Whether leased uids work here (a container may map only a few uids)."""
+
+
+def _modes() -> list[str]:
+    forced = os.environ.get("AUTOGRADER_CONFINEMENT", "")
+    if forced:
+        if forced not in MODES:
+            raise SandboxError(
+                f"AUTOGRADER_CONFINEMENT={forced!r} is not a confinement mode; "
+                f"use one of {', '.join(MODES)}, or unset it to let the grader choose."
+            )
+        return [forced]
+    return [mode for mode in MODES if mode not in _REFUSED]
+
+
 def _launch(
-    cells: Sequence[str], skip: set[int], limits: Limits, secrets: tuple[Path, ...]
-) -> tuple[Sandbox, float]:
+    cells: Sequence[str], skip: set[int], limits: Limits, secrets: tuple[Path, ...], mode: str
+) -> Sandbox:
     workdir = tempfile.TemporaryDirectory(prefix="autograder-")
     os.chmod(workdir.name, 0o700)
-    confinement = plan(workdir=Path(workdir.name), secrets=secrets)
-    if confinement.uid is not None and confinement.gid is not None:
-        os.chown(workdir.name, confinement.uid, confinement.gid)
+    lease = lease_uid() if os.geteuid() == 0 and _UNIQUE_UIDS[0] else None
+    user = (lease.uid, lease.uid) if lease is not None else sandbox_user()
+    if lease is not None and _processes_of(lease.uid):
+        _kill_uid(lease.uid)  # left by a grader that died
+    confinement = plan(
+        workdir=Path(workdir.name),
+        secrets=secrets,
+        mode=mode,
+        user=user,
+        own_user=lease is not None,
+        limits=limits,
+    )
+    if user is not None:
+        os.chown(workdir.name, *user)
     ours, theirs = socket.socketpair()
     try:
         process = subprocess.Popen(
@@ -407,6 +631,8 @@ def _launch(
     except OSError as error:
         ours.close()
         workdir.cleanup()
+        if lease is not None:
+            lease.release()
         raise SandboxError(
             f"Could not start the sandbox with {sys.executable}: {error}. "
             "Check that the Python running the grader can be executed."
@@ -416,19 +642,42 @@ def _launch(
     assert process.stdout is not None
     drain = _Drain(process.stdout, limits.output_bytes)
     drain.start()
-    box = Sandbox(process, ours, drain, workdir, limits)
-    from autograder.memory import child_memory_bytes  # what fits in this machine or container
+    box = Sandbox(process, ours, drain, workdir, limits, mode=mode, lease=lease)
+    try:
+        send_frame(ours, _start_frame(cells, skip, limits, confinement.as_message()))
+    except OSError as error:
+        box.close()
+        raise SandboxError(
+            f"The sandbox exited before it could be told what to run ({error}); its output "
+            f"was: {box.output()[-2000:] or '(nothing)'}"
+        ) from None
+    return box
 
-    send_frame(
-        ours,
-        {
-            "cells": list(cells),
-            "skip": sorted(skip),
-            "limits": {"memory_bytes": child_memory_bytes(limits), "processes": limits.processes},
-            "confinement": confinement.as_message(),
+
+def _start_frame(
+    cells: Sequence[str], skip: set[int], limits: Limits, confinement: dict[str, object]
+) -> dict[str, object]:
+    return {
+        "cells": list(cells),
+        "skip": sorted(skip),
+        "limits": {
+            "memory_bytes": child_memory_bytes(limits),  # what fits this machine or container
+            "processes": limits.processes,
+            "file_bytes": limits.file_bytes,
         },
-    )
-    return box, time.monotonic()
+        "confinement": confinement,
+    }
+
+
+def _find_zygote(box: Sandbox) -> int:
+    """The zygote's pid as the grader sees it: the launched process itself, or (namespace
+    mode) pid 2 of the namespace, under the launched keeper and the namespace's init."""
+    if box.mode != "namespaces":
+        return box.process.pid
+    inits = _children(box.process.pid)
+    if len(inits) != 1:
+        return 0
+    return next((pid for pid in _children(inits[0]) if _inner_pid(pid) == 2), 0)
 
 
 def default_secrets() -> tuple[Path, ...]:
@@ -477,7 +726,11 @@ def _follow(box: Sandbox, limits: Limits, spent: float, cells: int) -> tuple[_Pr
             kind, index = event.get("event"), event.get("index")
             if index is not None and not (type(index) is int and 0 <= index < cells):
                 raise WireError("the child reported a cell that does not exist")
+            if kind == "unconfined" and not progress.confinement:
+                reason = str(event.get("error", ""))[:500]
+                raise _Unconfined(box.mode, reason, uid=event.get("uid") is True)
             if kind == "confined" and not progress.confinement:
+                _check_confined(box, event)
                 progress.confinement = _confinement_text(event)
                 began = cell_began = time.monotonic()
             elif not progress.confinement:
@@ -507,11 +760,45 @@ def _follow(box: Sandbox, limits: Limits, spent: float, cells: int) -> tuple[_Pr
     return progress, failure, spent + time.monotonic() - began
 
 
+def _check_confined(box: Sandbox, event: Mapping[str, Any]) -> None:
+    """Accept the child's report of its confinement, or say why this mode cannot grade."""
+    missing = event.get("missing")
+    if isinstance(missing, list) and missing:
+        name = str(missing[0])[:100]
+        folder = unreadable_folder(name)
+        where = f": {folder} is closed to other users" if folder is not None else ""
+        raise _Unconfined(box.mode, f"the sandbox user cannot import {name}{where}")
+
+
 def _confinement_text(event: Mapping[str, Any]) -> str:
     abi, uid = event.get("landlock"), event.get("uid")
-    parts = [f"Landlock ABI {abi}" if type(abi) is int and abi > 0 else "no Landlock"]
+    parts = ["namespaces (pid, net, mount)" if event.get("mode") == "namespaces" else "basic"]
+    parts.append(f"Landlock ABI {abi}" if type(abi) is int and abi > 0 else "no Landlock")
+    parts.append("seccomp" if event.get("seccomp") is True else "no seccomp")
     parts.append(f"uid {uid}" if type(uid) is int else "uid unknown")
     return ", ".join(parts)
+
+
+def _refuse(refused: _Unconfined) -> None:
+    """Remember that this host cannot run `refused.mode` (or leased uids); raise when nothing
+    is left to try."""
+    if refused.uid and _UNIQUE_UIDS[0]:
+        _UNIQUE_UIDS[0] = False  # try the named sandbox user instead
+        return
+    _REFUSED[refused.mode] = refused.reason
+    if os.environ.get("AUTOGRADER_CONFINEMENT"):
+        raise SandboxError(
+            f"AUTOGRADER_CONFINEMENT={refused.mode} cannot work here: {refused.reason}. "
+            "Unset it to let the grader choose, and try again."
+        )
+    if not _modes():
+        raise SandboxError(
+            "The sandbox cannot confine student code on this host: "
+            + "; ".join(f"{mode} mode failed ({why})" for mode, why in _REFUSED.items())
+            + ". Allow namespaces (run as root, or allow unprivileged user namespaces; in "
+            "Docker, --cap-add SYS_ADMIN), or install Python in folders other users may read, "
+            "and try again."
+        )
 
 
 def start(
@@ -531,8 +818,14 @@ def start(
     skipped: dict[int, str] = {}
     spent = 0.0
     while True:
-        box, _ = _launch(cells, set(skipped), limits, hidden)
-        progress, failure, spent = _follow(box, limits, spent, len(cells))
+        modes = _modes()
+        box = _launch(cells, set(skipped), limits, hidden, modes[0] if modes else "basic")
+        try:
+            progress, failure, spent = _follow(box, limits, spent, len(cells))
+        except _Unconfined as refused:
+            box.close()
+            _refuse(refused)
+            continue
         if not failure:
             assert progress.definitions is not None
             return box, _notebook_run(

@@ -104,6 +104,12 @@ class Limits:
     space just to start."""
     processes: int = 16
     """New processes the child may create beyond those of its user when it starts."""
+    file_bytes: int = 32 << 20
+    """Largest file the child may write (RLIMIT_FSIZE); a larger write fails with EFBIG."""
+    scratch_bytes: int = 64 << 20
+    """What the scratch folder may hold in all (a tmpfs of that size, in namespace mode)."""
+    scratch_files: int = 4096
+    """Files and folders the scratch folder may hold (namespace mode)."""
     output_bytes: int = 32 * 1024
     """Printed output kept per submission; the rest is counted and dropped."""
     message_bytes: int = 64 << 20

@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import subprocess
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import jsonschema
@@ -19,7 +24,8 @@ import nbformat
 import pytest
 from conftest import REFERENCE_SOURCE, ROOT
 
-from autograder.confinement import sandbox_user
+from autograder import sandbox
+from autograder.confinement import SANDBOX_UIDS, sandbox_user
 from autograder.pipeline import grade
 from autograder.report import write_results
 from autograder.rubrics import load
@@ -296,6 +302,13 @@ NOISY = {  # honest code, then a noisy cell 2: (the cell, what the student is to
     "syntax-error-cell": ("def broken(:\n    pass", "Code cell 2 raised `SyntaxError"),
     "input-and-magics": ("%matplotlib inline\nname = input('Your name? ')\n!ls\n", ""),
     "exit-in-a-cell": ("import sys\nsys.exit('bye')", "Code cell 2 raised `SystemExit: bye`"),
+    # A copy of the zygote must never serve the grader (it would answer the next item too).
+    "bare-fork-at-top-level": ("import os\nos.fork()", ""),
+    # Python may sit where the sandbox user cannot read it (here: under /root, mode 0700).
+    "import-timeit-at-top-level": (
+        "import timeit, locale\nSTARTED = timeit.default_timer()",
+        "",
+    ),
 }
 
 
@@ -596,3 +609,320 @@ def test_uploads_that_are_links_or_special_files_earn_nothing(
     write_results(tmp_path / "results.json", result)
     jsonschema.validate(json.loads((tmp_path / "results.json").read_text("utf-8")), SCHEMA)
     assert result.score == 0 and message in result.notes[0], result.notes
+
+
+def test_a_worker_killed_by_a_real_time_signal_costs_that_item_only(tmp_path: Path) -> None:
+    source = REFERENCE_SOURCE.replace(
+        "def create_causal_mask(seq_len: int) -> np.ndarray:\n",
+        "def create_causal_mask(seq_len: int) -> np.ndarray:\n"
+        "    import os\n    os.kill(os.getpid(), 40)\n",
+    )
+    assert source != REFERENCE_SOURCE
+    result = graded(tmp_path, [source])
+    failures = {item.id: item.failure for item in result.items if item.failure}
+    assert list(failures) == ["causal_mask"], failures
+    assert "signal SIGRTMIN+6 (signal 40)" in failures["causal_mask"].summary
+    assert result.score == 100 - {i.id: i.points for i in RUBRIC.items}["causal_mask"]
+
+
+KILL_THE_ZYGOTE = {  # what a worker runs (in create_causal_mask): the items it may cost
+    "kill-its-parent": ("os.kill(os.getppid(), 9)", ["causal_mask"]),
+    "kill-everything-it-may": ("os.kill(-1, 9)", []),  # reaches nothing outside itself
+    "kill-its-parents-group": ("os.killpg(os.getpgid(os.getppid()), 9)", ["causal_mask"]),
+}
+
+
+@pytest.mark.parametrize(("kill", "lost"), KILL_THE_ZYGOTE.values(), ids=KILL_THE_ZYGOTE.keys())
+def test_a_worker_that_kills_the_zygote_costs_that_item_only(
+    tmp_path: Path, kill: str, lost: list[str]
+) -> None:
+    source = REFERENCE_SOURCE.replace(
+        "def create_causal_mask(seq_len: int) -> np.ndarray:\n",
+        f"def create_causal_mask(seq_len: int) -> np.ndarray:\n    import os\n    {kill}\n",
+    )
+    result = graded(tmp_path, [source])
+    failures = {item.id: item.failure for item in result.items if item.failure}
+    assert list(failures) == lost, failures
+    assert result.score == 100 - sum(i.points for i in RUBRIC.items if i.id in lost)
+
+
+def sandbox_processes() -> list[int]:
+    """Processes running as one of the uids leased to gradings (none once a grading ends)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        try:
+            if entry.name.isdigit() and entry.stat().st_uid in SANDBOX_UIDS:
+                found.append(int(entry.name))
+        except OSError:
+            pass
+    return found
+
+
+@dataclass
+class Bait:
+    """What an escaping submission would reach: sockets and a folder of the test's own."""
+
+    udp4: socket.socket
+    udp6: socket.socket
+    unix: socket.socket
+    unix_path: str
+    abstract: str
+    abstract_sock: socket.socket
+    outside: Path
+
+    def fields(self) -> dict[str, object]:
+        return {
+            "udp4": self.udp4.getsockname()[1],
+            "udp6": self.udp6.getsockname()[1],
+            "unix_path": self.unix_path,
+            "abstract": self.abstract,
+            "outside": str(self.outside),
+            "grader": os.getpid(),
+        }
+
+    def reached(self) -> list[str]:
+        """What the submission managed to reach (nothing, if the sandbox held)."""
+        found = []
+        for name, sock in (("udp4", self.udp4), ("udp6", self.udp6)):
+            try:
+                found.append(f"{name}: {sock.recv(100)!r}")
+            except BlockingIOError:
+                pass
+        for name, sock in (("unix", self.unix), ("abstract", self.abstract_sock)):
+            try:
+                found.append(f"{name}: {sock.accept()}")
+            except BlockingIOError:
+                pass
+        found += [f"file {path}" for path in self.outside.iterdir()]
+        return found
+
+
+@pytest.fixture
+def bait(tmp_path: Path) -> Iterator[Bait]:
+    udp4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp4.bind(("127.0.0.1", 0))
+    udp6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    udp6.bind(("::1", 0))
+    unix_path = f"/tmp/autograder-bait-{os.getpid()}.sock"
+    Path(unix_path).unlink(missing_ok=True)
+    unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    unix.bind(unix_path)
+    os.chmod(unix_path, 0o777)
+    unix.listen()
+    abstract = f"autograder-bait-{os.getpid()}"
+    abstract_sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    abstract_sock.bind("\0" + abstract)
+    abstract_sock.listen()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.chmod(tmp_path, 0o777)
+    os.chmod(outside, 0o777)  # writable by anyone: only the sandbox can stop a write here
+    for sock in (udp4, udp6, unix, abstract_sock):
+        sock.setblocking(False)
+    yield Bait(udp4, udp6, unix, unix_path, abstract, abstract_sock, outside)
+    for sock in (udp4, udp6, unix, abstract_sock):
+        sock.close()
+    Path(unix_path).unlink(missing_ok=True)
+
+
+ESCAPED = 'raise SystemExit("ESCAPED: " + {what})'
+
+# Each attack runs at top level after the reference solution; it raises SystemExit("ESCAPED")
+# only if it got through. The test also checks, from outside, that nothing reached the bait.
+ESCAPES = {
+    "udp-ipv4-loopback": """
+import socket
+try:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.sendto(b"escaped", ("127.0.0.1", {udp4}))
+except OSError:
+    pass
+""",
+    "udp-ipv6-loopback": """
+import socket
+try:
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.sendto(b"escaped", ("::1", {udp6}))
+except OSError:
+    pass
+""",
+    "unix-socket-of-the-host": """
+import socket
+for address in ({unix_path!r}, "\\0" + {abstract!r}):
+    try:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(address)
+        s.sendall(b"escaped")
+    except OSError:
+        pass
+""",
+    "netlink-lists-interfaces": """
+import socket
+try:
+    names = [name for _, name in socket.if_nameindex() if name != "lo"]
+except OSError:
+    names = []
+if names:
+    raise SystemExit("ESCAPED: sees the interfaces " + ", ".join(names))
+""",
+    "read-other-processes": """
+import os
+seen = []
+for entry in os.listdir("/proc"):
+    if entry.isdigit():
+        try:
+            seen.append(open("/proc/%s/cmdline" % entry, "rb").read())
+        except OSError:
+            pass
+try:
+    seen.append(open("/proc/{grader}/cmdline", "rb").read())
+except OSError:
+    pass
+if any(b"pytest" in line for line in seen):
+    raise SystemExit("ESCAPED: read the grader's command line")
+""",
+    "signal-the-grader": """
+import os
+try:
+    os.kill({grader}, 0)
+    raise SystemExit("ESCAPED: may signal the grader")
+except OSError:
+    pass
+""",
+    "ptrace-the-grader": """
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+for target in ({grader}, 1):
+    if libc.ptrace(16, target, None, None) == 0:  # PTRACE_ATTACH
+        libc.ptrace(17, target, None, None)
+        raise SystemExit("ESCAPED: attached to pid %d" % target)
+""",
+    "write-outside-scratch": """
+import os
+for path in ({outside!r} + "/escaped", "/tmp/autograder-escaped", "/dev/shm/escaped",
+             "/var/tmp/autograder-escaped"):
+    try:
+        open(path, "w").write("x")
+        raise SystemExit("ESCAPED: wrote " + path)
+    except OSError:
+        pass
+""",
+    "fill-the-disk": f"""
+written = 0
+try:
+    for index in range(25):  # 200 MiB in files of 8 MiB: more than scratch may hold
+        with open("fill-%d" % index, "wb") as file:
+            for _ in range(8):
+                file.write(b"x" * (1 << 20))
+                written += 1 << 20
+except OSError:
+    pass
+if written > {LIMITS.scratch_bytes}:
+    raise SystemExit("ESCAPED: wrote %d bytes" % written)
+""",
+    "keep-a-process-alive": """
+import os, socket, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        time.sleep(2)
+        try:
+            open({outside!r} + "/late", "w").write("x")
+        except OSError:
+            pass
+        time.sleep(60)
+    os._exit(0)
+""",
+}
+
+
+HELD_WITH_NAMESPACES_ONLY = {"read-other-processes", "fill-the-disk"}
+"""What basic mode does not prevent (SECURITY.md): it shares /proc, and bounds each file, not
+the whole of scratch while an item runs."""
+
+
+def namespace_mode() -> bool:
+    return (
+        os.environ.get("AUTOGRADER_CONFINEMENT", "namespaces") == "namespaces"
+        and "namespaces" not in sandbox._REFUSED
+    )
+
+
+@pytest.mark.skipif(CHILD_IS_ROOT, reason="the child would run as root")
+@pytest.mark.parametrize("attack", ESCAPES.values(), ids=ESCAPES.keys())
+def test_escape_attempts_fail_and_cost_nothing(
+    request: pytest.FixtureRequest, tmp_path: Path, bait: Bait, attack: str
+) -> None:
+    if request.node.callspec.id in HELD_WITH_NAMESPACES_ONLY and not namespace_mode():
+        pytest.skip("basic mode does not prevent this (SECURITY.md)")
+    began = time.monotonic()
+    result = graded(tmp_path, [REFERENCE_SOURCE, attack.format(**bait.fields())])
+    took = time.monotonic() - began
+    assert result.score == 100, [(i.id, i.failure) for i in result.items if i.failure]
+    assert not [note for note in result.notes if "ESCAPED" in note], result.notes
+    assert took < 30, "grading waited for a process the submission left behind"
+    if os.geteuid() == 0:
+        assert sandbox_processes() == [], "a process of the submission outlived its grading"
+    time.sleep(2.5 if "keep-a-process-alive" in attack else 0.1)
+    assert bait.reached() == []
+
+
+WRONG_MASKING = REFERENCE_SOURCE.replace(
+    "    scores = scores - scores.max(axis=-1, keepdims=True)\n",
+    "    scores = scores - scores.max(axis=-1, keepdims=True)\n"
+    "    unmasked = Q @ np.swapaxes(K, -1, -2) / np.sqrt(d_k)\n"
+    "    early = np.exp(unmasked - unmasked.max(axis=-1, keepdims=True))\n",
+).replace(
+    "    return weights @ V, weights",
+    "    return weights @ V, early / early.sum(-1, keepdims=True)",
+)
+
+HOLD_PROCESSES = """
+import os, time
+try:
+    while True:
+        if os.fork() == 0:
+            time.sleep(2)
+            os._exit(0)
+except OSError:
+    pass
+"""
+
+STRESSED = {  # submission -> its cells
+    "weights-before-masking": [WRONG_MASKING],
+    "correct": [REFERENCE_SOURCE],
+    "fork-bomb": [REFERENCE_SOURCE, HOLD_PROCESSES],
+}
+
+
+def _grade_on_the_command_line(folder: Path, name: str) -> dict[str, tuple[float, str]]:
+    path = notebook(folder / f"{name}.ipynb", STRESSED[name])
+    results = folder / f"{name}.json"
+    subprocess.run(
+        [sys.executable, "-m", "autograder", "grade", str(path), "--results", str(results)],
+        check=False,
+        capture_output=True,
+        timeout=300,
+    )
+    document = json.loads(results.read_text(encoding="utf-8"))
+    return {test["name"]: (test["score"], test.get("output", "")) for test in document["tests"]}
+
+
+def test_concurrent_gradings_give_identical_results(tmp_path: Path) -> None:
+    """Two gradings at a time, one of them holding every process it may have: each submission
+    gets the same result every time (13.4: a spurious 0/100, every item WorkerLost)."""
+    rounds = 4
+    jobs = [(tmp_path / f"{name}-{n}", name) for n in range(rounds) for name in STRESSED]
+    for folder, _ in jobs:
+        folder.mkdir()
+    with ThreadPoolExecutor(2) as pool:
+        graded_all = list(pool.map(lambda job: (job[1], _grade_on_the_command_line(*job)), jobs))
+    seen: dict[str, list[dict[str, tuple[float, str]]]] = {}
+    for name, tests in graded_all:
+        seen.setdefault(name, []).append(tests)
+    for name, results in seen.items():
+        assert all(result == results[0] for result in results), name
+        assert "WorkerLost" not in json.dumps(results[0]), name
+    total = {name: sum(score for score, _ in results[0].values()) for name, results in seen.items()}
+    assert total["correct"] == total["fork-bomb"] == 100
+    assert 0 < total["weights-before-masking"] < 100
