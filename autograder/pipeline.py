@@ -93,4 +93,6 @@ def grade(
             seconds=time.monotonic() - began,
         )
     notes = submission.notes + notebook_notes(run)
-    return GradeResult(name, items, notes, output, time.monotonic() - began)
+    return GradeResult(
+        name, items, notes, output, time.monotonic() - began, confinement=run.confinement
+    )

@@ -117,8 +117,9 @@ def to_gradescope(result: GradeResult, *, extra: dict[str, Any] | None = None) -
         "stdout_visibility": "hidden",
         "tests": tests,
     }
-    if extra:
-        document["extra_data"] = extra
+    staff = {"confinement": result.confinement} if result.confinement else {}
+    if extra or staff:
+        document["extra_data"] = {**staff, **(extra or {})}
     return document
 
 
@@ -228,6 +229,8 @@ def render_text(result: GradeResult) -> str:
     """A plain-text summary for the terminal (control characters made visible)."""
     lines = [f"{result.submission}: {result.score:g} / {result.max_score:g} points"]
     lines += [f"  note: {note}" for note in result.notes]
+    if result.confinement:
+        lines.append(f"  sandbox: {result.confinement}")
     for item in result.items:
         mark = "PASS" if item.passed else "FAIL"
         lines.append(f"  [{mark}] {item.score:>5g}/{item.max_score:<5g} {item.title}")

@@ -30,6 +30,7 @@ from typing import Any
 
 from autograder.confinement import (
     MODES,
+    SANDBOX_UIDS,
     UidLease,
     lease_uid,
     plan,
@@ -775,7 +776,12 @@ def _confinement_text(event: Mapping[str, Any]) -> str:
     parts = ["namespaces (pid, net, mount)" if event.get("mode") == "namespaces" else "basic"]
     parts.append(f"Landlock ABI {abi}" if type(abi) is int and abi > 0 else "no Landlock")
     parts.append("seccomp" if event.get("seccomp") is True else "no seccomp")
-    parts.append(f"uid {uid}" if type(uid) is int else "uid unknown")
+    if type(uid) is not int:
+        parts.append("uid unknown")
+    elif uid in SANDBOX_UIDS:  # which one is chance: say so without the number (regrades match)
+        parts.append("a uid of its own")
+    else:
+        parts.append(f"uid {uid}")
     return ", ".join(parts)
 
 

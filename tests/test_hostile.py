@@ -528,7 +528,7 @@ STUDENT_TEXT = {
         90,
         "ValueError: \ufffd\ufffd\ufffd",
     ),
-    "exception-class-named-like-our-verdict": (RENAMED, 10, "All checks passed"),
+    "exception-class-named-like-our-verdict": (RENAMED, 20, "All checks passed"),
     "html-links-images-in-a-message": (
         'raise ValueError("<img src=x onerror=alert(1)> [x](https://e.example) '
         '![i](https://e.example/i.png) https://e.example")',

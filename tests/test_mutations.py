@@ -339,8 +339,8 @@ MUTANTS = [
                 "    def _forward(self, x, mask=None):\n",
             ),
         ),
-        ("mha_forward",),
-        hints=("state-between-calls",),
+        ("mha_forward", "mha_causal"),
+        hints=("state-between-calls", "state-between-calls"),
     ),
     Mutant(
         "head-dim-stored-on-the-class",

@@ -90,6 +90,8 @@ def test_reference_scores_full_marks_and_regrades_are_identical(tmp_path: Path) 
     path.write_text(REFERENCE_SOURCE, encoding="utf-8")
     first = to_gradescope(grade(path, rubric=load("attention")))
     assert first["score"] == 100, json.dumps(first, indent=1)[:3000]
+    # Staff can see how the student's code was confined (Gradescope shows extra_data to staff).
+    assert first["extra_data"]["confinement"].startswith(("namespaces", "basic"))
     buggy = tmp_path / "buggy.py"
     buggy.write_text(REFERENCE_SOURCE.replace(" / np.sqrt(d_k)", ""), encoding="utf-8")
     one = json.dumps(without_timing(to_gradescope(grade(buggy, rubric=load("attention")))))

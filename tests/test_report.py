@@ -309,3 +309,17 @@ def test_no_text_escapes_its_quoting(prose: str, quoted: str) -> None:
     shown = " ".join(quoted.splitlines()) if quoted else " "
     assert span.tags == {"p", "code"} and "".join(span.outside_code).strip() == ""
     assert span.code.strip() == shown.strip()
+
+
+def test_the_confinement_goes_to_staff_only() -> None:
+    from autograder.scoring import GradeResult
+
+    result = GradeResult("a.ipynb", (), confinement="basic, no Landlock, seccomp, uid 65534")
+    document = to_gradescope(result, extra={"submission_sha256": "x"})
+    assert document["extra_data"] == {
+        "confinement": "basic, no Landlock, seccomp, uid 65534",
+        "submission_sha256": "x",
+    }
+    assert "seccomp" not in document["output"]
+    assert "  sandbox: basic, no Landlock, seccomp, uid 65534" in render_text(result)
+    assert "extra_data" not in to_gradescope(GradeResult("a.ipynb", ()))

@@ -892,7 +892,7 @@ def _mha_sequence(session: Session, case: MhaCase, *, second_instance: bool) -> 
 def check_mha_causal(session: Session, case: MhaCase) -> None:
     """Changing positions after `case.cut` leaves the output before it unchanged, on one
     instance called twice; both answers must also be the reference's (a constant output has
-    no influence from the future either, and proves nothing)."""
+    no influence from the future either, and proves nothing), and so must a second instance's."""
     handle = _new_mha(session, case)
     out1 = _forward(session, handle, case, "out", case.snippet)
     x2 = case.x.copy()
@@ -923,13 +923,27 @@ def check_mha_causal(session: Session, case: MhaCase) -> None:
         code=case.snippet,
         expr="out",
     )
+    lines = ["x2 = x.copy()", f"x2[:, {case.cut + 1}:] += 3.0", "out2 = mha.forward(x2, mask=mask)"]
     _judge_later(
         out2,
         changed,
         case,
         f"The same instance called again, with x changed at positions > {case.cut}",
-        ["x2 = x.copy()", f"x2[:, {case.cut + 1}:] += 3.0", "out2 = mha.forward(x2, mask=mask)"],
+        lines,
         "out2",
+    )
+    # A second instance (other weights) on the same x: the notebook's grade cells run in one
+    # kernel, so state shared between instances fails them; it fails this item too.
+    other = _other_instance(case)
+    lines += [line.format(e=case.embed_dim, h=case.num_heads) for line in _SECOND_LINES]
+    _judge_later(
+        _forward(session, _new_mha(session, other), other, "out_other", _later(case, lines)),
+        other,
+        case,
+        "A second instance (other weights), created after right calls on another instance, "
+        "on the same x",
+        lines,
+        "out_other",
     )
 
 
