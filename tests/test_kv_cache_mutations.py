@@ -177,8 +177,9 @@ DO_NOTHING = {
             def __init__(self, embed_dim, num_heads):
                 self.embed_dim, self.num_heads = embed_dim, num_heads
                 self.head_dim = embed_dim // num_heads
-                self.q_proj, self.k_proj = Linear(embed_dim, embed_dim), Linear(embed_dim, embed_dim)
-                self.v_proj, self.out_proj = Linear(embed_dim, embed_dim), Linear(embed_dim, embed_dim)
+                e = embed_dim
+                self.q_proj, self.k_proj = Linear(e, e), Linear(e, e)
+                self.v_proj, self.out_proj = Linear(e, e), Linear(e, e)
             def forward(self, x, mask=None, cache=None):
                 return np.zeros_like(x)
 
