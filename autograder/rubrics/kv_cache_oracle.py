@@ -255,7 +255,13 @@ def questions(case: object) -> list[tuple[str, tuple[object, ...]]]:
             ("decode_variants", (steps,)),
         ]
     if isinstance(case, NewTokensCase):
-        return [("projections", (case,)), ("projection_variants", (case,))]
+        other = case.probe()
+        return [
+            ("projections", (case,)),
+            ("projection_variants", (case,)),
+            ("projections", (other,)),
+            ("projection_variants", (other,)),
+        ]
     if isinstance(case, BytesCase):
         sizes = case.probe()
         return [
