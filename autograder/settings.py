@@ -13,6 +13,7 @@ from hypothesis.internal.constants_ast import Constants as _Constants
 
 __all__ = [
     "HYPOTHESIS",
+    "KV_CACHE_EXAMPLES",
     "KV_CACHE_TOLERANCE",
     "LIMITS",
     "SINGLE_THREADED",
@@ -109,3 +110,10 @@ TOLERANCE = Tolerance()
 #: ~1e-6 at most on the rubric's inputs (measured on tests/implementations/kv_cache). Every
 #: catalogued mistake moves some output by more than 1e-2.
 KV_CACHE_TOLERANCE = Tolerance(rtol=1e-5, atol=1e-5)
+
+#: Random examples for each of the KV-cache exercise's stateful items (the cache and cached
+#: decoding; its two formulas keep the default). One such example builds caches and a model
+#: and makes 5 to 13 calls into the sandbox where an attention example makes 1 to 3, so 30 of
+#: them cost what attention's 50 do (a full grade stays within attention's time). Fixed cases
+#: run before them where a space is small enough to list (every kind of refused update).
+KV_CACHE_EXAMPLES = 30

@@ -80,7 +80,6 @@ ALSO_LOST: dict[str, tuple[str, ...]] = {
     # seq_len is the capacity check's count and the mask's offset.
     "seq-len-counts-updates": (
         "cache_errors",
-        "cache_reset_isolation",
         "decode_chunked",
         "decode_inputs_unchanged",
         "decode_new_tokens_only",

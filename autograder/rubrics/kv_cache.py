@@ -58,6 +58,7 @@ from autograder.rubrics.kv_cache_strategies import (
     unchanged_cases,
 )
 from autograder.sandbox import Handle, Session, StudentRaised
+from autograder.settings import KV_CACHE_EXAMPLES
 from autograder.settings import KV_CACHE_TOLERANCE as TOL
 
 __all__ = ["GRADE_CELLS", "HINTS", "POINTS", "RUBRIC", "VISIBILITY"]
@@ -223,20 +224,25 @@ def _cache(session: Session, batch: int, heads: int, head_dim: int, capacity: in
     return handle
 
 
-def _get(session: Session, cache: Handle, when: str) -> tuple[object, object, object]:
-    """What the cache shows: (keys, values, seq_len), as the student's code returns them."""
+def _get(
+    session: Session, cache: Handle, when: str, *, length: bool = True
+) -> tuple[object, object, object]:
+    """What the cache shows: (keys, values, seq_len), as the student's code returns them;
+    seq_len is None unless `length` (one round trip less)."""
     with student(f"get() {when}"):
         pair = session.call(cache, attr="get")
-    with student(f"seq_len {when}"):
-        (length,) = session.get(cache, "seq_len")
-    if isinstance(length, np.ndarray) and length.shape == () and length.dtype.kind in "iu":
-        length = int(length)  # a NumPy integer
+    stored: object = None
+    if length:
+        with student(f"seq_len {when}"):
+            (stored,) = session.get(cache, "seq_len")
+    if isinstance(stored, np.ndarray) and stored.shape == () and stored.dtype.kind in "iu":
+        stored = int(stored)  # a NumPy integer
     if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
         fail(
             f"get() {when} returned {kind(pair)}; expected a pair (keys, values).",
             hint="End get() with `return keys, values`.",
         )
-    return pair[0], pair[1], length
+    return pair[0], pair[1], stored
 
 
 def _refused_hint(error: StudentRaised, filled: int, capacity: int) -> str:
@@ -265,15 +271,15 @@ def _update(
 # --- append and get ------------------------------------------------------------------------
 
 
-def _run_appends(session: Session, case: AppendCase) -> list[tuple[object, object, object]]:
+def _run_appends(session: Session, case: AppendCase) -> tuple[object, object, object]:
+    """What the cache shows after all the case's updates (the state after the last one tells
+    every catalogued mistake apart; the snippet asserts after each)."""
     cache = _cache(session, case.batch, case.heads, case.head_dim, case.capacity)
-    states = []
     stored = 0
-    for number, (k, v) in enumerate(case.chunks(), start=1):
+    for k, v in case.chunks():
         _update(session, cache, k, v, stored=stored, capacity=case.capacity)
         stored += k.shape[2]
-        states.append(_get(session, cache, f"after update {number}"))
-    return states
+    return _get(session, cache, f"after {len(case.sizes)} update(s)")
 
 
 def _append_probe(session: Session, case: AppendCase) -> tuple[object, dict[str, object], object]:
@@ -282,39 +288,38 @@ def _append_probe(session: Session, case: AppendCase) -> tuple[object, dict[str,
         got: object = _run_appends(session, probe)
     except (CheckFailed, StudentRaised):
         got = None
-    return got, dict(_ask("append_variants", probe)), _ask("append", probe)
+    variants = {mistake: states[-1] for mistake, states in _ask("append_variants", probe)}
+    return got, variants, _ask("append", probe)[-1]
 
 
 def check_cache_append_get(session: Session, case: AppendCase) -> None:
-    states = _run_appends(session, case)
-    right = _ask("append", case)
-    for number, (got, expected) in enumerate(zip(states, right, strict=False), start=1):
-        if _same(got, expected):
-            continue
-        seen = states[:number]
+    got = _run_appends(session, case)
+    expected = _ask("append", case)[-1]
+    if _same(got, expected):
+        return
 
-        def hint(seen: list[tuple[object, object, object]] = seen, number: int = number) -> str:
-            variants = [(m, states_[:number]) for m, states_ in _ask("append_variants", case)]
-            mistakes = established(
-                seen, variants, same=_same, probe=lambda _: _append_probe(session, case)
-            )
-            return _named(mistakes) or (
-                "keys and values are (batch_size, num_heads, seq_len, head_dim): everything "
-                "appended so far, oldest first, along axis 2; seq_len counts the positions."
-            )
-
-        keys, values, length = got
-        want_keys, want_values, want_length = expected
-        when = f"after update {number} (of {case.sizes[number - 1]} position(s))"
-        for name, value, want in (("keys", keys, want_keys), ("values", values, want_values)):
-            array = as_array(value, f"{name} {when}", want.shape, hint=hint)
-            assert_close(array, want, f"{name} {when}", tol=TOL, hint=hint)
-        fail(
-            f"seq_len {when} is {length!r}; expected {want_length}.",
-            expected=str(want_length),
-            got=repr(length),
-            hint=hint,
+    def hint() -> str:
+        variants = [(m, states[-1]) for m, states in _ask("append_variants", case)]
+        mistakes = established(
+            got, variants, same=_same, probe=lambda _: _append_probe(session, case)
         )
+        return _named(mistakes) or (
+            "keys and values are (batch_size, num_heads, seq_len, head_dim): everything "
+            "appended so far, oldest first, along axis 2; seq_len counts the positions."
+        )
+
+    keys, values, length = got
+    want_keys, want_values, want_length = expected
+    when = f"after updates of {', '.join(map(str, case.sizes))} position(s)"
+    for name, value, want in (("keys", keys, want_keys), ("values", values, want_values)):
+        array = as_array(value, f"{name} {when}", want.shape, hint=hint)
+        assert_close(array, want, f"{name} {when}", tol=TOL, hint=hint)
+    fail(
+        f"seq_len {when} is {length!r}; expected {want_length}.",
+        expected=str(want_length),
+        got=repr(length),
+        hint=hint,
+    )
 
 
 # --- refused updates -----------------------------------------------------------------------
@@ -415,13 +420,15 @@ def _expect_holding(
     state: tuple[object, object, object],
     keys: Sequence[np.ndarray],
     values: Sequence[np.ndarray],
-    length: int,
+    length: int | None,
     what: str,
     *,
     hint: Callable[[], str] | str = "",
 ) -> None:
+    """Fail unless `state` holds exactly `keys` and `values` (and `length` positions, unless
+    None: not read)."""
     got_keys, got_values, got_length = state
-    if type(got_length) is not int or got_length != length:
+    if length is not None and (type(got_length) is not int or got_length != length):
         fail(f"{what}: seq_len is {got_length!r}; expected {length}.", hint=hint)
     for name, got, want in (("keys", got_keys, keys), ("values", got_values, values)):
         if not _holds(got, *want):
@@ -455,8 +462,8 @@ def check_cache_reset_isolation(session: Session, case: ResetCase) -> None:
     _update(session, first, k1, v1, stored=0, capacity=cap)
     if second is None:
         second = _cache(session, *dims, cap)
-    state = _get(session, first, "of A")
-    _expect_holding(state, [k1], [v1], case.first, "A after its update", hint=_more(state, k1))
+    state = _get(session, first, "of A", length=False)
+    _expect_holding(state, [k1], [v1], None, "A after its update", hint=_more(state, k1))
 
     def shared(state: tuple[object, object, object]) -> Callable[[], str]:
         return lambda: _SHARED if _holds(state[0], k1) or _holds(state[0], k1, k2) else ""
@@ -464,9 +471,16 @@ def check_cache_reset_isolation(session: Session, case: ResetCase) -> None:
     state = _get(session, second, "of B")
     _expect_holding(state, [], [], 0, "B, new, after A's update", hint=shared(state))
     _update(session, second, k2, v2, stored=0, capacity=cap)
-    state = _get(session, first, "of A")
-    hint = lambda: _SHARED if _holds(state[0], k1, k2) or _holds(state[0], k2) else ""  # noqa: E731
-    _expect_holding(state, [k1], [v1], case.first, "A after B's update", hint=hint)
+    with student("get() of A after B's update"):
+        pair = session.call(first, attr="get")
+    keys = pair[0] if isinstance(pair, (tuple, list)) and len(pair) == 2 else pair
+    if not _holds(keys, k1):
+        fail(
+            "A after B's update: get() must return exactly the keys given to A; it returned "
+            f"{kind(keys)} holding other numbers.",
+            got=excerpt(keys) if isinstance(keys, np.ndarray) else kind(keys),
+            hint=_SHARED if _holds(keys, k1, k2) or _holds(keys, k2) else "",
+        )
     with student("reset()"):
         session.call(first, attr="reset")
     state = _get(session, first, "after reset()")
@@ -485,12 +499,12 @@ def check_cache_reset_isolation(session: Session, case: ResetCase) -> None:
         hint=lambda error: _KEEPS_LENGTH if error.is_a("ValueError") else "",
     ):
         session.call(first, k3, v3, attr="update")
-    state = _get(session, first, "after reset() and a new update")
+    state = _get(session, first, "after reset() and a new update", length=False)
     _expect_holding(
         state,
         [k3],
         [v3],
-        case.refill,
+        None,
         "After reset() and an update",
         hint=lambda: _KEEPS_CONTENTS if _holds(state[0], k1, k3) else "",
     )
@@ -615,20 +629,13 @@ def check_decode_inputs_unchanged(session: Session, case: UnchangedCase) -> None
                 f"({name}.astype(np.float32)) or copy into your buffer, never write into the "
                 "caller's array.",
             )
-    (length,) = session.get(fresh, "seq_len")
-    if length != t:
-        fail(
-            f"After update(k, v) of {t} position(s) into a new cache seq_len is {length!r}: this "
-            "item counts only for an update that stores.",
-            hint="Make cache_append_get pass first.",
-        )
 
 
 def _prompt_contents(session: Session, case: NewTokensCase, model: Handle, cache: Handle) -> Any:
     x = case.x[:, : case.prompt]
     with student(f"forward(x[:, :{case.prompt}], cache=cache)"):
         session.call(model, x, attr="forward", cache=cache)
-    keys, values, _ = _get(session, cache, "after the prompt")
+    keys, values, _ = _get(session, cache, "after the prompt", length=False)
     return keys, values
 
 
@@ -807,6 +814,7 @@ RUBRIC = Rubric(
             check_cache_append_get,
             requires=(CACHE,),
             strategy=append_cases(),
+            max_examples=KV_CACHE_EXAMPLES,
         ),
         _item(
             "cache_errors",
@@ -816,6 +824,7 @@ RUBRIC = Rubric(
             requires=(CACHE,),
             cases=ERROR_GRID,
             strategy=error_cases(),
+            max_examples=KV_CACHE_EXAMPLES,
         ),
         _item(
             "cache_reset_isolation",
@@ -823,6 +832,7 @@ RUBRIC = Rubric(
             check_cache_reset_isolation,
             requires=(CACHE,),
             strategy=reset_cases(),
+            max_examples=KV_CACHE_EXAMPLES,
         ),
         _item(
             "decode_steps",
@@ -830,6 +840,7 @@ RUBRIC = Rubric(
             check_decode,
             requires=(MHA, CACHE),
             strategy=step_cases(),
+            max_examples=KV_CACHE_EXAMPLES,
         ),
         _item(
             "decode_chunked",
@@ -838,6 +849,7 @@ RUBRIC = Rubric(
             check_decode,
             requires=(MHA, CACHE),
             strategy=chunked_cases(),
+            max_examples=KV_CACHE_EXAMPLES,
         ),
         _item(
             "decode_inputs_unchanged",
@@ -845,6 +857,7 @@ RUBRIC = Rubric(
             check_decode_inputs_unchanged,
             requires=(MHA, CACHE),
             strategy=unchanged_cases(),
+            max_examples=KV_CACHE_EXAMPLES,
         ),
         _item(
             "decode_new_tokens_only",
@@ -853,6 +866,7 @@ RUBRIC = Rubric(
             check_decode_new_tokens_only,
             requires=(MHA, CACHE),
             strategy=new_tokens_cases(),
+            max_examples=KV_CACHE_EXAMPLES,
         ),
         _item(
             "kv_cache_bytes",

@@ -42,6 +42,7 @@ _HEAD_DIM = st.integers(1, 4)
 _SEED = st.integers(0, 2**16)
 _EXTRA = st.integers(1, 3)
 _CHUNK = st.integers(1, 3)
+_UPDATES = st.integers(1, 4)
 
 
 def _pairs(rng: np.random.Generator, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -103,9 +104,13 @@ class AppendCase:
         )
 
 
+_COUNT = st.integers(1, 3)
+"""How many updates, steps or chunks (drawn as a count, then each: cheaper than st.lists)."""
+
+
 @st.composite
 def append_cases(draw: st.DrawFn) -> AppendCase:
-    sizes = tuple(draw(st.lists(_CHUNK, min_size=1, max_size=4)))
+    sizes = tuple(draw(_CHUNK) for _ in range(draw(_UPDATES)))
     return AppendCase(
         draw(_SEED),
         draw(_BATCH),
@@ -243,10 +248,17 @@ def error_cases(draw: st.DrawFn) -> ErrorCase:
 ERROR_GRID = (
     ErrorCase(1, 2, 3, 4, 5, 2, "fill"),
     ErrorCase(2, 2, 3, 4, 5, 2, "overflow", size=4),
-    ErrorCase(3, 2, 3, 4, 5, 2, "head_dim"),
-    ErrorCase(4, 2, 3, 4, 5, 2, "length"),
+    ErrorCase(3, 2, 3, 4, 5, 5, "overflow", size=1),
+    *(
+        ErrorCase(4 + index, 2, 3, 4, 5, 2, fault, which, size=1 + index % 2)
+        for index, (fault, which) in enumerate(
+            (fault, which) for fault in WRONG for which in ("both", "k", "v")
+        )
+    ),
+    ErrorCase(13, 2, 3, 4, 5, 2, "length"),
 )
-"""Fixed cases first: the capacity boundary, an overflow, a shape of each kind."""
+"""Fixed cases first: the capacity boundary, overflows, every wrong axis of k, v or both,
+and k and v of different lengths."""
 
 
 # --- reset and isolation -------------------------------------------------------------------
@@ -422,10 +434,14 @@ def decode_case(
     return DecodeCase(seed, batch, heads, head_dim, sizes, extra, x, weights)
 
 
+_STEPS = st.integers(2, 7)
+_PROMPT = st.integers(2, 4)
+
+
 @st.composite
 def step_cases(draw: st.DrawFn) -> DecodeCase:
     """One token at a time, 2 to 7 steps."""
-    n = draw(st.integers(2, 7))
+    n = draw(_STEPS)
     return decode_case(
         draw(_SEED), draw(_BATCH), draw(_HEADS), draw(_HEAD_DIM), (1,) * n, draw(_EXTRA)
     )
@@ -434,10 +450,10 @@ def step_cases(draw: st.DrawFn) -> DecodeCase:
 @st.composite
 def chunked_cases(draw: st.DrawFn) -> DecodeCase:
     """A prompt of 2 to 4 tokens, then 1 to 3 steps or chunks, at least one of them a chunk."""
-    prompt = draw(st.integers(2, 4))
-    later = draw(st.lists(st.integers(1, 3), min_size=1, max_size=3))
+    prompt = draw(_PROMPT)
+    later = [draw(_CHUNK) for _ in range(draw(_COUNT))]
     if max(later) < 2:
-        later[draw(st.integers(0, len(later) - 1))] = 2
+        later[-1] = 2
     return decode_case(
         draw(_SEED),
         draw(_BATCH),
@@ -489,7 +505,7 @@ class UnchangedCase(DecodeCase):
 def unchanged_cases(draw: st.DrawFn) -> UnchangedCase:
     """A first single token (its output is the evidence), then steps or chunks; then an
     update of 1 to 3 positions into a fresh cache."""
-    later = tuple(draw(st.lists(st.integers(1, 3), min_size=1, max_size=3)))
+    later = tuple(draw(_CHUNK) for _ in range(draw(_COUNT)))
     seed, batch, heads, head_dim = draw(_SEED), draw(_BATCH), draw(_HEADS), draw(_HEAD_DIM)
     base = decode_case(seed, batch, heads, head_dim, (1, *later), draw(_EXTRA))
     rng = np.random.default_rng(seed)
