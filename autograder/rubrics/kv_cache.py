@@ -566,7 +566,7 @@ def check_decode(session: Session, case: DecodeCase) -> None:
                 got=f"shape {got.shape}",
                 hint=_WHOLE_SEQUENCE,
             )
-        array = as_array(got, name, (b, size, e), hint=_WHOLE_SEQUENCE if start == 0 else "")
+        array = as_array(got, name, (b, size, e))
         if close(array, right[index], TOL):
             continue
         seen = [*outputs[:index], array]
@@ -647,12 +647,12 @@ def _new_tokens_probe(session: Session, case: NewTokensCase) -> tuple[object, An
         got: object = _prompt_contents(session, probe, model, cache)
     except (CheckFailed, StudentRaised):
         got = None
-    old_k, old_v, _, _ = _ask("projections", probe)
+    old_k, old_v = _ask("projections", probe)
     return got, dict(_ask("projection_variants", probe)), (old_k, old_v)
 
 
 def check_decode_new_tokens_only(session: Session, case: NewTokensCase) -> None:
-    old_k, old_v, new_k, new_v = _ask("projections", case)
+    old_k, old_v = _ask("projections", case)
     model = _model(session, case)
     dims = (case.batch, case.heads, case.head_dim, case.capacity)
     decoded, by_hand = _cache(session, *dims), _cache(session, *dims)
@@ -694,7 +694,6 @@ def check_decode_new_tokens_only(session: Session, case: NewTokensCase) -> None:
             tol=TOL,
             hint=_RECOMPUTES,
         )
-    del new_k, new_v
 
 
 # --- the formulas --------------------------------------------------------------------------

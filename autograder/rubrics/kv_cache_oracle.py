@@ -161,16 +161,13 @@ def _split(case: NewTokensCase, a: np.ndarray) -> np.ndarray:
     )
 
 
-def projections(case: NewTokensCase) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The prompt's keys and values under the first weights, and the new tokens' under the
-    later ones, each (batch, heads, tokens, head_dim)."""
-    first, later = _model(case, case.weights), _model(case, case.later)
-    prompt, new = case.x[:, : case.prompt], case.x[:, case.prompt :]
+def projections(case: NewTokensCase) -> tuple[np.ndarray, np.ndarray]:
+    """The prompt's keys and values under the first weights, (batch, heads, prompt, head_dim)."""
+    first = _model(case, case.weights)
+    prompt = case.x[:, : case.prompt]
     return (
         _split(case, np.asarray(first.k_proj(prompt))),
         _split(case, np.asarray(first.v_proj(prompt))),
-        _split(case, np.asarray(later.k_proj(new))),
-        _split(case, np.asarray(later.v_proj(new))),
     )
 
 
