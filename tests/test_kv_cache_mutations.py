@@ -25,6 +25,7 @@ import pytest
 from autograder import sandbox
 from autograder.checks import run_checks
 from autograder.rubrics import load
+from autograder.rubrics.kv_cache import HINTS
 from autograder.scoring import ItemResult, score
 
 pytestmark = pytest.mark.slow
@@ -246,3 +247,35 @@ def test_cli_check_runs_the_public_items_of_the_sample(tmp_path: Path) -> None:
     public = [item for item in RUBRIC.items if item.visibility == "visible"]
     assert done.stdout.count("[PASS]") == len(public) - 1
     assert "3 more items are graded after the deadline" in done.stdout
+
+
+UNKNOWN = {
+    # (edit of the reference, the item, the start of the fact it must state)
+    "values-scaled-from-the-first-call": (
+        (
+            "            K, V = cache.get()\n",
+            "            K, V = cache.get()\n            V = V * 1.5\n",
+        ),
+        "decode_steps",
+        "The first call already differs.",
+    ),
+    "values-scaled-once-something-is-cached": (
+        (
+            "            K, V = cache.get()\n",
+            "            K, V = cache.get()\n            V = V * 1.5 if past else V\n",
+        ),
+        "decode_steps",
+        "The first 1 call(s) (1 token(s)) match full causal attention; the call with 1 new",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNKNOWN))
+def test_a_mistake_no_one_catalogued_gets_facts_not_a_name(name: str) -> None:
+    (old, new), item, fact = UNKNOWN[name]
+    source = REFERENCE.read_text(encoding="utf-8")
+    assert source.count(old) == 1
+    results = grade_kv(source.replace(old, new))
+    failure = results[item].failure
+    assert failure is not None and failure.hint.startswith(fact), failure
+    assert not any(text in failure.hint for text in HINTS.values())

@@ -550,6 +550,19 @@ def _decode_probe(session: Session, case: DecodeCase) -> tuple[object, dict[str,
     return got, dict(_ask("decode_variants", probe)), _ask("decode", probe)
 
 
+def _facts(case: DecodeCase, count: int) -> str:
+    """What is known when no catalogued mistake explains the outputs: which chunks were right."""
+    right = count - 1
+    if right == 0:
+        return f"The first call already differs. {_RULE}"
+    tokens = sum(case.sizes[:right])
+    return (
+        f"The first {right} call(s) ({tokens} token(s)) match full causal attention; the call "
+        f"with {case.sizes[right]} new token(s) after {tokens} cached position(s) does not. "
+        + _RULE
+    )
+
+
 def check_decode(session: Session, case: DecodeCase) -> None:
     outputs, error, call = _run_decode(session, case)
     right = _ask("decode", case)
@@ -576,7 +589,7 @@ def check_decode(session: Session, case: DecodeCase) -> None:
             mistakes = established(
                 seen, variants, same=_same, probe=lambda _: _decode_probe(session, case)
             )
-            return _named(mistakes) or _RULE
+            return _named(mistakes) or _facts(case, count)
 
         assert_close(array, right[index], name, tol=TOL, hint=hint)
     if error is not None:
