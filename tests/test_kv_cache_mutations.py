@@ -279,3 +279,16 @@ def test_a_mistake_no_one_catalogued_gets_facts_not_a_name(name: str) -> None:
     failure = results[item].failure
     assert failure is not None and failure.hint.startswith(fact), failure
     assert not any(text in failure.hint for text in HINTS.values())
+
+
+def test_seq_len_written_as_a_method_is_named() -> None:
+    source = REFERENCE.read_text(encoding="utf-8")
+    old = "    @property\n    def seq_len(self) -> int:\n        return self._length\n"
+    assert source.count(old) == 1
+    method = "    def seq_len(self) -> int:\n        return self._length\n"
+    source = source.replace(old, method).replace("past = cache.seq_len", "past = cache.seq_len()")
+    results = grade_kv(source)
+    failure = results["cache_append_get"].failure
+    assert failure is not None and "cache.seq_len` after 1 update(s) is a method" in failure.summary
+    assert "@property" in failure.hint
+    assert results["decode_steps"].failure is None  # the student's own forward calls it right

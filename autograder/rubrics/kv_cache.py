@@ -60,6 +60,7 @@ from autograder.rubrics.kv_cache_strategies import (
 from autograder.sandbox import Handle, Session, StudentRaised
 from autograder.settings import KV_CACHE_EXAMPLES
 from autograder.settings import KV_CACHE_TOLERANCE as TOL
+from autograder.wire import Opaque
 
 __all__ = ["GRADE_CELLS", "HINTS", "POINTS", "RUBRIC", "VISIBILITY"]
 
@@ -237,6 +238,12 @@ def _get(
             (stored,) = session.get(cache, "seq_len")
     if isinstance(stored, np.ndarray) and stored.shape == () and stored.dtype.kind in "iu":
         stored = int(stored)  # a NumPy integer
+    if isinstance(stored, Opaque) and stored.type_name == "method":
+        fail(
+            f"`cache.seq_len` {when} is a method; expected the number of positions stored.",
+            hint="Make seq_len an attribute, or a property (@property above def seq_len), so "
+            "that cache.seq_len is a number without parentheses.",
+        )
     if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
         fail(
             f"get() {when} returned {kind(pair)}; expected a pair (keys, values).",
