@@ -362,6 +362,13 @@ def _resolve(target: dict[str, Any], ns: dict[str, Any], handles: dict[int, Any]
     return value
 
 
+def _argument(node: Any, buffers: list[bytes], handles: dict[int, Any]) -> Any:
+    """A call's argument: the object behind a handle of this worker, or decoded data."""
+    if isinstance(node, dict) and node.get("t") == "handle":
+        return handles[node["handle"]]
+    return decode(node, buffers)
+
+
 def _handle(
     header: dict[str, Any], buffers: list[bytes], ns: dict[str, Any], handles: dict[int, Any]
 ) -> tuple[Any, list[Any] | None]:
@@ -375,8 +382,8 @@ def _handle(
             owner = _resolve(dict(target, attr=path[0] if len(path) == 2 else ""), ns, handles)
             setattr(owner, path[-1], decode(node, buffers))
         return None, None
-    args = [decode(node, buffers) for node in header.get("args", [])]
-    kwargs = {key: decode(node, buffers) for key, node in header.get("kwargs", {}).items()}
+    args = [_argument(node, buffers, handles) for node in header.get("args", [])]
+    kwargs = {k: _argument(node, buffers, handles) for k, node in header.get("kwargs", {}).items()}
     result = _resolve(target, ns, handles)(*args, **kwargs)
     for attr, node in header.get("assign", {}).items():
         path = attr.rsplit(".", 1)

@@ -468,12 +468,14 @@ class Session:
 
         `keep` leaves the result in the worker and returns a `Handle` to it; `assign` sets
         dotted attributes on the result first (one round trip); `echo` also returns the
-        arguments as they are after the call (to see in-place changes).
+        arguments as they are after the call (to see in-place changes). An argument may be a
+        `Handle` of this session: the worker passes the object it stands for (e.g. a student's
+        cache to the student's `forward`).
         """
         header: dict[str, Any] = {"op": "call", "target": self._target(target, attr)}
         buffers: list[bytes] = []
-        header["args"] = [encode(a, buffers) for a in args]
-        header["kwargs"] = {k: encode(v, buffers) for k, v in kwargs.items()}
+        header["args"] = [_argument(a, buffers) for a in args]
+        header["kwargs"] = {k: _argument(v, buffers) for k, v in kwargs.items()}
         header["assign"] = {k: encode(v, buffers) for k, v in (assign or {}).items()}
         header["keep"], header["echo"] = keep, echo
         reply, received = self._exchange(header, buffers)
@@ -596,6 +598,13 @@ def _modes() -> list[str]:
             )
         return [forced]
     return [mode for mode in MODES if mode not in _REFUSED]
+
+
+def _argument(value: object, buffers: list[bytes]) -> dict[str, Any]:
+    """An argument on the wire: a handle by its id, anything else as data."""
+    if isinstance(value, Handle):
+        return {"t": "handle", "handle": value.id}
+    return encode(value, buffers)
 
 
 def _launch(

@@ -10,7 +10,7 @@ from autograder.rubric import Rubric
 
 __all__ = ["AVAILABLE", "load"]
 
-AVAILABLE = ("attention",)
+AVAILABLE = ("attention", "kv_cache")
 
 
 def load(name: str) -> Rubric:
