@@ -38,7 +38,7 @@ from autograder.markup import code, escaped, terminal
 from autograder.pipeline import grade, ungraded
 from autograder.report import render_failure, write_results
 from autograder.rubric import Rubric
-from autograder.rubrics import load
+from autograder.rubrics import DEFAULT, load
 from autograder.scoring import GradeResult
 from autograder.submission import read_regular, refusal
 
@@ -120,7 +120,7 @@ def _holds_notebook(folder: Path) -> bool:
     return False
 
 
-def discover(folder: Path, *, assignment: str = "attention") -> list[Entry]:
+def discover(folder: Path, *, assignment: str = DEFAULT) -> list[Entry]:
     """Every submission under `folder`, sorted by student; raises when there is none."""
     if not folder.is_dir():
         raise SubmissionError(f"No folder at {folder}: give the folder of submissions.")
@@ -249,7 +249,7 @@ def grade_all(
     entries: Sequence[Entry],
     *,
     out: Path,
-    exercise: str = "attention",
+    exercise: str = DEFAULT,
     jobs: int | None = None,
     executor: Executor | None = None,
     on_done: Callable[[Outcome], None] | None = None,

@@ -36,6 +36,9 @@ _EXAMPLES = """examples:
 """
 
 
+_EXERCISE_HELP = f"which exercise (default: {rubrics.DEFAULT}; in a student kit, the kit's own)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m autograder",
@@ -57,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
         "--results", type=Path, default=Path("results.json"), help="where to write results.json"
     )
     grade_parser.add_argument(
-        "--exercise", default="attention", choices=rubrics.AVAILABLE, help="which rubric"
+        "--exercise", default=None, choices=rubrics.AVAILABLE, help=_EXERCISE_HELP
     )
     grade_parser.add_argument("--quiet", action="store_true", help="print only the total")
 
@@ -71,7 +74,9 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     check_parser.add_argument("notebook", type=Path, help="your notebook (saved)")
-    check_parser.add_argument("--exercise", default="attention", choices=rubrics.AVAILABLE)
+    check_parser.add_argument(
+        "--exercise", default=None, choices=rubrics.AVAILABLE, help=_EXERCISE_HELP
+    )
 
     batch_parser = commands.add_parser(
         "batch",
@@ -97,7 +102,9 @@ def _parser() -> argparse.ArgumentParser:
         help="per-student results.json and feedback.md go here",
     )
     batch_parser.add_argument("--csv", type=Path, help="the grades table (default: OUT/grades.csv)")
-    batch_parser.add_argument("--exercise", default="attention", choices=rubrics.AVAILABLE)
+    batch_parser.add_argument(
+        "--exercise", default=None, choices=rubrics.AVAILABLE, help=_EXERCISE_HELP
+    )
     batch_parser.add_argument(
         "--gradebook", type=Path, help="also write the scores into this nbgrader gradebook.db"
     )
@@ -113,7 +120,9 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     zip_parser.add_argument("--out", type=Path, default=Path("autograder.zip"))
-    zip_parser.add_argument("--exercise", default="attention", choices=rubrics.AVAILABLE)
+    zip_parser.add_argument(
+        "--exercise", default=None, choices=rubrics.AVAILABLE, help=_EXERCISE_HELP
+    )
 
     kit_parser = commands.add_parser(
         "student-kit",
@@ -125,15 +134,21 @@ def _parser() -> argparse.ArgumentParser:
         epilog="example:\n  python -m autograder student-kit --out attention-checker.zip",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    kit_parser.add_argument("--out", type=Path, default=Path("attention-checker.zip"))
-    kit_parser.add_argument("--exercise", default="attention", choices=rubrics.AVAILABLE)
+    kit_parser.add_argument(
+        "--out", type=Path, default=None, help="the zip to write (default: EXERCISE-checker.zip)"
+    )
+    kit_parser.add_argument(
+        "--exercise", default=None, choices=rubrics.AVAILABLE, help=_EXERCISE_HELP
+    )
 
     run_parser = commands.add_parser(
         "gradescope-run",
         help="grade ROOT/submission into ROOT/results/results.json (run_autograder calls this)",
     )
     run_parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
-    run_parser.add_argument("--exercise", default="attention", choices=rubrics.AVAILABLE)
+    run_parser.add_argument(
+        "--exercise", default=None, choices=rubrics.AVAILABLE, help=_EXERCISE_HELP
+    )
     return parser
 
 
@@ -200,6 +215,8 @@ def _check(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args = _parser().parse_args(argv)
+    if args.exercise is None:
+        args.exercise = rubrics.default_exercise()
     try:
         if args.command != "check" and is_kit(args.exercise):
             raise ConfigError(
@@ -223,6 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "student-kit":
             from autograder.kit import build_kit
 
+            args.out = args.out or Path(f"{args.exercise}-checker.zip")
             names = build_kit(args.out, exercise=args.exercise)
             print(
                 f"Wrote {args.out} ({len(names)} files). Give it to students: pip install "

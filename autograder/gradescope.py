@@ -13,7 +13,7 @@ from pathlib import Path
 
 from autograder.pipeline import grade, ungraded
 from autograder.report import render_text, write_results
-from autograder.rubrics import load
+from autograder.rubrics import DEFAULT, load
 from autograder.scoring import GradeResult
 
 __all__ = ["DEFAULT_ROOT", "run"]
@@ -21,7 +21,7 @@ __all__ = ["DEFAULT_ROOT", "run"]
 DEFAULT_ROOT = Path(os.environ.get("AUTOGRADER_ROOT", "/autograder"))
 
 
-def run(*, root: Path = DEFAULT_ROOT, exercise: str = "attention") -> GradeResult:
+def run(*, root: Path = DEFAULT_ROOT, exercise: str = DEFAULT) -> GradeResult:
     """Grade `root/submission/` and write `root/results/results.json`; never raises."""
     results = root / "results" / "results.json"
     try:

@@ -35,6 +35,7 @@ from autograder.errors import ConfigError
 from autograder.packaging import REQUIREMENTS, package_files, write_zip
 from autograder.reference import solutions_dir
 from autograder.rubric import Item, Rubric
+from autograder.rubrics import DEFAULT
 from autograder.sandbox import Session
 from autograder.settings import HYPOTHESIS, KIT_EXAMPLES_KEY, LIMITS
 
@@ -222,7 +223,7 @@ tries.
 """
 
 
-def build_kit(out: Path, *, exercise: str = "attention") -> list[str]:
+def build_kit(out: Path, *, exercise: str = DEFAULT) -> list[str]:
     """Write the student checker kit to `out`; returns the names it holds."""
     from autograder.rubrics import load
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from autograder.errors import ConfigError
 from autograder.reference import solutions_dir
-from autograder.rubrics import AVAILABLE
+from autograder.rubrics import AVAILABLE, DEFAULT
 from autograder.secret import FILE_NAME, ensure_secret
 
 __all__ = ["REQUIREMENTS", "build_zip", "package_files", "write_zip"]
@@ -57,7 +57,18 @@ def write_zip(out: Path, files: dict[str, tuple[bytes, bool]]) -> None:
             archive.writestr(info, data)
 
 
-def build_zip(out: Path, *, exercise: str = "attention") -> list[str]:
+_RUN = 'gradescope-run --root "$ROOT"'
+
+
+def _run_autograder(exercise: str) -> bytes:
+    """The run_autograder script, naming the exercise this zip grades."""
+    text = (_PACKAGE / "templates" / "run_autograder").read_text(encoding="utf-8")
+    if text.count(_RUN) != 1:
+        raise ConfigError("templates/run_autograder must call `gradescope-run` exactly once.")
+    return text.replace(_RUN, f"{_RUN} --exercise {exercise}").encode()
+
+
+def build_zip(out: Path, *, exercise: str = DEFAULT) -> list[str]:
     """Write the Gradescope autograder zip to `out`; returns the names it holds.
 
     The zip is reproducible: the same sources (and grading secret) give the same bytes.
@@ -69,7 +80,7 @@ def build_zip(out: Path, *, exercise: str = "attention") -> list[str]:
         raise ConfigError(f"No reference solution at {reference}: add it before packaging.")
     files: dict[str, tuple[bytes, bool]] = {
         "setup.sh": ((_PACKAGE / "templates" / "setup.sh").read_bytes(), True),
-        "run_autograder": ((_PACKAGE / "templates" / "run_autograder").read_bytes(), True),
+        "run_autograder": (_run_autograder(exercise), True),
         "requirements.txt": (REQUIREMENTS.encode(), False),
         f"solutions/{exercise}.py": (reference.read_bytes(), False),
         f"solutions/{FILE_NAME}": (ensure_secret().read_bytes(), False),

@@ -532,16 +532,21 @@ class Session:
             raise WorkerLost(self.lost)
         limits = self._box.limits
         timeout = limits.call_seconds
+        late = "the time for this check ran out"
         if self._deadline is not None:
             timeout = min(timeout, self._deadline - time.monotonic())
             if timeout <= 0:
-                raise self._lose("the time for this check ran out")
+                raise self._lose(late)
+            if timeout < limits.call_seconds:
+                late += f" during a call ({limits.item_seconds:g} s for all of its calls)"
         try:
             self._sock.settimeout(timeout)
             send_frame(self._sock, header, buffers)
             reply, received = recv_frame(self._sock, max_total=limits.message_bytes)
         except TimeoutError:
-            raise self._lose(f"a call did not return within {timeout:.0f} s") from None
+            if timeout < limits.call_seconds:  # the item's deadline, not the call's limit
+                raise self._lose(late) from None
+            raise self._lose(f"a call did not return within {timeout:g} s") from None
         except WireError as broken:
             raise self._lose(f"the worker broke the protocol ({broken})") from None
         except (EOFError, OSError):

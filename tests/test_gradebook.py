@@ -83,3 +83,41 @@ def test_batch_scores_go_into_the_gradebook(tmp_path: Path) -> None:
 def test_missing_gradebook_says_what_to_run(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="nbgrader generate_assignment attention"):
         record(tmp_path / "gradebook.db", [], rubric=load("attention"), assignment="attention")
+
+
+def test_batch_command_writes_kv_cache_scores_into_the_gradebook(tmp_path: Path) -> None:
+    """The second exercise goes the whole way too: nbgrader releases it, `batch --exercise
+    kv_cache --gradebook` grades the class and fills nbgrader's grade cells."""
+    from nbgrader.api import Gradebook
+
+    root = tmp_path / "course"
+    shutil.copytree(ROOT / "source", root / "source")
+    shutil.copy2(ROOT / "nbgrader_config.py", root / "nbgrader_config.py")
+    nbgrader = [sys.executable, "-m", "nbgrader", "generate_assignment", "kv_cache", "--force"]
+    done = subprocess.run(nbgrader, cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    release = nbformat.read(str(root / "release" / "kv_cache" / "kv_cache.ipynb"), as_version=4)
+    reference = (ROOT / "solutions" / "kv_cache.py").read_text(encoding="utf-8")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [*release.cells, nbformat.v4.new_code_cell(reference)]
+    for student, notebook in (("alice", nb), ("bob", None)):
+        folder = root / "submitted" / student / "kv_cache"
+        folder.mkdir(parents=True)
+        if notebook is None:
+            shutil.copy2(ROOT / "examples" / "kv_cache.ipynb", folder / "kv_cache.ipynb")
+        else:
+            nbformat.write(notebook, str(folder / "kv_cache.ipynb"))
+    command = [sys.executable, "-m", "autograder", "batch", str(root), "--exercise", "kv_cache"]
+    command += ["--out", str(tmp_path / "out"), "--gradebook", str(root / "gradebook.db")]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Wrote 2 students' scores" in done.stdout
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
+
+        def grade(cell: str, student: str) -> Any:
+            return gradebook.find_grade(cell, "kv_cache", "kv_cache", student)
+
+        assert grade("test_decode_chunked", "alice").auto_score == 1.5
+        assert grade("test_decode_chunked", "bob").auto_score == 0
+        assert grade("test_decode_steps", "bob").auto_score == 1.5
+        assert grade("q_memory", "alice").needs_manual_grade

@@ -20,6 +20,7 @@ from conftest import REFERENCE_SOURCE, ROOT
 from test_hostile import TAMPERING, WRONG
 
 from autograder.packaging import build_zip
+from autograder.rubrics import load
 from autograder.secret import secret_path
 
 pytestmark = pytest.mark.slow
@@ -71,12 +72,11 @@ def env(root: Path) -> dict[str, str]:
     return {**os.environ, "AUTOGRADER_ROOT": str(root), "AUTOGRADER_PYTHON": sys.executable}
 
 
-@pytest.fixture(scope="module")
-def autograder_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    root = tmp_path_factory.mktemp("gradescope") / "autograder"
+def unpacked(root: Path, exercise: str) -> Path:
+    """`root` laid out as Gradescope's /autograder, with the zip for `exercise` set up in it."""
     source = root / "source"
     source.mkdir(parents=True)
-    build_zip(root / "autograder.zip")
+    build_zip(root / "autograder.zip", exercise=exercise)
     with zipfile.ZipFile(root / "autograder.zip") as archive:
         archive.extractall(source)
     for script in ("setup.sh", "run_autograder"):
@@ -92,7 +92,12 @@ def autograder_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "autograder setup done" in done.stdout
-    yield root
+    return root
+
+
+@pytest.fixture(scope="module")
+def autograder_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    yield unpacked(tmp_path_factory.mktemp("gradescope") / "autograder", "attention")
 
 
 def submit(root: Path, cells: list[str], name: str = "my attention.ipynb") -> dict[str, object]:
@@ -233,3 +238,24 @@ if LEAKS:
     document = submit(autograder_root, [REFERENCE_SOURCE, probe])
     assert document["score"] == 100
     assert "leak" not in str(document["output"]), document["output"]
+
+
+def test_a_zip_grades_the_exercise_it_was_built_for(tmp_path: Path) -> None:
+    root = unpacked(tmp_path / "autograder", "kv_cache")
+    assert "--exercise kv_cache" in (root / "run_autograder").read_text(encoding="utf-8")
+    (root / "submission").mkdir()
+    shutil.copy2(ROOT / "examples" / "kv_cache.ipynb", root / "submission" / "kv_cache.ipynb")
+    done = subprocess.run(
+        [str(root / "run_autograder")],
+        cwd=root,
+        env=env(root),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    document = json.loads((root / "results" / "results.json").read_text(encoding="utf-8"))
+    jsonschema.validate(document, SCHEMA)
+    ids = {test["extra_data"]["id"]: test["score"] for test in document["tests"]}
+    assert set(ids) == {item.id for item in load("kv_cache").items}
+    assert document["score"] == 85 and ids["decode_chunked"] == 0

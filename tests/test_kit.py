@@ -428,3 +428,36 @@ def test_installed_kit_agrees_with_the_grader_on_every_mutant(
         if summary.startswith("Not checked")
     ]
     assert unchecked == []
+
+
+def test_a_kv_cache_kit_checks_its_own_exercise_by_default(tmp_path: Path) -> None:
+    """A kit built for another exercise runs that exercise when the student names none, with
+    the grader's verdicts on the sample submission."""
+    out = tmp_path / "kv_cache-checker.zip"
+    build_kit(out, exercise="kv_cache")
+    with zipfile.ZipFile(out) as archive:
+        names = archive.namelist()
+    assert "kv_cache-checker/autograder/rubrics/kv_cache_bank.json.gz" in names
+    assert not any(name.endswith(("_oracle.py", "attention_bank.json.gz")) for name in names)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    done = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    example = ROOT / "examples" / "kv_cache.ipynb"
+    kit = run(python, "-m", "autograder", "check", str(example), cwd=tmp_path)
+    assert kit.returncode == 0, kit.stderr
+    grader = subprocess.run(
+        [sys.executable, "-m", "autograder", "check", str(example), "--exercise", "kv_cache"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert verdicts(kit.stdout) == verdicts(grader.stdout), kit.stdout
+    assert "Checked kv_cache.ipynb: 5 of 6 public checks pass." in kit.stdout, kit.stdout

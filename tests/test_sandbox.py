@@ -89,8 +89,13 @@ def test_crash_is_reported_and_next_session_works(box: Sandbox) -> None:
 
 
 def test_item_deadline_limits_the_session(box: Sandbox) -> None:
-    with box.session(deadline=time.monotonic() + 0.5) as session, pytest.raises(WorkerLost):
-        session.call("hang")
+    began = time.monotonic()
+    with box.session(deadline=began + 0.5) as session:
+        with pytest.raises(WorkerLost, match="the time for this check ran out during a call"):
+            session.call("hang")
+        assert time.monotonic() - began < 1.5  # the item's 0.5 s, not the call's 2 s
+        with pytest.raises(WorkerLost, match="the time for this check ran out"):
+            session.call("runs")
 
 
 def test_printing_does_not_disturb_the_protocol(box: Sandbox) -> None:

@@ -8,9 +8,19 @@ from autograder import oracle
 from autograder.errors import ConfigError
 from autograder.rubric import Rubric
 
-__all__ = ["AVAILABLE", "load"]
+__all__ = ["AVAILABLE", "DEFAULT", "default_exercise", "load"]
 
 AVAILABLE = ("attention", "kv_cache")
+
+DEFAULT = "attention"
+"""The exercise commands grade when none is named (in a student kit: the kit's own)."""
+
+
+def default_exercise() -> str:
+    """The exercise this installation grades when none is named: in a student kit, the one it
+    was built for (the only one with a bank of answers); else `DEFAULT`."""
+    kits = [name for name in AVAILABLE if oracle.is_kit(name)]
+    return kits[0] if len(kits) == 1 else DEFAULT
 
 
 def load(name: str) -> Rubric:
