@@ -92,7 +92,7 @@ def make_course(folder: Path, students: dict[str, tuple[str, str]]) -> None:
     for student, (_, source) in students.items():
         target = folder / "submitted" / student / "attention"
         target.mkdir(parents=True)
-        student_notebook(source, target / "attention.ipynb", release)
+        student_notebook(source, target / "attention.ipynb", release=release)
 
 
 def nbgrader_scores(folder: Path) -> dict[str, float]:

@@ -1,11 +1,12 @@
 """How fast is grading? Run by hand: `python benchmarks/bench_grade.py`.
 
-Grades three submissions, each a student notebook (the released notebook with its answer cells
-filled in, so its own check cells and demos run too), each in a fresh `python -m autograder
-grade` process, exactly as Gradescope would. It reports per submission: wall time, CPU time
-(grader, sandbox and workers together), examples checked per second, and peak memory of the
-whole process tree (sampled every 5 ms). Targets (issue 3): a correct vectorised submission
-in <= 2 s wall and <= 1.5 s CPU, <= 250 MB peak; a correct loop-based one in <= 60 s.
+Grades three attention submissions and two KV-cache ones, each a student notebook (the released
+notebook with its answer cells filled in, so its own check cells and demos run too), each in a
+fresh `python -m autograder grade` process, exactly as Gradescope would. It reports per
+submission: wall time, CPU time (grader, sandbox and workers together), examples checked per
+second, and peak memory of the whole process tree (sampled every 5 ms). Targets (issue 3): a
+correct vectorised submission in <= 2 s wall and <= 1.5 s CPU, <= 250 MB peak; a correct
+loop-based one in <= 60 s; a correct KV-cache notebook no slower than a correct attention one.
 """
 
 from __future__ import annotations
@@ -28,10 +29,30 @@ REFERENCE = (ROOT / "solutions" / "attention.py").read_text(encoding="utf-8")
 LOOPS = (ROOT / "tests" / "implementations" / "correct_loops.py").read_text(encoding="utf-8")
 """A correct implementation written with explicit Python loops (the slowest style)."""
 
-SUBMISSIONS = {
-    "correct, vectorised": REFERENCE,
-    "correct, explicit loops": LOOPS,
-    "buggy (no 1/sqrt(d_k))": REFERENCE.replace(" / np.sqrt(d_k)", ""),
+KV_REFERENCE = (ROOT / "solutions" / "kv_cache.py").read_text(encoding="utf-8")
+KV_CHUNKS = (ROOT / "tests" / "implementations" / "kv_cache" / "correct_chunk_list.py").read_text(
+    encoding="utf-8"
+)
+
+SUBMISSIONS = {  # name: (exercise, the student's code)
+    "correct, vectorised": ("attention", REFERENCE),
+    "correct, explicit loops": ("attention", LOOPS),
+    "buggy (no 1/sqrt(d_k))": ("attention", REFERENCE.replace(" / np.sqrt(d_k)", "")),
+    "kv_cache: correct": ("kv_cache", KV_REFERENCE),
+    "kv_cache: correct, chunk list": ("kv_cache", KV_CHUNKS),
+}
+
+ANSWER_CELLS = {  # exercise: (its release, the answer cell the code goes in, the other ones)
+    "attention": (
+        ROOT / "release" / "attention" / "attention.ipynb",
+        "sdpa",
+        ("causal_mask", "mha"),
+    ),
+    "kv_cache": (
+        ROOT / "release" / "kv_cache" / "kv_cache.ipynb",
+        "kv_cache",
+        ("mha", "kv_cache_bytes", "decoding_score_count"),
+    ),
 }
 
 
@@ -57,22 +78,24 @@ def tree_rss(root: int) -> int:
 
 
 def student_notebook(
-    source: str, path: Path, release: Path = ROOT / "release" / "attention" / "attention.ipynb"
+    source: str, path: Path, exercise: str = "attention", *, release: Path | None = None
 ) -> Path:
-    """The released notebook, with `source` in the first answer cell (the others say so)."""
-    notebook = nbformat.read(str(release), as_version=4)
+    """The released notebook (`release`, by default the committed one), with `source` in the
+    first answer cell (the others say so)."""
+    committed, first, others = ANSWER_CELLS[exercise]
+    notebook = nbformat.read(str(release or committed), as_version=4)
     for cell in notebook.cells:
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if grade_id == "sdpa":
+        if grade_id == first:
             cell.source = source
-        elif grade_id in ("causal_mask", "mha"):
+        elif grade_id in others:
             cell.source = "# implemented above"
     nbformat.write(notebook, str(path))
     return path
 
 
-def measure(source: str, folder: Path) -> dict[str, float]:
-    submission = student_notebook(source, folder / "attention.ipynb")
+def measure(source: str, folder: Path, exercise: str = "attention") -> dict[str, float]:
+    submission = student_notebook(source, folder / f"{exercise}.ipynb", exercise)
     results = folder / "results.json"
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.perf_counter()
@@ -85,6 +108,8 @@ def measure(source: str, folder: Path) -> dict[str, float]:
             str(submission),
             "--results",
             str(results),
+            "--exercise",
+            exercise,
             "--quiet",
         ],
         cwd=ROOT,
@@ -143,8 +168,8 @@ def main() -> None:
     compile_like_setup()
     print(f"{'submission':28} {'score':>6} {'wall s':>7} {'cpu s':>7} {'ex/s':>7} {'peak MB':>8}")
     with tempfile.TemporaryDirectory() as scratch:
-        for name, source in SUBMISSIONS.items():
-            row = measure(source, Path(scratch))
+        for name, (exercise, source) in SUBMISSIONS.items():
+            row = measure(source, Path(scratch), exercise)
             rate = row["examples"] / row["wall"] if row["examples"] else 0.0
             print(
                 f"{name:28} {row['score']:6g} {row['wall']:7.2f} {row['cpu']:7.2f} "
