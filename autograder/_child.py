@@ -395,8 +395,16 @@ def _handle(
         setattr(owner, path[-1], decode(node, buffers))
     if header.get("keep"):
         handles[len(handles) + 1] = result
-        result = {"handle": len(handles), "type": type(result).__name__}
-        return result, None
+        kept = {"handle": len(handles), "type": type(result).__name__}
+        then = header.get("then")
+        if isinstance(then, dict):  # and call a method of what was kept, in the same trip
+            method = _resolve({"handle": kept["handle"], "attr": then["attr"]}, ns, handles)
+            then_args = [_argument(node, buffers, handles) for node in then.get("args", [])]
+            then_kwargs = {
+                k: _argument(node, buffers, handles) for k, node in then.get("kwargs", {}).items()
+            }
+            kept["then"] = method(*then_args, **then_kwargs)
+        return kept, None
     return result, (args + list(kwargs.values())) if header.get("echo") else None
 
 
@@ -412,7 +420,8 @@ def _serve(sock: socket.socket, ns: dict[str, Any]) -> None:
         try:
             value, echoed = _handle(header, buffers, ns, handles)
             if isinstance(value, dict) and header.get("keep"):
-                body: dict[str, Any] = {"ok": True, "handle": value}
+                then = {"value": encode(value.pop("then"), out)} if "then" in value else {}
+                body: dict[str, Any] = {"ok": True, "handle": value, **then}
             else:
                 body = {"ok": True, "value": encode(value, out)}
             if echoed is not None:

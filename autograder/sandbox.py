@@ -50,6 +50,7 @@ __all__ = [
     "Sandbox",
     "Session",
     "StudentRaised",
+    "Then",
     "WorkerLost",
     "start",
 ]
@@ -78,6 +79,15 @@ class StudentRaised(Exception):
 
 class WorkerLost(Exception):
     """The worker stopped answering: a timeout, a crash, or a reply that broke the protocol."""
+
+
+@dataclass(frozen=True)
+class Then:
+    """A method to call on a kept result in the same round trip (`Session.call(then=...)`)."""
+
+    attr: str
+    args: tuple[object, ...] = ()
+    kwargs: Mapping[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -462,12 +472,15 @@ class Session:
         keep: bool = False,
         echo: bool = False,
         assign: Mapping[str, object] | None = None,
+        then: Then | None = None,
         **kwargs: object,
     ) -> Any:
         """Call the student's `target` (a name, or `attr` of a handle) with plain values.
 
         `keep` leaves the result in the worker and returns a `Handle` to it; `assign` sets
-        dotted attributes on the result first (one round trip); `echo` also returns the
+        dotted attributes on the result first (one round trip); `then`, with `keep`, also calls
+        a method of the kept result in the same round trip and returns `(handle, its value)`
+        (e.g. build an instance and call its `forward`); `echo` also returns the
         arguments as they are after the call (to see in-place changes). An argument may be a
         `Handle` of this session: the worker passes the object it stands for (e.g. a student's
         cache to the student's `forward`).
@@ -478,12 +491,23 @@ class Session:
         header["kwargs"] = {k: _argument(v, buffers) for k, v in kwargs.items()}
         header["assign"] = {k: encode(v, buffers) for k, v in (assign or {}).items()}
         header["keep"], header["echo"] = keep, echo
+        if then is not None:
+            if not keep:
+                raise ValueError("`then` calls a method of a kept result: pass keep=True too")
+            header["then"] = {
+                "attr": then.attr,
+                "args": [_argument(a, buffers) for a in then.args],
+                "kwargs": {k: _argument(v, buffers) for k, v in then.kwargs.items()},
+            }
         reply, received = self._exchange(header, buffers)
         if keep:
             handle = reply.get("handle")
             if not isinstance(handle, dict) or type(handle.get("handle")) is not int:
                 raise self._lose("the worker sent a malformed handle")
-            return Handle(handle["handle"], str(handle.get("type", "?"))[:100])
+            kept = Handle(handle["handle"], str(handle.get("type", "?"))[:100])
+            if then is not None:
+                return kept, self._decode(reply.get("value"), received)
+            return kept
         value = self._decode(reply.get("value"), received)
         if echo:
             echoed = reply.get("echo")

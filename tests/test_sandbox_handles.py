@@ -52,3 +52,16 @@ def test_a_handle_of_another_session_is_refused_by_the_worker(box: Sandbox) -> N
         session.call("Store", keep=True)
     with box.session() as session, pytest.raises(StudentRaised, match="KeyError"):
         session.call("kind", Handle(7, "Store"))
+
+
+def test_a_kept_result_s_method_runs_in_the_same_round_trip(box: Sandbox) -> None:
+    from autograder.sandbox import Then
+
+    with box.session() as session:
+        store, count = session.call("Store", keep=True, then=Then("add", (np.ones(2),)))
+        assert isinstance(store, Handle) and count == 1
+        assert session.call(store, np.zeros(1), attr="add") == 2  # the same object, kept
+        with pytest.raises(StudentRaised, match="AttributeError"):
+            session.call("Store", keep=True, then=Then("missing"))
+        with pytest.raises(ValueError, match="keep=True"):
+            session.call("Store", then=Then("add", (1,)))

@@ -43,7 +43,7 @@ from autograder.rubrics.attention_strategies import (
     mha_cases,
     sdpa_cases,
 )
-from autograder.sandbox import Handle, Session, StudentRaised
+from autograder.sandbox import Handle, Session, StudentRaised, Then
 from autograder.settings import SCORE_GAP, TOLERANCE, Tolerance
 from autograder.wire import Opaque
 
@@ -746,10 +746,20 @@ def _init_problem(session: Session, handle: Handle, e: int, h: int) -> Failure |
     return None
 
 
-def _new_mha(session: Session, case: MhaCase) -> Handle:
-    """A `MultiHeadAttention` in the worker, built for `case` with its projection weights."""
+def _built_and_forward(
+    session: Session, case: MhaCase, name: str, code: Callable[[], str]
+) -> tuple[Handle, np.ndarray]:
+    """A new `MultiHeadAttention` for `case` and its `forward(case.x, mask=case.mask)`, in one
+    round trip; `name` is the answer's variable in `code`, the snippet that makes the calls."""
     try:
-        handle = session.call(MHA, case.embed_dim, case.num_heads, keep=True, assign=case.weights)
+        handle, got = session.call(
+            MHA,
+            case.embed_dim,
+            case.num_heads,
+            keep=True,
+            assign=case.weights,
+            then=Then("forward", (case.x,), {"mask": case.mask}),
+        )
     except StudentRaised as error:
         if error.is_a("NotImplementedError"):
             raise
@@ -757,7 +767,7 @@ def _new_mha(session: Session, case: MhaCase) -> Handle:
             "MultiHeadAttention", error, lambda e: _mha_raised_hint(e, case, session)
         ) from None
     assert isinstance(handle, Handle)
-    return handle
+    return handle, _array(got, name, (case.batch, case.seq, case.embed_dim), code)
 
 
 def _forward(
@@ -853,8 +863,7 @@ def check_mha_mask_broadcast(session: Session, case: MhaCase) -> None:
 
 
 def _mha_sequence(session: Session, case: MhaCase, *, second_instance: bool) -> None:
-    first = _new_mha(session, case)
-    got = _forward(session, first, case, "out", case.snippet)
+    first, got = _built_and_forward(session, case, "out", case.snippet)
     _close(
         got,
         _ask("mha", case),
@@ -866,10 +875,9 @@ def _mha_sequence(session: Session, case: MhaCase, *, second_instance: bool) -> 
     lines: list[str] = []
     if second_instance:
         other = _other_instance(case)
-        second = _new_mha(session, other)
         lines = [line.format(e=case.embed_dim, h=case.num_heads) for line in _SECOND_LINES]
         _judge_later(
-            _forward(session, second, other, "out_other", _later(case, lines)),
+            _built_and_forward(session, other, "out_other", _later(case, lines))[1],
             other,
             case,
             "A second instance (other weights), created after a right first call on another "
@@ -893,8 +901,7 @@ def check_mha_causal(session: Session, case: MhaCase) -> None:
     """Changing positions after `case.cut` leaves the output before it unchanged, on one
     instance called twice; both answers must also be the reference's (a constant output has
     no influence from the future either, and proves nothing), and so must a second instance's."""
-    handle = _new_mha(session, case)
-    out1 = _forward(session, handle, case, "out", case.snippet)
+    handle, out1 = _built_and_forward(session, case, "out", case.snippet)
     x2 = case.x.copy()
     x2[:, case.cut + 1 :] += 3.0
     changed = replace(case, x=x2)
@@ -937,7 +944,7 @@ def check_mha_causal(session: Session, case: MhaCase) -> None:
     other = _other_instance(case)
     lines += [line.format(e=case.embed_dim, h=case.num_heads) for line in _SECOND_LINES]
     _judge_later(
-        _forward(session, _new_mha(session, other), other, "out_other", _later(case, lines)),
+        _built_and_forward(session, other, "out_other", _later(case, lines))[1],
         other,
         case,
         "A second instance (other weights), created after right calls on another instance, "

@@ -9,6 +9,7 @@ Wrong variants are returned as (mistake id, arrays...): the rubric turns ids int
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -131,8 +132,15 @@ def sdpa_variants(case: SdpaCase) -> list[tuple[str, np.ndarray, np.ndarray]]:
     return found
 
 
+@functools.cache
+def _reference_mha(embed_dim: int, num_heads: int) -> Any:
+    """One reference instance per configuration: building one draws weights that every use
+    replaces (the reference keeps no state between calls)."""
+    return _ref().MultiHeadAttention(embed_dim, num_heads)
+
+
 def _mha_forward(case: MhaCase, mask: np.ndarray | None) -> np.ndarray:
-    ref = _ref().MultiHeadAttention(case.embed_dim, case.num_heads)
+    ref = _reference_mha(case.embed_dim, case.num_heads)
     for path, value in case.weights.items():
         name, part = path.split(".")
         setattr(getattr(ref, name), part, value)
