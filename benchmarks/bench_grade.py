@@ -94,10 +94,53 @@ def student_notebook(
     return path
 
 
+class CpuMeter:
+    """CPU time of a process and everything it starts, namespaced descendants included.
+
+    The sandbox's own init reaps the student's processes inside their PID namespace, so the
+    grader's RUSAGE_CHILDREN never hears of them: where this process may create a cgroup (root,
+    cgroup v1 cpuacct or v2), the graded process runs in one of its own and its usage is read
+    from there; elsewhere RUSAGE_CHILDREN is the fallback (and undercounts namespace mode)."""
+
+    def __init__(self) -> None:
+        self.group: Path | None = None
+        for parent, usage in (
+            (Path("/sys/fs/cgroup/cpuacct"), "cpuacct.usage"),
+            (Path("/sys/fs/cgroup"), "cpu.stat"),
+        ):
+            if (parent / usage).exists() or (parent / "cgroup.controllers").exists():
+                group = parent / f"bench-grade-{os.getpid()}-{time.monotonic_ns()}"
+                try:
+                    group.mkdir()
+                except OSError:
+                    continue
+                self.group, self.usage = group, group / usage
+                break
+        self.before = resource.getrusage(resource.RUSAGE_CHILDREN)
+
+    def enter(self) -> None:
+        """In the child, before exec: join the cgroup."""
+        if self.group is not None:
+            procs = "tasks" if self.usage.name == "cpuacct.usage" else "cgroup.procs"
+            (self.group / procs).write_text(str(os.getpid()))
+
+    def seconds(self) -> float:
+        if self.group is None:
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            return (after.ru_utime - self.before.ru_utime) + (after.ru_stime - self.before.ru_stime)
+        text = self.usage.read_text()
+        if self.usage.name == "cpuacct.usage":
+            used = int(text) / 1e9
+        else:
+            used = int(text.split("usage_usec")[1].split()[0]) / 1e6
+        self.group.rmdir()
+        return used
+
+
 def measure(source: str, folder: Path, exercise: str = "attention") -> dict[str, float]:
     submission = student_notebook(source, folder / f"{exercise}.ipynb", exercise)
     results = folder / "results.json"
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    meter = CpuMeter()
     began = time.perf_counter()
     process = subprocess.Popen(
         [
@@ -114,6 +157,7 @@ def measure(source: str, folder: Path, exercise: str = "attention") -> dict[str,
         ],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
+        preexec_fn=meter.enter,
     )
     peak = 0
     done = threading.Event()
@@ -130,8 +174,7 @@ def measure(source: str, folder: Path, exercise: str = "attention") -> dict[str,
     wall = time.perf_counter() - began
     done.set()
     sampler.join()
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    cpu = meter.seconds()
     document = json.loads(results.read_text(encoding="utf-8"))
     examples = sum(
         int(test["output"].split("Passed on ")[1].split()[0])
@@ -176,8 +219,10 @@ def main() -> None:
                 f"{rate:7.0f} {row['peak_mb']:8.0f}"
             )
     print(
-        "\nCPU counts the grader, the sandbox and its workers. 'ex/s' counts the examples of "
-        "passed items only (a failed item stops at its first, shrunk, failure)."
+        "\nCPU counts the grader, the sandbox and its workers (from a cgroup of its own where "
+        "one can be made; else the grader's RUSAGE_CHILDREN, which misses processes reaped "
+        "inside the sandbox's PID namespace). 'ex/s' counts the examples of passed items only "
+        "(a failed item stops at its first, shrunk, failure)."
     )
 
 
