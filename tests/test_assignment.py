@@ -207,29 +207,36 @@ def random_projections(
 # --- the release and nbgrader ----------------------------------------------------------------
 
 
+ASSIGNMENTS = ("attention", "kv_cache")
+"""Every assignment of the course: its master notebook is `source/NAME/NAME.ipynb`."""
+
+
 @pytest.mark.slow
-def test_committed_release_is_what_nbgrader_generates(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_committed_release_is_what_nbgrader_generates(tmp_path: Path, name: str) -> None:
     shutil.copytree(ROOT / "source", tmp_path / "source")
     shutil.copy2(ROOT / "nbgrader_config.py", tmp_path / "nbgrader_config.py")
-    done = nbgrader("generate_assignment", "attention", "--force", cwd=tmp_path)
+    done = nbgrader("generate_assignment", name, "--force", cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
-    fresh = tmp_path / "release" / "attention" / "attention.ipynb"
+    fresh = tmp_path / "release" / name / f"{name}.ipynb"
     # nbgrader 0.9.6's output is deterministic (cell checksums are hashes of the cells), so
     # nothing is normalised: the parsed notebooks must be equal.
-    assert read(fresh) == read(RELEASE), (
-        "release/attention/attention.ipynb is stale: from the repository root run "
-        "'nbgrader generate_assignment attention --force' and commit the result"
+    assert read(fresh) == read(ROOT / "release" / name / f"{name}.ipynb"), (
+        f"release/{name}/{name}.ipynb is stale: from the repository root run "
+        f"'nbgrader generate_assignment {name} --force' and commit the result"
     )
 
 
 @pytest.mark.slow
-def test_source_validates_and_release_passes_no_test() -> None:
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_source_validates_and_release_passes_no_test(name: str) -> None:
     # nbgrader validate exits 0 even when validation fails: the verdict is in the text.
-    done = nbgrader("validate", str(SOURCE), cwd=ROOT)
+    done = nbgrader("validate", str(ROOT / "source" / name / f"{name}.ipynb"), cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert "Success! Your notebook passes all the tests." in done.stdout, done.stdout
     assert "FAILED" not in done.stdout
-    done = nbgrader("validate", "--invert", str(RELEASE), cwd=ROOT)
+    release = ROOT / "release" / name / f"{name}.ipynb"
+    done = nbgrader("validate", "--invert", str(release), cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert "Success! The notebook does not pass any tests." in done.stdout, done.stdout
     assert "PASSED" not in done.stdout

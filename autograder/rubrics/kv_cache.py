@@ -745,30 +745,47 @@ def _formula_probe(
 _VARIANTS = {"memory": "memory_variants", "scores": "score_variants"}
 
 
-def check_kv_cache_bytes(session: Session, case: BytesCase) -> None:
+def _check_formula(
+    session: Session,
+    case: Any,
+    value_of: Callable[[Session, Any], object],
+    asked: str,
+    rule: str,
+) -> None:
+    """The student's formula for `case` (`value_of` calls it) equals the oracle's `asked`;
+    else a failure stating `rule`, naming a variant only when the probe confirms it."""
     with student(case.call()):
-        value = _memory(session, case)
+        value = value_of(session, case)
     got = as_integer(value, case.call())
-    right = _ask("memory", case)
+    right = _ask(asked, case)
     if got == right:
         return
     probe = case.probe()
     fail(
-        f"{case.call()} returned {got}; expected {right} (2 * layers * batch * seq * heads * "
-        "head_dim * bytes_per_value).",
+        f"{case.call()} returned {got}; expected {right} ({rule}).",
         expected=str(right),
         got=str(got),
         snippet=f"assert {case.call()} == {right}",
         hint=lambda: _named(
             established(
                 got,
-                _ask("memory_variants", case),
+                _ask(_VARIANTS[asked], case),
                 same=_same,
                 probe=lambda _: _formula_probe(
-                    session, probe, lambda: _memory(session, probe), "memory"
+                    session, probe, lambda: value_of(session, probe), asked
                 ),
             )
         ),
+    )
+
+
+def check_kv_cache_bytes(session: Session, case: BytesCase) -> None:
+    _check_formula(
+        session,
+        case,
+        _memory,
+        "memory",
+        "2 * layers * batch * seq * heads * head_dim * bytes_per_value",
     )
 
 
@@ -779,30 +796,8 @@ def _scores(session: Session, case: ScoreCase) -> object:
 
 
 def check_decoding_score_count(session: Session, case: ScoreCase) -> None:
-    with student(case.call()):
-        value = _scores(session, case)
-    got = as_integer(value, case.call())
-    right = _ask("scores", case)
-    if got == right:
-        return
-    probe = case.probe()
     rule = "sum of t for t = 1 .. seq_len" if case.use_cache else "sum of t * t"
-    fail(
-        f"{case.call()} returned {got}; expected {right} (the {rule}).",
-        expected=str(right),
-        got=str(got),
-        snippet=f"assert {case.call()} == {right}",
-        hint=lambda: _named(
-            established(
-                got,
-                _ask("score_variants", case),
-                same=_same,
-                probe=lambda _: _formula_probe(
-                    session, probe, lambda: _scores(session, probe), "scores"
-                ),
-            )
-        ),
-    )
+    _check_formula(session, case, _scores, "scores", f"the {rule}")
 
 
 # --- the rubric ----------------------------------------------------------------------------
