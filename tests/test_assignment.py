@@ -535,7 +535,9 @@ def agreement_cases() -> dict[str, str]:
         "head-dim-stored-on-the-class",
         "query-projection-stored-on-the-class",
     }
-    cases.update({m.id: m.source() for m in MUTANTS if m.id in stateful})
+    # Textbook mistakes, whose grade-cell scores the class benchmark compares with nbgrader's.
+    textbook = {"no-scaling", "divide-by-d_k", "mask-after-softmax", "mask-without-head-axis"}
+    cases.update({m.id: m.source() for m in MUTANTS if m.id in stateful | textbook})
     return cases
 
 

@@ -89,12 +89,17 @@ class SdpaCase:
     mask: np.ndarray | None = field(repr=False)
     scale: float = 1.0
     """Factor applied to Q after drawing (stability cases use scores of magnitude >= 1e3)."""
+    tie: bool = False
+    """The last key is the first plus noise of size 1/scale: for every query the two scores,
+    about 1e3, differ by about 1, so the weights between them still depend on the scaling."""
 
     def describe(self) -> str:
         lines = [f"Q: {shape_text(self.Q)}, K: {shape_text(self.K)}, V: {shape_text(self.V)}"]
         lines.append(f"mask: {shape_text(self.mask)}")
         if self.scale != 1.0:
             lines.append(f"Q scaled by {self.scale:g}, so scores reach about ±1e3 or more")
+        if self.tie:
+            lines.append("the last key is almost the first: their scores differ by about 1")
         return "\n".join(lines)
 
     def snippet(self) -> str:
@@ -110,6 +115,11 @@ class SdpaCase:
                 f"K = rng.standard_normal({self.K.shape})",
                 f"V = rng.standard_normal({self.V.shape})",
             ]
+            if self.tie:
+                lines.append(
+                    f"K[..., -1, :] = K[..., 0, :] + np.random.default_rng({self.seed + 1})"
+                    f".standard_normal({self.K.shape[-1]}) / {self.scale!r}"
+                )
         lines.append("mask = None" if self.mask is None else literal("mask", self.mask))
         lines.append("output, weights = scaled_dot_product_attention(Q, K, V, mask=mask)")
         return "\n".join(lines)
@@ -150,12 +160,18 @@ def sdpa_cases(draw: st.DrawFn, *, masked: bool | None = False, stable: bool = F
             shape = (*(1 for _ in batch), seq_q, seq_k)
         mask = _mask(rng, shape, kind, draw(_DENSITY))
     scale = 1.0
+    tie = False
     if stable:
         scores = np.abs(Q @ np.swapaxes(K, -1, -2)) / np.sqrt(d_k)
         target = draw(_MAGNITUDE)
         scale = float(target / max(float(scores.max()), 1e-3))
         Q = Q * scale
-    return SdpaCase(seed, Q, K, V, mask, scale)
+        if seq_k >= 2:  # a near tie at large scores: correct results still need the scaling
+            tie = True
+            K = K.copy()
+            noise = np.random.default_rng(seed + 1).standard_normal(d_k)
+            K[..., -1, :] = K[..., 0, :] + noise / scale
+    return SdpaCase(seed, Q, K, V, mask, scale, tie)
 
 
 @dataclass(frozen=True)
