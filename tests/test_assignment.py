@@ -362,13 +362,14 @@ def test_notebook_solution_agrees_with_solutions_module() -> None:
                 cls(embed_dim, num_heads)
 
 
-def test_top_level_code_of_the_notebook_is_fast_and_needs_no_matplotlib() -> None:
-    """The grader runs every code cell of every submission, outside Jupyter."""
+def top_level_run(source: Path) -> tuple[float, bool, str]:
+    """Every code cell of the notebook `source`, run in order outside Jupyter as the grader
+    runs a submission: (seconds taken, whether matplotlib got imported, what was printed)."""
     program = textwrap.dedent(
         f"""
         import json, sys, time
         import nbformat
-        cells = [c.source for c in nbformat.read({str(SOURCE)!r}, as_version=4).cells
+        cells = [c.source for c in nbformat.read({str(source)!r}, as_version=4).cells
                  if c.cell_type == "code"]
         began = time.perf_counter()
         namespace = {{}}
@@ -382,10 +383,16 @@ def test_top_level_code_of_the_notebook_is_fast_and_needs_no_matplotlib() -> Non
     )
     assert done.returncode == 0, done.stderr
     seconds, imported_matplotlib = json.loads(done.stdout.strip().splitlines()[-1])
+    return seconds, imported_matplotlib, done.stdout
+
+
+def test_top_level_code_of_the_notebook_is_fast_and_needs_no_matplotlib() -> None:
+    """The grader runs every code cell of every submission, outside Jupyter."""
+    seconds, imported_matplotlib, printed = top_level_run(SOURCE)
     assert seconds < 2.0, f"the notebook's top-level code took {seconds:.2f} s"
     assert not imported_matplotlib, "outside Jupyter the notebook must not import matplotlib"
     for line in CHECKS_OK:
-        assert line in done.stdout
+        assert line in printed
 
 
 @pytest.mark.slow

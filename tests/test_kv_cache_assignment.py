@@ -10,10 +10,7 @@ import ast
 import contextlib
 import importlib.util
 import io
-import json
-import subprocess
 import sys
-import textwrap
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -31,6 +28,7 @@ from test_assignment import (
     random_projections,
     read,
     set_projections,
+    top_level_run,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -317,27 +315,9 @@ def test_reference_formulas_are_exact() -> None:
 
 def test_top_level_code_of_the_notebook_is_fast_and_needs_no_matplotlib() -> None:
     """The grader runs every code cell of every submission, outside Jupyter."""
-    program = textwrap.dedent(
-        f"""
-        import json, sys, time
-        import nbformat
-        cells = [c.source for c in nbformat.read({str(SOURCE)!r}, as_version=4).cells
-                 if c.cell_type == "code"]
-        began = time.perf_counter()
-        namespace = {{}}
-        for source in cells:
-            exec(compile(source, "<cell>", "exec"), namespace)
-        print(json.dumps([time.perf_counter() - began, "matplotlib" in sys.modules]))
-        """
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", program], capture_output=True, text=True, timeout=120, cwd=ROOT
-    )
-    assert done.returncode == 0, done.stderr
-    seconds, imported_matplotlib = json.loads(done.stdout.strip().splitlines()[-1])
+    seconds, imported_matplotlib, printed = top_level_run(SOURCE)
     assert seconds < 3.0, f"the notebook's top-level code took {seconds:.2f} s"
     assert not imported_matplotlib, "outside Jupyter the notebook must not import matplotlib"
-    printed = done.stdout
     assert [line for line in printed.splitlines() if line in CHECKS_OK] == list(CHECKS_OK)
     # The memory table: the worked example (4096 tokens, batch 1) is 2 GiB.
     assert any(row.split()[:3] == ["4096", "2.00", "GiB"] for row in printed.splitlines())
