@@ -395,22 +395,29 @@ def test_top_level_code_of_the_notebook_is_fast_and_needs_no_matplotlib() -> Non
         assert line in printed
 
 
-@pytest.mark.slow
-def test_every_code_cell_of_the_source_runs_in_a_fresh_kernel(tmp_path: Path) -> None:
+def kernel_run(source: Path, folder: Path) -> tuple[str, list[Any]]:
+    """Every code cell of the notebook `source`, run in a fresh Jupyter kernel in `folder`; no
+    cell may raise. What the cells printed, and all their outputs."""
     from nbclient import NotebookClient
 
-    notebook = nbformat.read(str(SOURCE), as_version=4)
+    notebook = nbformat.read(str(source), as_version=4)
     client = NotebookClient(
         notebook,
         timeout=120,
         kernel_name="python3",
-        resources={"metadata": {"path": str(tmp_path)}},
+        resources={"metadata": {"path": str(folder)}},
     )
     client.execute()
     outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     errors = [o for o in outputs if o.get("output_type") == "error"]
     assert errors == [], errors
     printed = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
+    return printed, outputs
+
+
+@pytest.mark.slow
+def test_every_code_cell_of_the_source_runs_in_a_fresh_kernel(tmp_path: Path) -> None:
+    printed, outputs = kernel_run(SOURCE, tmp_path)
     for line in CHECKS_OK:
         assert line in printed
     for seq_len, elements in ((128, "16,384"), (2048, "4,194,304"), (4096, "16,777,216")):

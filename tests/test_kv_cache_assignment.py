@@ -17,13 +17,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import nbformat
 import numpy as np
 import pytest
 from test_assignment import (
     TORCH_REASON,
     cells_by_id,
     function_bodies,
+    kernel_run,
     nbgrader_meta,
     random_projections,
     read,
@@ -333,20 +333,7 @@ def test_top_level_code_of_the_notebook_is_fast_and_needs_no_matplotlib() -> Non
 
 @pytest.mark.slow
 def test_every_code_cell_of_the_source_runs_in_a_fresh_kernel(tmp_path: Path) -> None:
-    from nbclient import NotebookClient
-
-    notebook = nbformat.read(str(SOURCE), as_version=4)
-    client = NotebookClient(
-        notebook,
-        timeout=120,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(tmp_path)}},
-    )
-    client.execute()
-    outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])]
-    errors = [o for o in outputs if o.get("output_type") == "error"]
-    assert errors == [], errors
-    printed = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
+    printed, _ = kernel_run(SOURCE, tmp_path)
     for line in CHECKS_OK:
         assert line in printed
     assert "speed-up" in printed and "max |diff|" in printed
