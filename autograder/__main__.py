@@ -1,4 +1,4 @@
-"""`python -m autograder` and the `attention-autograder` command: see `autograder.cli`."""
+"""`python -m autograder` and the console script pyproject.toml installs: see `autograder.cli`."""
 
 import gc
 import os

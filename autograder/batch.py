@@ -32,13 +32,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from autograder import catalog
 from autograder.errors import SubmissionError
 from autograder.fingerprint import grader_fingerprint
 from autograder.markup import code, escaped, terminal
 from autograder.pipeline import grade, ungraded
 from autograder.report import render_failure, write_results
 from autograder.rubric import Rubric
-from autograder.rubrics import DEFAULT, load
 from autograder.scoring import GradeResult
 from autograder.submission import read_regular, refusal
 
@@ -120,7 +120,7 @@ def _holds_notebook(folder: Path) -> bool:
     return False
 
 
-def discover(folder: Path, *, assignment: str = DEFAULT) -> list[Entry]:
+def discover(folder: Path, *, assignment: str) -> list[Entry]:
     """Every submission under `folder`, sorted by student; raises when there is none."""
     if not folder.is_dir():
         raise SubmissionError(f"No folder at {folder}: give the folder of submissions.")
@@ -159,9 +159,12 @@ class _Key:
 
 
 def _grade_one(entry: Entry, exercise: str, out: Path, key: _Key) -> GradeResult:
-    """Grade one entry and write its files (runs in a worker process)."""
-    rubric = load(exercise)
-    result = grade(entry.path, rubric=rubric)
+    """Grade one entry and write its files (runs in a worker process, which finds the
+    exercise by the same name or folder)."""
+    found = catalog.find(exercise)
+    result = grade(
+        entry.path, rubric=catalog.graded_rubric(found), hidden=catalog.hidden_paths(found)
+    )
     folder = out / entry.student
     _write_student(folder, result, key)
     return result
@@ -249,7 +252,7 @@ def grade_all(
     entries: Sequence[Entry],
     *,
     out: Path,
-    exercise: str = DEFAULT,
+    exercise: str,
     jobs: int | None = None,
     executor: Executor | None = None,
     on_done: Callable[[Outcome], None] | None = None,
@@ -259,9 +262,11 @@ def grade_all(
 
     Uses `executor` if given (any `concurrent.futures.Executor`), else a process pool of
     `jobs` workers (default: the number of cores). Results do not depend on either.
+    `exercise` is the exercise's name or folder, as `catalog.find` takes it.
     """
-    rubric = load(exercise)
-    grader = grader_fingerprint(exercise)
+    found = catalog.find(exercise)
+    rubric = found.rubric
+    grader = grader_fingerprint(found)
     outcomes: dict[str, Outcome] = {}
     pending: list[tuple[Entry, _Key, bool]] = []
     for entry in entries:

@@ -30,7 +30,7 @@ from hypothesis.errors import FlakyBackendFailure, FlakyFailure
 
 from autograder.errors import ConfigError
 from autograder.markup import code
-from autograder.oracle import BankMiss
+from autograder.oracle import BankMiss, consulting
 from autograder.rubric import CheckFailed, Failure, Item, Rubric
 from autograder.sandbox import NotebookRun, Sandbox, StudentRaised, WorkerLost
 from autograder.secret import load_secret
@@ -381,13 +381,14 @@ def run_checks(
     """Check every item of `rubric` (or those named in `only`), in rubric order.
 
     `key` seeds the random examples; by default the course's grading secret (`load_secret`),
-    read once, and only when an item has random examples.
+    read once, and only when an item has random examples. The checks ask the rubric's oracle.
     """
     if deadline is None:
         deadline = time.monotonic() + limits.total_seconds
     items = [item for item in rubric.items if not only or item.id in only]
     if key is None and any(item.strategy is not None for item in items):
         key = load_secret()
-    return tuple(
-        run_item(item, box, run, limits=limits, deadline=deadline, key=key) for item in items
-    )
+    with consulting(rubric.oracle):
+        return tuple(
+            run_item(item, box, run, limits=limits, deadline=deadline, key=key) for item in items
+        )

@@ -14,13 +14,13 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from autograder import rubrics
+from autograder import catalog
 from autograder.batch import Progress, discover, grade_all, summary, write_csv
 from autograder.errors import ConfigError, GraderError
+from autograder.exercise import Exercise
 from autograder.gradescope import DEFAULT_ROOT
 from autograder.gradescope import run as run_gradescope
 from autograder.markup import terminal
-from autograder.oracle import is_kit
 from autograder.packaging import build_zip
 from autograder.pipeline import grade, ungraded
 from autograder.report import render_check, render_text, write_results
@@ -29,21 +29,37 @@ from autograder.submission import read_submission
 
 __all__ = ["main"]
 
-_EXAMPLES = """examples:
-  python -m autograder check attention.ipynb
-  python -m autograder grade attention.ipynb --results results.json
+def _default_notebook() -> str:
+    try:
+        return catalog.find(catalog.default_name()).notebook
+    except GraderError:
+        return "NOTEBOOK.ipynb"
+
+
+def _examples() -> str:
+    notebook = _default_notebook()
+    return f"""examples:
+  python -m autograder check {notebook}
+  python -m autograder grade {notebook} --results results.json
   python -m autograder grade submissions/alice/ --results alice.json
+  python -m autograder grade NOTEBOOK.ipynb --exercise NAME_OR_PACKAGE_FOLDER
 """
 
 
-_EXERCISE_HELP = f"which exercise (default: {rubrics.DEFAULT}; in a student kit, the kit's own)"
+def _exercise_help() -> str:
+    installed = ", ".join(catalog.names()) or "none"
+    return (
+        f"the exercise: an installed one's name ({installed}) or the folder of an exercise "
+        f"package (default: {catalog.default_name()})"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
+    examples = _examples()
     parser = argparse.ArgumentParser(
         prog="python -m autograder",
         description="Grade NumPy notebook assignments with sandboxed property-based checks.",
-        epilog=_EXAMPLES,
+        epilog=examples,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -52,16 +68,14 @@ def _parser() -> argparse.ArgumentParser:
         help="grade one submission and write a Gradescope results.json",
         description="Grade one submission (a .ipynb, a .py, or a folder holding one). Exits 0 "
         "whenever a results file was written, whatever the score.",
-        epilog=_EXAMPLES,
+        epilog=examples,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     grade_parser.add_argument("submission", type=Path, help="notebook, .py file or folder")
     grade_parser.add_argument(
         "--results", type=Path, default=Path("results.json"), help="where to write results.json"
     )
-    grade_parser.add_argument(
-        "--exercise", default=None, choices=rubrics.AVAILABLE, help=_EXERCISE_HELP
-    )
+    grade_parser.add_argument("--exercise", default=None, help=_exercise_help())
     grade_parser.add_argument("--quiet", action="store_true", help="print only the total")
 
     check_parser = commands.add_parser(
@@ -70,13 +84,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Run the checks you can see before the deadline, in the same sandbox the "
         "grader uses, and explain any failure: the smallest failing input, what was expected, "
         "and the likely mistake.",
-        epilog="example:\n  python -m autograder check attention.ipynb",
+        epilog=f"example:\n  python -m autograder check {_default_notebook()}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     check_parser.add_argument("notebook", type=Path, help="your notebook (saved)")
-    check_parser.add_argument(
-        "--exercise", default=None, choices=rubrics.AVAILABLE, help=_EXERCISE_HELP
-    )
+    check_parser.add_argument("--exercise", default=None, help=_exercise_help())
 
     batch_parser = commands.add_parser(
         "batch",
@@ -102,9 +114,7 @@ def _parser() -> argparse.ArgumentParser:
         help="per-student results.json and feedback.md go here",
     )
     batch_parser.add_argument("--csv", type=Path, help="the grades table (default: OUT/grades.csv)")
-    batch_parser.add_argument(
-        "--exercise", default=None, choices=rubrics.AVAILABLE, help=_EXERCISE_HELP
-    )
+    batch_parser.add_argument("--exercise", default=None, help=_exercise_help())
     batch_parser.add_argument(
         "--gradebook", type=Path, help="also write the scores into this nbgrader gradebook.db"
     )
@@ -120,9 +130,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     zip_parser.add_argument("--out", type=Path, default=Path("autograder.zip"))
-    zip_parser.add_argument(
-        "--exercise", default=None, choices=rubrics.AVAILABLE, help=_EXERCISE_HELP
-    )
+    zip_parser.add_argument("--exercise", default=None, help=_exercise_help())
 
     kit_parser = commands.add_parser(
         "student-kit",
@@ -131,32 +139,28 @@ def _parser() -> argparse.ArgumentParser:
         "reference solution or anything that computes it, plus the expected answers for the "
         "inputs of the public checks. Students run: pip install KIT.zip, then python -m "
         "autograder check NOTEBOOK.",
-        epilog="example:\n  python -m autograder student-kit --out attention-checker.zip",
+        epilog="example:\n  python -m autograder student-kit --exercise NAME",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     kit_parser.add_argument(
         "--out", type=Path, default=None, help="the zip to write (default: EXERCISE-checker.zip)"
     )
-    kit_parser.add_argument(
-        "--exercise", default=None, choices=rubrics.AVAILABLE, help=_EXERCISE_HELP
-    )
+    kit_parser.add_argument("--exercise", default=None, help=_exercise_help())
 
     run_parser = commands.add_parser(
         "gradescope-run",
         help="grade ROOT/submission into ROOT/results/results.json (run_autograder calls this)",
     )
     run_parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
-    run_parser.add_argument(
-        "--exercise", default=None, choices=rubrics.AVAILABLE, help=_EXERCISE_HELP
-    )
+    run_parser.add_argument("--exercise", default=None, help=_exercise_help())
     return parser
 
 
-def _grade(args: argparse.Namespace) -> int:
-    rubric = rubrics.load(args.exercise)
+def _grade(args: argparse.Namespace, exercise: Exercise) -> int:
+    rubric = catalog.graded_rubric(exercise)
     ensure_secret()  # the examples are seeded by it, here as in the Gradescope zip
     try:
-        result = grade(args.submission, rubric=rubric)
+        result = grade(args.submission, rubric=rubric, hidden=catalog.hidden_paths(exercise))
     except Exception as error:  # a bug of ours: the results file still says so
         result = ungraded(
             rubric,
@@ -180,10 +184,10 @@ def _positive(text: str) -> int:
     return value
 
 
-def _batch(args: argparse.Namespace) -> int:
-    rubric = rubrics.load(args.exercise)
+def _batch(args: argparse.Namespace, exercise: Exercise) -> int:
+    rubric = exercise.rubric
     ensure_secret()  # before the workers start, which only read it
-    entries = discover(args.folder, assignment=args.exercise)
+    entries = discover(args.folder, assignment=exercise.nbgrader_assignment)
     progress = Progress(len(entries))
     began = time.monotonic()
     outcomes = grade_all(
@@ -196,17 +200,19 @@ def _batch(args: argparse.Namespace) -> int:
     if args.gradebook is not None:
         from autograder.gradebook import record
 
-        count = record(args.gradebook, outcomes, rubric=rubric, assignment=args.exercise)
+        assignment = exercise.nbgrader_assignment
+        count = record(args.gradebook, outcomes, rubric=rubric, assignment=assignment)
         print(f"Wrote {count} students' scores into {args.gradebook}.")
     return 0
 
 
-def _check(args: argparse.Namespace) -> int:
-    rubric = rubrics.load(args.exercise)
-    read_submission(args.notebook, expected=rubric.notebook)  # a bad path: one clear error
-    if not is_kit(args.exercise):  # in the course repository: the grader's own examples
+def _check(args: argparse.Namespace, exercise: Exercise) -> int:
+    read_submission(args.notebook, expected=exercise.notebook)  # a bad path: one clear error
+    if catalog.installed_kit() is None:  # in the course repository: the grader's own examples
         ensure_secret()
-    result = grade(args.notebook, rubric=rubric, public_only=True)
+    rubric = catalog.graded_rubric(exercise)
+    hidden = catalog.hidden_paths(exercise)
+    result = grade(args.notebook, rubric=rubric, public_only=True, hidden=hidden)
     later = tuple(item.title for item in rubric.items if item.visibility != "visible")
     print(render_check(result, later=later))
     return 0
@@ -215,23 +221,26 @@ def _check(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args = _parser().parse_args(argv)
-    if args.exercise is None:
-        args.exercise = rubrics.default_exercise()
     try:
-        if args.command != "check" and is_kit(args.exercise):
+        if args.command != "check" and catalog.installed_kit() is not None:
             raise ConfigError(
                 f"This is the student checker, which runs only the checks visible before the "
                 f"deadline, so it cannot {args.command}: run python -m autograder check "
                 "NOTEBOOK instead."
             )
+        spec = args.exercise or catalog.default_name()
+        if args.command == "gradescope-run":  # never raises: results.json says what failed
+            run_gradescope(root=args.root, exercise=spec)
+            return 0
+        exercise = catalog.find(spec)
         if args.command == "grade":
-            return _grade(args)
+            return _grade(args, exercise)
         if args.command == "batch":
-            return _batch(args)
+            return _batch(args, exercise)
         if args.command == "check":
-            return _check(args)
+            return _check(args, exercise)
         if args.command == "gradescope":
-            names = build_zip(args.out, exercise=args.exercise)
+            names = build_zip(args.out, exercise=exercise)
             print(
                 f"Wrote {args.out} ({len(names)} files). Upload it to Gradescope as the "
                 "autograder of a programming assignment."
@@ -240,15 +249,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "student-kit":
             from autograder.kit import build_kit
 
-            args.out = args.out or Path(f"{args.exercise}-checker.zip")
-            names = build_kit(args.out, exercise=args.exercise)
+            args.out = args.out or Path(f"{exercise.name}-checker.zip")
+            names = build_kit(args.out, exercise=exercise)
             print(
                 f"Wrote {args.out} ({len(names)} files). Give it to students: pip install "
                 f"{args.out.name}, then python -m autograder check NOTEBOOK."
             )
-            return 0
-        if args.command == "gradescope-run":
-            run_gradescope(root=args.root, exercise=args.exercise)
             return 0
     except GraderError as error:
         print(terminal(f"error: {error}"), file=sys.stderr)

@@ -12,8 +12,8 @@ import hashlib
 import importlib.metadata
 import sys
 
+from autograder.exercise import Exercise
 from autograder.packaging import package_files
-from autograder.reference import solutions_dir
 from autograder.secret import secret_path
 
 __all__ = ["GRADING_PACKAGES", "fingerprint_inputs", "grader_fingerprint"]
@@ -29,21 +29,24 @@ def _version(package: str) -> str:
         return "absent"
 
 
-def fingerprint_inputs(exercise: str) -> dict[str, bytes]:
+def fingerprint_inputs(exercise: Exercise) -> dict[str, bytes]:
     """What the fingerprint covers, by label: the versions of Python and of
-    `GRADING_PACKAGES`, every file of the grader package, `exercise`'s reference and the
-    course's grading secret."""
+    `GRADING_PACKAGES`, every file of the grader package and of the exercise's package,
+    `exercise`'s reference and the course's grading secret."""
     inputs = {"python": f"{sys.version_info.major}.{sys.version_info.minor}".encode()}
     inputs.update({package: _version(package).encode() for package in GRADING_PACKAGES})
     inputs.update({name: path.read_bytes() for name, path in package_files().items()})
-    reference = solutions_dir() / f"{exercise}.py"
+    inputs.update(
+        {f"exercise/{name}": path.read_bytes() for name, path in exercise.package_files().items()}
+    )
+    reference = exercise.reference_file()
     inputs["reference"] = reference.read_bytes() if reference.is_file() else b""
     secret = secret_path()  # it seeds the examples; only this hash of it is ever stored
     inputs["grading secret"] = secret.read_bytes() if secret.is_file() else b""
     return inputs
 
 
-def grader_fingerprint(exercise: str) -> str:
+def grader_fingerprint(exercise: Exercise) -> str:
     """SHA-256 over `fingerprint_inputs(exercise)`."""
     digest = hashlib.sha256()
     for label, data in sorted(fingerprint_inputs(exercise).items()):

@@ -11,9 +11,9 @@ import os
 import traceback
 from pathlib import Path
 
+from autograder import catalog
 from autograder.pipeline import grade, ungraded
 from autograder.report import render_text, write_results
-from autograder.rubrics import DEFAULT, load
 from autograder.scoring import GradeResult
 
 __all__ = ["DEFAULT_ROOT", "run"]
@@ -21,17 +21,22 @@ __all__ = ["DEFAULT_ROOT", "run"]
 DEFAULT_ROOT = Path(os.environ.get("AUTOGRADER_ROOT", "/autograder"))
 
 
-def run(*, root: Path = DEFAULT_ROOT, exercise: str = DEFAULT) -> GradeResult:
-    """Grade `root/submission/` and write `root/results/results.json`; never raises."""
+def run(*, root: Path = DEFAULT_ROOT, exercise: str) -> GradeResult:
+    """Grade `root/submission/` and write `root/results/results.json`; never raises.
+
+    `exercise` names the exercise, or its package's folder (the zip's run_autograder passes
+    the folder it ships)."""
     results = root / "results" / "results.json"
     try:
-        rubric = load(exercise)
+        found = catalog.find(exercise)
+        rubric = catalog.graded_rubric(found)
+        hidden = catalog.hidden_paths(found)
     except Exception:
         reason = "The autograder could not load its rubric; your instructor has the details."
         result = GradeResult("submission", (), (reason,), internal_error=traceback.format_exc())
     else:
         try:
-            result = grade(root / "submission", rubric=rubric)
+            result = grade(root / "submission", rubric=rubric, hidden=hidden)
         except Exception as error:
             result = ungraded(
                 rubric,

@@ -11,7 +11,7 @@ sides, and hints that name a known mistake only when it is established.
     >>> first_difference(np.array([1.0, 2.0]), np.array([1.0, 2.5]))
     (1,)
 
-Naming a mistake ("your result matches attention without the scaling") is a strong claim, so
+Naming a mistake ("your result matches softmax without the max subtracted") is a strong claim, so
 `established` names one only when its answer reproduces the student's on the failing input
 *and* on a second input on which the mistake and the right answer differ. Otherwise a hint
 states facts (what was observed), never a guess.
@@ -25,6 +25,7 @@ from typing import NoReturn, TypeVar
 
 import numpy as np
 
+from autograder.oracle import ask
 from autograder.rubric import CheckFailed, Failure
 from autograder.sandbox import Handle, StudentRaised
 from autograder.settings import TOLERANCE, Tolerance
@@ -33,6 +34,7 @@ from autograder.wire import Opaque
 __all__ = [
     "as_array",
     "as_integer",
+    "ask",
     "assert_close",
     "assert_equal",
     "close",

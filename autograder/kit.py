@@ -1,15 +1,17 @@
 """Packaging for students: a checker kit that runs the public checks without the solution.
 
-`python -m autograder student-kit --out attention-checker.zip` builds an archive students
-install with `pip install attention-checker.zip`; then `python -m autograder check
-attention.ipynb` runs the public rubric items in the same sandbox, with the same checks, hints
-and feedback as the grader. The kit holds the grader package without its oracle modules
-(`*_oracle.py`, which compute attention) and without `solutions/` (which also holds the
-course's grading secret). In their place it carries a bank of answers (`oracle.py`), recorded
-here by running every public check on the reference solution, for each public item's inputs:
-its exhaustive cases (public by nature), examples of its own, and the smallest examples of a
-longer run. The kit checks them smallest first and reports the first failure: the smallest
-banked input that shows it (the grader shrinks instead).
+`python -m autograder student-kit --exercise NAME` builds NAME-checker.zip, which students
+install with `pip install NAME-checker.zip`; then `python -m autograder check NOTEBOOK` runs
+the public rubric items in the same sandbox, with the same checks, hints and feedback as the
+grader. The kit holds the grader package and the exercise's package without the files only
+the grader may hold (`Exercise.grader_only`: the module that computes answers) and without
+`solutions/` (which also holds the course's grading secret). It declares itself a kit
+(`autograder/kit.json`, naming its exercise) and carries a bank of answers
+(`autograder/kit_bank.json.gz`, see `oracle.py`), recorded here by running every public check
+on the reference solution, for each public item's inputs: its exhaustive cases (public by
+nature), examples of its own, and the smallest examples of a longer run. The kit checks them
+smallest first and reports the first failure: the smallest banked input that shows it (the
+grader shrinks instead).
 
 The kit's examples are drawn with a public key (`settings.KIT_EXAMPLES_KEY`), the grader's with
 the course's secret, so the bank holds answers for inputs the grader does not draw and a
@@ -21,25 +23,26 @@ drawing under `PROBES` other keys, and leaves them out of its bank.
 from __future__ import annotations
 
 import dataclasses
-import importlib
+import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from autograder import oracle, sandbox
+from autograder import catalog, sandbox
+from autograder.catalog import kit_item
 from autograder.checks import explore, run_checks
 from autograder.errors import ConfigError
-from autograder.packaging import REQUIREMENTS, package_files, write_zip
-from autograder.reference import solutions_dir
-from autograder.rubric import Item, Rubric
-from autograder.rubrics import DEFAULT
+from autograder.exercise import Exercise
+from autograder.oracle import digest, dump_bank
+from autograder.packaging import REQUIREMENTS, exercise_files, package_files, write_zip
+from autograder.rubric import Item
 from autograder.sandbox import Session
 from autograder.settings import HYPOTHESIS, KIT_EXAMPLES_KEY, LIMITS
 
-__all__ = ["build_kit", "kit_item", "kit_rubric"]
+__all__ = ["build_kit"]
 
 EXTRA_RUN, EXTRA_KEPT = 10, 2
 """Besides as many examples of its own as the grader draws, a kit holds the `EXTRA_KEPT` x
@@ -57,7 +60,7 @@ submission that looks answers up nothing as long as it is wrong on any other inp
 
 
 def _key(case: object) -> str:
-    return oracle.digest("case", (case,))
+    return digest("case", (case,))
 
 
 def _drawn_under_any_key(item: Item) -> set[str]:
@@ -99,13 +102,12 @@ def _capturing(item: Item, into: list[object], *, examples: int | None = None) -
     return dataclasses.replace(item, check=capture, max_examples=examples or item.max_examples)
 
 
-def _record(rubric: Rubric, exercise: str) -> tuple[dict[str, object], dict[str, list[object]]]:
+def _record(exercise: Exercise) -> tuple[dict[str, object], dict[str, list[object]]]:
     """Run every public check on the reference solution, with the kit's own examples (as many
     as the grader draws) and with a longer run, recording the cases and the oracle's answers."""
-    reference = solutions_dir() / f"{exercise}.py"
-    if not reference.is_file():
-        raise ConfigError(f"No reference solution at {reference}: add it before building a kit.")
-    questions = importlib.import_module(f"autograder.rubrics.{exercise}_oracle").questions
+    live = catalog.live_oracle(exercise)  # refuses in a kit, names a missing reference
+    rubric = exercise.rubric.with_oracle(live)
+    reference = exercise.reference_file()
     items = [item for item in rubric.items if item.visibility == "visible"]
     own: dict[str, list[object]] = {item.id: [] for item in items}
     longer: dict[str, list[object]] = {item.id: [] for item in items}
@@ -126,7 +128,7 @@ def _record(rubric: Rubric, exercise: str) -> tuple[dict[str, object], dict[str,
             outcome
             for checked, key in runs
             for outcome in run_checks(
-                Rubric(rubric.name, rubric.notebook, checked),
+                rubric.with_items(checked),
                 box,
                 run,
                 deadline=time.monotonic() + 600,
@@ -143,14 +145,13 @@ def _record(rubric: Rubric, exercise: str) -> tuple[dict[str, object], dict[str,
             cases[item.id] = sorted(unique.values(), key=_size)
         # Record the answers for the kept cases only (not those left out above): what the
         # checks ask when they pass, and what they may ask when they fail.
-        kept = tuple(kit_item(item, cases[item.id]) for item in items)
-        banked = Rubric(rubric.name, rubric.notebook, kept)
-        with oracle.recording(exercise) as answers:
+        banked = rubric.with_items([kit_item(item, cases[item.id]) for item in items])
+        with live.recording() as answers:
             outcomes += run_checks(banked, box, run, deadline=time.monotonic() + 600)
             for item in items:
                 for case in cases[item.id]:
-                    for question, args in questions(case):
-                        oracle.ask(exercise, question, *args)
+                    for question, args in live.answers.questions(case):
+                        live.ask(question, *args)
     finally:
         if box is not None:
             box.close()
@@ -158,7 +159,7 @@ def _record(rubric: Rubric, exercise: str) -> tuple[dict[str, object], dict[str,
     if failed:
         raise ConfigError(
             f"The reference solution fails its own public checks ({', '.join(failed)}): fix "
-            f"solutions/{exercise}.py or the rubric before building a kit."
+            f"{reference} or the rubric before building a kit."
         )
     return answers, cases
 
@@ -167,21 +168,7 @@ def _examples(item: Item) -> int:
     return item.max_examples or HYPOTHESIS.max_examples
 
 
-def kit_item(item: Item, cases: Sequence[object]) -> Item:
-    """`item` checking exactly `cases`, in order (no random examples)."""
-    return dataclasses.replace(item, cases=tuple(cases), strategy=None)
-
-
-def kit_rubric(rubric: Rubric, cases: Mapping[str, Sequence[object]]) -> Rubric:
-    """The rubric as a kit runs it: public items check their banked cases; the others are kept
-    (to be named) but can only report that the grader checks them."""
-    items = tuple(
-        kit_item(item, cases[item.id]) if item.id in cases else item for item in rubric.items
-    )
-    return Rubric(rubric.name, rubric.notebook, items, rubric.grade_cells)
-
-
-def _pyproject(exercise: str) -> str:
+def _pyproject(exercise: Exercise, packages: list[str]) -> str:
     requirements = [
         line.split(";")[0].strip()
         for line in REQUIREMENTS.splitlines()
@@ -189,24 +176,28 @@ def _pyproject(exercise: str) -> str:
     ]
     requirements = [r if not r.startswith("numpy") else "numpy>=1.24,<3" for r in requirements]
     dependencies = ",\n    ".join(f'"{r}"' for r in requirements)
+    include = ", ".join(f'"{name}*"' for name in packages)
     return f"""[build-system]
 requires = ["setuptools>=64"]
 build-backend = "setuptools.build_meta"
 
 [project]
-name = "{exercise}-checker"
+name = "{exercise.name}-checker"
 version = "1.0"
-description = "Check your {exercise} notebook before you submit it."
+description = "Check your {exercise.notebook} before you submit it."
 requires-python = ">=3.10"
 dependencies = [
     {dependencies},
 ]
 
+[project.entry-points."{catalog.ENTRY_POINTS}"]
+{exercise.name} = "{exercise.package}:EXERCISE"
+
 [tool.setuptools.packages.find]
-include = ["autograder*"]
+include = [{include}]
 
 [tool.setuptools.package-data]
-autograder = ["templates/*", "rubrics/*.json.gz"]
+autograder = ["templates/*", "{catalog.KIT_FILE.name}", "{catalog.KIT_BANK.name}"]
 """
 
 
@@ -223,22 +214,25 @@ tries.
 """
 
 
-def build_kit(out: Path, *, exercise: str = DEFAULT) -> list[str]:
-    """Write the student checker kit to `out`; returns the names it holds."""
-    from autograder.rubrics import load
-
-    if oracle.is_kit(exercise):
-        raise ConfigError("This is a student kit: build kits from the course repository.")
+def build_kit(out: Path, *, exercise: Exercise) -> list[str]:
+    """Write the student checker kit for `exercise` to `out`; returns the names it holds."""
     out.parent.mkdir(parents=True, exist_ok=True)  # a bad --out fails now, not after recording
-    rubric = load(exercise)
-    answers, cases = _record(rubric, exercise)
+    answers, cases = _record(exercise)
+    place, shipped = exercise_files(exercise, grader=False)
+    packages = ["autograder"]
+    if not place.startswith("autograder/"):
+        packages.append(exercise.package)
+    declaration = json.dumps({"exercise": exercise.name}, indent=1) + "\n"
     files: dict[str, bytes] = {
-        "pyproject.toml": _pyproject(exercise).encode(),
-        "README.md": _README.format(exercise=exercise, notebook=rubric.notebook).encode(),
-        f"autograder/rubrics/{exercise}_bank.json.gz": oracle.dump_bank(answers, cases),
+        "pyproject.toml": _pyproject(exercise, packages).encode(),
+        "README.md": _README.format(exercise=exercise.name, notebook=exercise.notebook).encode(),
+        f"autograder/{catalog.KIT_FILE.name}": declaration.encode(),
+        f"autograder/{catalog.KIT_BANK.name}": dump_bank(answers, cases, kinds=exercise.cases),
     }
-    for name, path in package_files(skip=("_oracle.py", "_bank.json.gz")).items():
+    for name, path in {**package_files(), **shipped}.items():
+        if place.startswith("exercise/"):  # a kit installs it as a top-level package
+            name = name.removeprefix("exercise/")
         files[name] = path.read_bytes()
-    top = f"{exercise}-checker"
+    top = f"{exercise.name}-checker"
     write_zip(out, {f"{top}/{name}": (data, False) for name, data in files.items()})
     return list(files)

@@ -1,18 +1,21 @@
 """The oracle: everything a rubric's checks know about right (and typical wrong) answers.
 
 Checks never compute an expected value themselves: they ask the oracle by name, e.g.
-`ask("attention", "sdpa", case)`. There are two kinds of oracle:
+`ask("sdpa", case)` (`autograder.judging.ask`). A rubric carries its oracle, of one of two
+kinds, chosen explicitly by `catalog.py`:
 
-* **Live**, in the grader: `autograder.rubrics.<exercise>_oracle` computes answers from the
-  reference solution in `solutions/` (and the known wrong variants that name mistakes).
-* **Replay**, in the student checker kit (`kit.py`), which carries neither the reference nor the
-  oracle module: a bank of answers the instructor recorded for the public checks' inputs. The
-  same checks run on the same inputs and find their answers there; an input the bank does not
-  hold raises `BankMiss`, and the check skips it.
+* **Live** (`LiveOracle`), in the grader: the exercise's `Answers` compute answers from its
+  reference solution (and the known wrong variants that name mistakes).
+* **Replay** (`Bank`), in the student checker kit (`kit.py`), which carries neither the
+  reference nor the module that computes answers: a bank of answers the instructor recorded
+  for the public checks' inputs. The same checks run on the same inputs and find their answers
+  there; an input the bank does not hold raises `BankMiss`, and the check skips it.
 
-A bank is gzip-compressed JSON: arrays travel as dtype, shape and base64 bytes; cases (frozen
-dataclasses of the exercise's strategies module) as their class name and fields. Nothing in it
-is pickled or executed.
+While a rubric's checks run, the core makes its oracle the one `ask` consults (`consulting`).
+
+A bank is gzip-compressed JSON: arrays travel as dtype, shape and base64 bytes; cases (the
+frozen dataclasses listed in `Exercise.cases`) as their class name and fields. Nothing in it
+is pickled or executed, and it can build no object of a type the exercise does not list.
 """
 
 from __future__ import annotations
@@ -21,34 +24,30 @@ import base64
 import dataclasses
 import gzip
 import hashlib
-import importlib
-import importlib.util
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from functools import cache
-from pathlib import Path
-from typing import Any
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from autograder.errors import ConfigError, GraderError
 
+if TYPE_CHECKING:
+    from autograder.exercise import Answers
+
 __all__ = [
     "Bank",
     "BankMiss",
+    "LiveOracle",
     "Oracle",
     "ask",
-    "bank_path",
-    "banked_cases",
+    "consulting",
     "digest",
     "dump_bank",
-    "is_kit",
     "load_bank",
-    "recording",
 ]
-
-_RUBRICS = "autograder.rubrics"
 
 
 class BankMiss(GraderError):
@@ -95,25 +94,46 @@ def digest(name: str, args: tuple[object, ...]) -> str:
 
 
 class Oracle:
-    """Answers questions by name; live, recording or replaying."""
+    """Answers questions by name. The grader's is live (`LiveOracle`), a kit's replays (`Bank`)."""
 
-    def __init__(self, functions: Mapping[str, Callable[..., Any]]) -> None:
-        self.functions = dict(functions)
+    def ask(self, name: str, *args: object) -> Any:
+        raise NotImplementedError
+
+
+class LiveOracle(Oracle):
+    """Computes every answer (from the reference solution); can record what it answers."""
+
+    def __init__(self, answers: Answers) -> None:
+        self.answers = answers
         self.recorded: dict[str, object] | None = None
         """While recording: every answer given, by key."""
 
     def ask(self, name: str, *args: object) -> Any:
-        answer = self.functions[name](*args)
+        try:
+            function = self.answers.functions[name]
+        except KeyError:
+            known = ", ".join(sorted(self.answers.functions))
+            raise ConfigError(f"The oracle has no question {name!r}; it answers {known}.") from None
+        answer = function(*args)
         if self.recorded is not None:
             self.recorded[digest(name, args)] = answer
         return answer
+
+    @contextmanager
+    def recording(self) -> Iterator[dict[str, object]]:
+        """Record every answer given meanwhile into the yielded dict (to build a kit's bank)."""
+        answers: dict[str, object] = {}
+        self.recorded = answers
+        try:
+            yield answers
+        finally:
+            self.recorded = None
 
 
 class Bank(Oracle):
     """An oracle that only replays recorded answers (the student kit's)."""
 
     def __init__(self, answers: Mapping[str, object]) -> None:
-        super().__init__({})
         self.answers = dict(answers)
 
     def ask(self, name: str, *args: object) -> Any:
@@ -123,53 +143,35 @@ class Bank(Oracle):
             raise BankMiss(f"no recorded answer for {name}") from None
 
 
-_ACTIVE: dict[str, Oracle] = {}
-
-
-def bank_path(exercise: str) -> Path:
-    """Where a student kit keeps the answers for `exercise`."""
-    return Path(__file__).resolve().parent / "rubrics" / f"{exercise}_bank.json.gz"
-
-
-def is_kit(exercise: str) -> bool:
-    """Whether this installation is a student kit for `exercise` (a bank, no live oracle)."""
-    live = importlib.util.find_spec(f"{_RUBRICS}.{exercise}_oracle")
-    return live is None and bank_path(exercise).is_file()
-
-
-def _oracle(exercise: str) -> Oracle:
-    if exercise not in _ACTIVE:
-        if is_kit(exercise):
-            _ACTIVE[exercise] = Bank(_installed_bank(exercise)[0])
-        else:
-            module = importlib.import_module(f"{_RUBRICS}.{exercise}_oracle")
-            _ACTIVE[exercise] = Oracle(module.FUNCTIONS)
-    return _ACTIVE[exercise]
-
-
-def ask(exercise: str, name: str, *args: object) -> Any:
-    """The answer to question `name(*args)` about `exercise`."""
-    return _oracle(exercise).ask(name, *args)
+_CURRENT: ContextVar[Oracle | None] = ContextVar("oracle", default=None)
 
 
 @contextmanager
-def recording(exercise: str) -> Iterator[dict[str, object]]:
-    """Record every answer the live oracle gives into the yielded dict."""
-    oracle = _oracle(exercise)
-    if isinstance(oracle, Bank):
-        raise ConfigError("A student kit cannot record answers: build kits from the course repo.")
-    answers: dict[str, object] = {}
-    oracle.recorded = answers
+def consulting(oracle: Oracle | None) -> Iterator[None]:
+    """Make `oracle` the one `ask` consults while a rubric's checks run (the core does this
+    with the rubric's own oracle)."""
+    token = _CURRENT.set(oracle)
     try:
-        yield answers
+        yield
     finally:
-        oracle.recorded = None
+        _CURRENT.reset(token)
+
+
+def ask(name: str, *args: object) -> Any:
+    """The answer to question `name(*args)`, from the oracle of the rubric being checked."""
+    oracle = _CURRENT.get()
+    if oracle is None:
+        raise ConfigError(
+            f"A check asked the oracle {name!r} outside a graded rubric, or its rubric has no "
+            "oracle: load the exercise through autograder.catalog."
+        )
+    return oracle.ask(name, *args)
 
 
 # --- the bank file -------------------------------------------------------------------------
 
 
-def _encode(value: object) -> object:
+def _encode(value: object, kinds: Mapping[str, type]) -> object:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, np.generic):
@@ -181,19 +183,23 @@ def _encode(value: object) -> object:
         data = base64.b64encode(array.tobytes()).decode()
         return {"array": array.dtype.str, "shape": list(array.shape), "data": data}
     if isinstance(value, (tuple, list)):
-        return {"tuple" if isinstance(value, tuple) else "list": [_encode(v) for v in value]}
+        items = [_encode(v, kinds) for v in value]
+        return {"tuple" if isinstance(value, tuple) else "list": items}
     if isinstance(value, Mapping):
-        return {"dict": [[_encode(k), _encode(v)] for k, v in value.items()]}
+        return {"dict": [[_encode(k, kinds), _encode(v, kinds)] for k, v in value.items()]}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         kind = type(value)
-        if not kind.__module__.startswith(_RUBRICS):
-            raise ConfigError(f"A bank holds cases of {_RUBRICS} only, not {kind.__module__}.")
-        fields = {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        return {"case": f"{kind.__module__}:{kind.__qualname__}", "fields": fields}
+        if kinds.get(kind.__qualname__) is not kind:
+            raise ConfigError(
+                f"A bank holds the exercise's case types only ({', '.join(kinds) or 'none'}), "
+                f"not {kind.__module__}.{kind.__qualname__}: list it in Exercise.cases."
+            )
+        fields = {f.name: _encode(getattr(value, f.name), kinds) for f in dataclasses.fields(value)}
+        return {"case": kind.__qualname__, "fields": fields}
     raise ConfigError(f"A bank cannot hold a value of type {type(value).__name__}.")
 
 
-def _decode(node: object) -> object:
+def _decode(node: object, kinds: Mapping[str, type]) -> object:
     if not isinstance(node, dict):
         return node
     if "array" in node:
@@ -201,51 +207,52 @@ def _decode(node: object) -> object:
         array: np.ndarray = np.frombuffer(raw, dtype=np.dtype(node["array"])).copy()
         return array.reshape(node["shape"])
     if "tuple" in node:
-        return tuple(_decode(v) for v in node["tuple"])
+        return tuple(_decode(v, kinds) for v in node["tuple"])
     if "list" in node:
-        return [_decode(v) for v in node["list"]]
+        return [_decode(v, kinds) for v in node["list"]]
     if "dict" in node:
-        return {_decode(k): _decode(v) for k, v in node["dict"]}
+        return {_decode(k, kinds): _decode(v, kinds) for k, v in node["dict"]}
     if "case" in node:
-        module_name, _, name = str(node["case"]).partition(":")
-        if not module_name.startswith(_RUBRICS + "."):
-            raise ConfigError(f"The bank names a case outside {_RUBRICS}: {module_name}.")
-        kind = getattr(importlib.import_module(module_name), name)
-        if not (isinstance(kind, type) and dataclasses.is_dataclass(kind)):
-            raise ConfigError(f"The bank names {node['case']}, which is not a case class.")
-        return kind(**{key: _decode(value) for key, value in node["fields"].items()})
+        kind = kinds.get(str(node["case"]))
+        if kind is None:
+            raise ConfigError(
+                f"The bank names case type {node['case']!r}, which the exercise does not "
+                "list: rebuild the kit."
+            )
+        return kind(**{key: _decode(value, kinds) for key, value in node["fields"].items()})
     raise ConfigError("The bank holds a value it cannot read: rebuild the kit.")
 
 
-def dump_bank(answers: Mapping[str, object], cases: Mapping[str, list[object]]) -> bytes:
-    """A bank of `answers` (key -> answer) and each public item's `cases`, as bytes."""
+def _kinds(cases: Sequence[type]) -> dict[str, type]:
+    return {kind.__qualname__: kind for kind in cases}
+
+
+def dump_bank(
+    answers: Mapping[str, object], cases: Mapping[str, list[object]], *, kinds: Sequence[type]
+) -> bytes:
+    """A bank of `answers` (key -> answer) and each public item's `cases`, as bytes; `kinds`
+    are the case types it may hold (the exercise's `cases`)."""
+    known = _kinds(kinds)
     document = {
-        "version": 1,
-        "answers": {key: _encode(value) for key, value in sorted(answers.items())},
-        "cases": {item: [_encode(case) for case in items] for item, items in cases.items()},
+        "version": 2,
+        "answers": {key: _encode(value, known) for key, value in sorted(answers.items())},
+        "cases": {item: [_encode(case, known) for case in items] for item, items in cases.items()},
     }
     text = json.dumps(document, separators=(",", ":"), sort_keys=True)
     return gzip.compress(text.encode(), mtime=0)
 
 
-def load_bank(data: bytes) -> tuple[dict[str, object], dict[str, list[object]]]:
+def load_bank(
+    data: bytes, *, kinds: Sequence[type]
+) -> tuple[dict[str, object], dict[str, list[object]]]:
     """Read a bank written by `dump_bank`: (answers, cases per item)."""
     try:
         document = json.loads(gzip.decompress(data))
     except (OSError, ValueError) as error:
         raise ConfigError(f"The answer bank is unreadable ({error}): reinstall the kit.") from None
-    if not isinstance(document, dict) or document.get("version") != 1:
+    if not isinstance(document, dict) or document.get("version") != 2:
         raise ConfigError("The answer bank has an unknown format: reinstall the kit.")
-    answers = {key: _decode(value) for key, value in document["answers"].items()}
-    cases = {item: [_decode(c) for c in items] for item, items in document["cases"].items()}
+    known = _kinds(kinds)
+    answers = {key: _decode(value, known) for key, value in document["answers"].items()}
+    cases = {item: [_decode(c, known) for c in items] for item, items in document["cases"].items()}
     return answers, cases
-
-
-@cache
-def _installed_bank(exercise: str) -> tuple[dict[str, object], dict[str, list[object]]]:
-    return load_bank(bank_path(exercise).read_bytes())
-
-
-def banked_cases(exercise: str) -> dict[str, list[object]]:
-    """In a student kit: the inputs recorded for each public item of `exercise`."""
-    return _installed_bank(exercise)[1]

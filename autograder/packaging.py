@@ -1,9 +1,11 @@
 """Packaging: the one zip an instructor uploads to Gradescope.
 
 The zip holds `setup.sh` and `run_autograder` at its root (Gradescope's layout), the grader
-package, the exercise's reference solution, the course's grading secret (created now if the
-course has none yet: see `autograder/secret.py`) and a pinned `requirements.txt`: what grading
-needs and nothing else (no Jupyter, no conda, no Docker).
+package, the exercise's package (bundled ones are inside the grader's; any other goes under
+`exercise/`), its reference solution (`solutions/`), the course's grading secret (created now
+if the course has none yet: see `autograder/secret.py`) and a pinned `requirements.txt`: what
+grading needs and nothing else (no Jupyter, no conda, no Docker). `run_autograder` names the
+exercise by the folder the zip ships it in, so the zip grades the exercise it was built for.
 """
 
 from __future__ import annotations
@@ -12,11 +14,10 @@ import zipfile
 from pathlib import Path
 
 from autograder.errors import ConfigError
-from autograder.reference import solutions_dir
-from autograder.rubrics import AVAILABLE, DEFAULT
+from autograder.exercise import Exercise
 from autograder.secret import FILE_NAME, ensure_secret
 
-__all__ = ["REQUIREMENTS", "build_zip", "package_files", "write_zip"]
+__all__ = ["REQUIREMENTS", "build_zip", "exercise_files", "package_files", "write_zip"]
 
 REQUIREMENTS = """\
 # Installed by setup.sh into /autograder/venv. Exact pins: a rebuild grades the same way.
@@ -32,17 +33,41 @@ _REGULAR = 0o100644 << 16
 _FIXED_TIME = (2020, 1, 1, 0, 0, 0)
 
 
-def package_files(*, skip: tuple[str, ...] = ()) -> dict[str, Path]:
-    """The grader package's files, as `autograder/...` archive names, without caches and without
-    files whose names end with one of `skip`."""
+_BUNDLED = _PACKAGE / "exercises"
+
+
+def package_files() -> dict[str, Path]:
+    """The grader package's files, as `autograder/...` archive names, without caches and
+    without the bundled exercises' packages (each ships with its own zip or kit:
+    `exercise_files`)."""
     return {
         "autograder/" + path.relative_to(_PACKAGE).as_posix(): path
         for path in sorted(_PACKAGE.rglob("*"))
         if path.is_file()
         and "__pycache__" not in path.parts
         and path.suffix != ".pyc"
-        and not path.name.endswith(skip)
+        and (_BUNDLED not in path.parents or path.parent == _BUNDLED)
     }
+
+
+def exercise_files(exercise: Exercise, *, grader: bool = True) -> tuple[str, dict[str, Path]]:
+    """Where `exercise`'s package goes in an archive, and its files by archive name.
+
+    A bundled exercise keeps its place in the grader package; any other goes under
+    `exercise/` (its folder is then the zip's `exercise/PACKAGE`). `grader=False` leaves out
+    the files only the grader may hold (`Exercise.grader_only`)."""
+    folder = exercise.folder
+    if _BUNDLED in folder.parents:
+        place = "autograder/" + folder.relative_to(_PACKAGE).as_posix()
+    elif "." not in exercise.package:
+        place = f"exercise/{exercise.package}"
+    else:
+        raise ConfigError(
+            f"Exercise {exercise.name!r} is in package {exercise.package!r}, a subpackage: "
+            "make the exercise a top-level package so it can be shipped on its own."
+        )
+    files = exercise.package_files(grader=grader)
+    return place, {f"{place}/{name}": path for name, path in files.items()}
 
 
 def write_zip(out: Path, files: dict[str, tuple[bytes, bool]]) -> None:
@@ -60,32 +85,33 @@ def write_zip(out: Path, files: dict[str, tuple[bytes, bool]]) -> None:
 _RUN = 'gradescope-run --root "$ROOT"'
 
 
-def _run_autograder(exercise: str) -> bytes:
-    """The run_autograder script, naming the exercise this zip grades."""
+def _run_autograder(place: str) -> bytes:
+    """The run_autograder script, naming the folder of the exercise this zip grades."""
     text = (_PACKAGE / "templates" / "run_autograder").read_text(encoding="utf-8")
     if text.count(_RUN) != 1:
         raise ConfigError("templates/run_autograder must call `gradescope-run` exactly once.")
-    return text.replace(_RUN, f"{_RUN} --exercise {exercise}").encode()
+    return text.replace(_RUN, f'{_RUN} --exercise "$ROOT/source/{place}"').encode()
 
 
-def build_zip(out: Path, *, exercise: str = DEFAULT) -> list[str]:
-    """Write the Gradescope autograder zip to `out`; returns the names it holds.
+def build_zip(out: Path, *, exercise: Exercise) -> list[str]:
+    """Write the Gradescope autograder zip for `exercise` to `out`; returns the names it holds.
 
     The zip is reproducible: the same sources (and grading secret) give the same bytes.
     """
-    if exercise not in AVAILABLE:
-        raise ConfigError(f"Unknown exercise {exercise!r}: choose one of {', '.join(AVAILABLE)}.")
-    reference = solutions_dir() / f"{exercise}.py"
+    reference = exercise.reference_file()
     if not reference.is_file():
         raise ConfigError(f"No reference solution at {reference}: add it before packaging.")
+    place, shipped = exercise_files(exercise)
     files: dict[str, tuple[bytes, bool]] = {
         "setup.sh": ((_PACKAGE / "templates" / "setup.sh").read_bytes(), True),
-        "run_autograder": (_run_autograder(exercise), True),
+        "run_autograder": (_run_autograder(place), True),
         "requirements.txt": (REQUIREMENTS.encode(), False),
-        f"solutions/{exercise}.py": (reference.read_bytes(), False),
+        f"solutions/{reference.name}": (reference.read_bytes(), False),
         f"solutions/{FILE_NAME}": (ensure_secret().read_bytes(), False),
     }
-    for name, path in package_files().items():
+    if reference.name == FILE_NAME:
+        raise ConfigError(f"A reference solution may not be called {FILE_NAME}: rename it.")
+    for name, path in {**package_files(), **shipped}.items():
         files[name] = (path.read_bytes(), path.parent.name == "templates")
     write_zip(out, files)
     return list(files)

@@ -56,18 +56,21 @@ def ungraded(
 
 
 def grade(
-    path: Path, *, rubric: Rubric, limits: Limits = LIMITS, public_only: bool = False
+    path: Path,
+    *,
+    rubric: Rubric,
+    limits: Limits = LIMITS,
+    public_only: bool = False,
+    hidden: tuple[Path, ...] = (),
 ) -> GradeResult:
     """Grade the submission at `path` (a notebook, a .py file, or a folder holding one).
 
     `public_only` checks only the items students see before the deadline (`check` command).
+    `hidden` are paths the student's code must not read besides the grader and `solutions/`
+    (the exercise's package and reference: `catalog.hidden_paths`).
     """
     if public_only:
-        rubric = Rubric(
-            rubric.name,
-            rubric.notebook,
-            tuple(item for item in rubric.items if item.visibility == "visible"),
-        )
+        rubric = rubric.with_items([item for item in rubric.items if item.visibility == "visible"])
     began = time.monotonic()
     deadline = began + limits.total_seconds
     try:
@@ -76,7 +79,8 @@ def grade(
         return ungraded(rubric, path.name, str(error), seconds=time.monotonic() - began)
     name = submission.path.name
     try:
-        box, run = sandbox.start(submission.cells, limits=limits)
+        secrets = sandbox.default_secrets() + hidden
+        box, run = sandbox.start(submission.cells, limits=limits, secrets=secrets)
         try:
             outcomes = run_checks(rubric, box, run, limits=limits, deadline=deadline)
             output = box.output() if box is not None else run.output

@@ -1,21 +1,25 @@
-"""What an exercise gives the core: rubric items, the cases they draw, and how they fail.
+"""What an exercise's rubric gives the core: items, the cases they draw, and how they fail.
 
-The core knows nothing about any one exercise. An exercise is a module under
-`autograder.rubrics` that builds a `Rubric`: items with points, a Hypothesis strategy of cases
-(and optionally an ordered list of exhaustive cases), and a `check` that calls the student's
-code through a `Session` and raises `CheckFailed` when the answer is wrong.
+The core knows nothing about any one exercise. An exercise (`exercise.py`) builds a `Rubric`:
+items with points, a Hypothesis strategy of cases (and optionally an ordered list of
+exhaustive cases), and a `check` that calls the student's code through a `Session` and raises
+`CheckFailed` when the answer is wrong. Expected answers come from the rubric's oracle
+(`judging.ask`), which the core attaches: live in the grader, replayed in a student kit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from hypothesis.strategies import SearchStrategy
 
 from autograder.errors import ConfigError
 from autograder.sandbox import Session
+
+if TYPE_CHECKING:
+    from autograder.oracle import Oracle
 
 __all__ = ["Case", "CheckFailed", "Failure", "Item", "Rubric", "Visibility"]
 
@@ -101,10 +105,12 @@ class Rubric:
 
     name: str
     notebook: str
-    """The expected file name of a submission (e.g. "attention.ipynb")."""
+    """The expected file name of a submission (e.g. "softmax.ipynb")."""
     items: tuple[Item, ...]
     grade_cells: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """nbgrader grade cell id -> the item ids whose points that cell stands for."""
+    oracle: Oracle | None = field(default=None, compare=False)
+    """Where the checks' expected answers come from (set by the core, not by the exercise)."""
 
     def __post_init__(self) -> None:
         ids = [item.id for item in self.items]
@@ -138,7 +144,18 @@ class Rubric:
             Item(**{**item.__dict__, "points": points.get(item.id, item.points)})
             for item in self.items
         )
-        return Rubric(self.name, self.notebook, items, self.grade_cells)
+        return replace(self, items=items)
+
+    def with_items(self, items: Sequence[Item]) -> Rubric:
+        """A copy holding `items` instead (e.g. the public ones only); grade cells that map to
+        an item left out are dropped."""
+        kept = {item.id for item in items}
+        cells = {cell: ids for cell, ids in self.grade_cells.items() if set(ids) <= kept}
+        return replace(self, items=tuple(items), grade_cells=cells)
+
+    def with_oracle(self, oracle: Oracle) -> Rubric:
+        """A copy whose checks ask `oracle`."""
+        return replace(self, oracle=oracle)
 
 
 def describe_items(items: Sequence[Item]) -> str:

@@ -1,6 +1,8 @@
-"""Everything that can change a grade, in one place: Hypothesis settings, limits, tolerances.
+"""Everything in the core that can change a grade: Hypothesis settings, limits, tolerances.
 
-Change a value here and every stage sees it; nothing else in the grader hard-codes one.
+Change a value here and every stage sees it; nothing else in the core hard-codes one. What is
+particular to one exercise (its own tolerances, example counts) is in that exercise's
+`settings.py`, which builds on these.
 """
 
 from __future__ import annotations
@@ -16,10 +18,7 @@ from hypothesis.internal.constants_ast import Constants as _Constants
 __all__ = [
     "HYPOTHESIS",
     "KIT_EXAMPLES_KEY",
-    "KV_CACHE_EXAMPLES",
-    "KV_CACHE_TOLERANCE",
     "LIMITS",
-    "SCORE_GAP",
     "SINGLE_THREADED",
     "TOLERANCE",
     "Limits",
@@ -59,7 +58,7 @@ def example_seed(key: bytes, item_id: str) -> int:
 
 #: The key of the student kit's own examples (`kit.py`): public, and so different from any
 #: course's grading secret. The kit banks answers for these examples, never for the grader's.
-KIT_EXAMPLES_KEY = b"attention-autograder student kit: public examples"
+KIT_EXAMPLES_KEY = b"autograder student kit: public examples"
 
 
 _NO_CONSTANTS = _Constants()
@@ -140,21 +139,3 @@ SINGLE_THREADED = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM
 
 LIMITS = Limits()
 TOLERANCE = Tolerance()
-
-#: Two scores of a row count as different when their softmax weights differ by at least this
-#: factor minus one (scores 0.001 apart): the higher one must then get a strictly higher
-#: weight. Far above float32 rounding (about 1e-7), so every correct implementation passes.
-SCORE_GAP = 1e-3
-#: The KV-cache exercise compares a cache's contents and cached decoding with the reference.
-#: Both are exact in float64 up to rounding (~1e-15); a cache that stores float32, as real ones
-#: store fp16 or bf16, rounds each key and value by ~6e-8 relative, which reaches the outputs as
-#: ~1e-6 at most on the rubric's inputs (measured on tests/implementations/kv_cache). Every
-#: catalogued mistake moves some output by more than 1e-2.
-KV_CACHE_TOLERANCE = Tolerance(rtol=1e-5, atol=1e-5)
-
-#: Random examples for each of the KV-cache exercise's stateful items (the cache and cached
-#: decoding; its two formulas keep the default). One such example builds caches and a model
-#: and makes 5 to 13 calls into the sandbox where an attention example makes 1 to 3, so 30 of
-#: them cost what attention's 50 do (a full grade stays within attention's time). Fixed cases
-#: run before them where a space is small enough to list (every kind of refused update).
-KV_CACHE_EXAMPLES = 30

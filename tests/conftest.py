@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from autograder import sandbox
+from autograder.catalog import rubric_of
 from autograder.checks import run_checks
-from autograder.rubrics import load
 from autograder.scoring import ItemResult, score
 from autograder.settings import LIMITS, Limits
 
 ROOT = Path(__file__).resolve().parent.parent
-RUBRIC = load("attention")
+RUBRIC = rubric_of("attention")
 REFERENCE_SOURCE = (ROOT / "solutions" / "attention.py").read_text(encoding="utf-8")
 
 

@@ -307,7 +307,7 @@ def test_cell_metadata_is_what_nbgrader_and_the_grader_expect() -> None:
 def test_grade_cells_are_the_ones_the_rubric_maps() -> None:
     """One cell per rubric item, worth a tenth of its points: nbgrader and our grader then
     give the same score, on scales of 10 and 100, whenever their checks fail the same items."""
-    from autograder.rubrics.attention import GRADE_CELLS, POINTS
+    from autograder.exercises.attention.rubric import GRADE_CELLS, POINTS
 
     assert set(GRADE_CELLS) == set(AUTOGRADED_POINTS)
     for cell, items in GRADE_CELLS.items():
@@ -566,7 +566,7 @@ def test_grade_cells_and_grader_fail_the_same_items(submission: str) -> None:
     nothing, and state kept between calls."""
     from conftest import grade_code
 
-    from autograder.rubrics.attention import GRADE_CELLS
+    from autograder.exercises.attention.rubric import GRADE_CELLS
 
     results = grade_code(submission)
     grader = {

@@ -16,8 +16,8 @@ from conftest import REFERENCE_SOURCE, ROOT
 from test_hostile import TAMPERING, WRONG
 
 from autograder.batch import Entry, Outcome, Progress, discover, grade_all, summary, write_csv
+from autograder.catalog import rubric_of
 from autograder.errors import SubmissionError
-from autograder.rubrics import load
 
 
 def notebook(path: Path, *cells: str) -> Path:
@@ -50,16 +50,16 @@ def make_class(root: Path) -> Path:
 def test_discover_nbgrader_layout(tmp_path: Path) -> None:
     entries = discover(make_class(tmp_path), assignment="attention")
     assert [e.student for e in entries] == ["alice", "bob", "mallory", "zed"]
-    assert discover(tmp_path / "submitted") == entries
+    assert discover(tmp_path / "submitted", assignment="attention") == entries
 
 
 def test_discover_folder_per_student_and_flat(tmp_path: Path) -> None:
     notebook(tmp_path / "per" / "submission_123" / "anything.ipynb", "x = 1")
     notebook(tmp_path / "flat" / "carol.ipynb", "x = 1")
-    assert discover(tmp_path / "per") == [
+    assert discover(tmp_path / "per", assignment="attention") == [
         Entry("submission_123", tmp_path / "per" / "submission_123")
     ]
-    assert [e.student for e in discover(tmp_path / "flat")] == ["carol"]
+    assert [e.student for e in discover(tmp_path / "flat", assignment="attention")] == ["carol"]
 
 
 @pytest.mark.parametrize(
@@ -75,19 +75,19 @@ def test_discover_refuses_what_holds_no_submission(
 ) -> None:
     assert callable(make)
     with pytest.raises(SubmissionError, match=message):
-        discover(make(tmp_path))
+        discover(make(tmp_path), assignment="attention")
 
 
 @pytest.mark.slow
 def test_a_class_is_graded_resumed_and_jobs_do_not_change_scores(tmp_path: Path) -> None:
     course = make_class(tmp_path / "course")
-    entries = discover(course)
-    serial = grade_all(entries, out=tmp_path / "serial", jobs=1)
+    entries = discover(course, assignment="attention")
+    serial = grade_all(entries, out=tmp_path / "serial", exercise="attention", jobs=1)
     scores = {o.student: o.total for o in serial}
     assert scores["alice"] == 100 and 0 < scores["bob"] < 100
     assert scores["mallory"] == 0 and scores["zed"] == 0
 
-    parallel = grade_all(entries, out=tmp_path / "parallel", jobs=2)
+    parallel = grade_all(entries, out=tmp_path / "parallel", exercise="attention", jobs=2)
     assert [(o.student, o.scores) for o in parallel] == [(o.student, o.scores) for o in serial]
 
     for student in CLASS:
@@ -97,17 +97,20 @@ def test_a_class_is_graded_resumed_and_jobs_do_not_change_scores(tmp_path: Path)
         assert feedback.startswith("# Feedback on")
     assert "1/sqrt(d_k)" in (tmp_path / "serial" / "bob" / "feedback.md").read_text()
 
-    again = grade_all(entries, out=tmp_path / "serial", jobs=1)
+    again = grade_all(entries, out=tmp_path / "serial", exercise="attention", jobs=1)
     assert all(o.resumed for o in again) and [o.scores for o in again] == [o.scores for o in serial]
     notebook(course / "submitted" / "bob" / "attention" / "attention.ipynb", REFERENCE_SOURCE)
-    changed = {o.student: o for o in grade_all(entries, out=tmp_path / "serial", jobs=1)}
+    changed = {
+        o.student: o
+        for o in grade_all(entries, out=tmp_path / "serial", exercise="attention", jobs=1)
+    }
     assert not changed["bob"].resumed and changed["bob"].total == 100
 
-    write_csv(tmp_path / "grades.csv", serial, load("attention"))
+    write_csv(tmp_path / "grades.csv", serial, rubric_of("attention"))
     rows = list(csv.DictReader((tmp_path / "grades.csv").open()))
     assert [r["student"] for r in rows] == list(CLASS)
     assert rows[0]["total"] == "100" and rows[0]["sdpa_reference"] == "15"
-    assert set(rows[0]) >= {item.id for item in load("attention").items}
+    assert set(rows[0]) >= {item.id for item in rubric_of("attention").items}
 
 
 @pytest.mark.slow
@@ -157,9 +160,9 @@ def test_a_changed_grader_regrades_everyone_and_says_so(
     course = tmp_path / "flat"
     notebook(course / "alice.ipynb", REFERENCE_SOURCE)
     notebook(course / "bob.ipynb", "x = 1")
-    entries = discover(course)
-    first = grade_all(entries, out=tmp_path / "out", jobs=1)
-    again = grade_all(entries, out=tmp_path / "out", jobs=1)
+    entries = discover(course, assignment="attention")
+    first = grade_all(entries, out=tmp_path / "out", exercise="attention", jobs=1)
+    again = grade_all(entries, out=tmp_path / "out", exercise="attention", jobs=1)
     assert [o.resumed for o in again] == [True, True]
     assert "2 already done" in summary(again, 1.0)
 
@@ -172,7 +175,7 @@ def test_a_changed_grader_regrades_everyone_and_says_so(
     secret = (ROOT / "solutions" / "grading_secret.txt").read_bytes()
     (solutions / "grading_secret.txt").write_bytes(secret)
     monkeypatch.setenv("AUTOGRADER_SOLUTIONS", str(solutions))
-    regraded = grade_all(entries, out=tmp_path / "out", jobs=1)
+    regraded = grade_all(entries, out=tmp_path / "out", exercise="attention", jobs=1)
     assert [(o.resumed, o.grader_changed) for o in regraded] == [(False, True), (False, True)]
     assert [o.scores for o in regraded] == [o.scores for o in first]
     assert "2 graded (2 because the grader changed), 0 already done" in summary(regraded, 1.0)
@@ -196,7 +199,7 @@ def _hostile_class(root: Path) -> tuple[Path, dict[str, str]]:
 
 def test_discovery_lists_links_and_fifos_without_opening_them(tmp_path: Path) -> None:
     course, refused = _hostile_class(tmp_path)
-    entries = discover(course)
+    entries = discover(course, assignment="attention")
     assert sorted(e.student for e in entries) == sorted(refused)
     digests = {e.student: e.digest() for e in entries}  # returns: /dev/zero and the FIFO unread
     assert len(set(digests.values())) == 3
@@ -210,7 +213,7 @@ def test_discovery_of_linked_student_folders(tmp_path: Path) -> None:
     (nbgrader / "trudy").mkdir()
     (nbgrader / "trudy" / "attention").symlink_to(secret, target_is_directory=True)
     (nbgrader / "oscar").symlink_to(tmp_path / "nbgrader" / "submitted" / "alice")
-    entries = {e.student: e.path for e in discover(nbgrader.parent)}
+    entries = {e.student: e.path for e in discover(nbgrader.parent, assignment="attention")}
     assert entries == {
         "alice": nbgrader / "alice" / "attention",
         "oscar": nbgrader / "oscar",
@@ -219,13 +222,15 @@ def test_discovery_of_linked_student_folders(tmp_path: Path) -> None:
     per_student = tmp_path / "export"
     notebook(per_student / "bob" / "work.ipynb", "x = 1")
     (per_student / "eve").symlink_to(secret, target_is_directory=True)
-    assert [e.student for e in discover(per_student)] == ["bob", "eve"]
+    assert [e.student for e in discover(per_student, assignment="attention")] == ["bob", "eve"]
 
 
 @pytest.mark.slow
 def test_a_batch_refuses_links_and_fifos_by_name_and_writes_their_results(tmp_path: Path) -> None:
     course, refused = _hostile_class(tmp_path)
-    outcomes = grade_all(discover(course), out=tmp_path / "out", jobs=1)
+    outcomes = grade_all(
+        discover(course, assignment="attention"), out=tmp_path / "out", exercise="attention", jobs=1
+    )
     assert {o.student: o.total for o in outcomes} == dict.fromkeys(refused, 0.0)
     for student, reason in refused.items():
         document = json.loads((tmp_path / "out" / student / "results.json").read_text())

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from conftest import REFERENCE_SOURCE, grade_code
 
+from autograder.exercises.attention import EXERCISE
 from autograder.reference import load_reference
 
 pytestmark = pytest.mark.slow
@@ -198,9 +199,9 @@ def test_an_unestablished_mistake_gets_facts_only(mistake: Mistake) -> None:
 
 def test_a_nan_report_labels_only_the_reference_as_expected() -> None:
     """Comparing the student's code with itself, neither side is called "Expected"."""
+    from autograder.exercises.attention.rubric import _close
     from autograder.report import render_failure
     from autograder.rubric import CheckFailed
-    from autograder.rubrics.attention import _close
 
     nan = np.array([[np.nan]])
     with pytest.raises(CheckFailed) as raised:
@@ -227,7 +228,7 @@ def buggy(mistake: Mistake) -> str:
 
 def reproduces(mistake: Mistake, source: str, snippet: str) -> bool:
     """Run the student's code, then the snippet, and see whether the failure shows."""
-    ref = load_reference("attention")
+    ref = load_reference(EXERCISE.reference_file())
     ns: dict[str, Any] = {"__name__": "__main__"}
     exec(compile(source, "<student>", "exec"), ns)
     try:
@@ -330,9 +331,9 @@ def test_a_mask_hint_fits_the_student_s_layout(
     edits: tuple[tuple[str, str], ...], fix: str, not_this: str
 ) -> None:
     from autograder import sandbox
+    from autograder.exercises.attention.rubric import check_mha_forward
+    from autograder.exercises.attention.strategies import _mha_case
     from autograder.rubric import CheckFailed
-    from autograder.rubrics.attention import check_mha_forward
-    from autograder.rubrics.attention_strategies import _mha_case
 
     case = _mha_case(5, 2, 4, 3, 2, layout="batch")  # batch 2 != 3 heads: broadcasting fails
     source = buggy(Mistake("layout", "mha_mask_broadcast", edits, ""))
@@ -349,8 +350,8 @@ def test_a_mask_hint_fits_the_student_s_layout(
 
 def test_a_shape_error_hint_names_the_line_and_quotes_it_briefly() -> None:
     """The traceback comes from the sandbox: a forged or huge line is quoted, cut short."""
-    from autograder.rubrics.attention_hints import raised_hint
-    from autograder.rubrics.attention_strategies import SdpaCase
+    from autograder.exercises.attention.hints import raised_hint
+    from autograder.exercises.attention.strategies import SdpaCase
     from autograder.sandbox import StudentRaised
 
     line = "scores = Q @ K.T + " + "x" * 5000

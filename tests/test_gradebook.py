@@ -14,9 +14,9 @@ import pytest
 from conftest import REFERENCE_SOURCE, ROOT
 
 from autograder.batch import discover, grade_all
+from autograder.catalog import rubric_of
 from autograder.errors import ConfigError
 from autograder.gradebook import record
-from autograder.rubrics import load
 
 pytestmark = pytest.mark.slow
 
@@ -50,8 +50,10 @@ def test_batch_scores_go_into_the_gradebook(tmp_path: Path) -> None:
     from nbgrader.api import Gradebook
 
     root = course(tmp_path)
-    rubric = load("attention")
-    outcomes = grade_all(discover(root), out=tmp_path / "out", jobs=2)
+    rubric = rubric_of("attention")
+    outcomes = grade_all(
+        discover(root, assignment="attention"), out=tmp_path / "out", exercise="attention", jobs=2
+    )
     assert record(root / "gradebook.db", outcomes, rubric=rubric, assignment="attention") == 2
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
 
@@ -82,7 +84,7 @@ def test_batch_scores_go_into_the_gradebook(tmp_path: Path) -> None:
 
 def test_missing_gradebook_says_what_to_run(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="nbgrader generate_assignment attention"):
-        record(tmp_path / "gradebook.db", [], rubric=load("attention"), assignment="attention")
+        record(tmp_path / "gradebook.db", [], rubric=rubric_of("attention"), assignment="attention")
 
 
 def test_batch_command_writes_kv_cache_scores_into_the_gradebook(tmp_path: Path) -> None:

@@ -19,8 +19,9 @@ import pytest
 from conftest import REFERENCE_SOURCE, ROOT
 from test_hostile import TAMPERING, WRONG
 
+from autograder.catalog import find, rubric_of
+from autograder.exercises.attention import EXERCISE as ATTENTION
 from autograder.packaging import build_zip
-from autograder.rubrics import load
 from autograder.secret import secret_path
 
 pytestmark = pytest.mark.slow
@@ -30,8 +31,8 @@ IS_ROOT = os.geteuid() == 0
 
 
 def test_zip_has_gradescope_layout_and_is_reproducible(tmp_path: Path) -> None:
-    names = build_zip(tmp_path / "a.zip")
-    build_zip(tmp_path / "b.zip")
+    names = build_zip(tmp_path / "a.zip", exercise=ATTENTION)
+    build_zip(tmp_path / "b.zip", exercise=ATTENTION)
     assert (tmp_path / "a.zip").read_bytes() == (tmp_path / "b.zip").read_bytes()
     assert {"setup.sh", "run_autograder", "requirements.txt", "solutions/attention.py"} <= set(
         names
@@ -47,7 +48,7 @@ def test_zip_has_gradescope_layout_and_is_reproducible(tmp_path: Path) -> None:
 
 
 def test_zip_carries_the_course_secret(tmp_path: Path) -> None:
-    build_zip(tmp_path / "a.zip")
+    build_zip(tmp_path / "a.zip", exercise=ATTENTION)
     with zipfile.ZipFile(tmp_path / "a.zip") as archive:
         assert archive.read("solutions/grading_secret.txt") == secret_path().read_bytes()
 
@@ -59,9 +60,9 @@ def test_zip_of_a_course_without_a_secret_makes_one_and_keeps_it(
     solutions.mkdir()
     shutil.copy2(Path(__file__).parent.parent / "solutions" / "attention.py", solutions)
     monkeypatch.setenv("AUTOGRADER_SOLUTIONS", str(solutions))
-    build_zip(tmp_path / "a.zip")
+    build_zip(tmp_path / "a.zip", exercise=ATTENTION)
     made = (solutions / "grading_secret.txt").read_bytes()
-    build_zip(tmp_path / "b.zip")
+    build_zip(tmp_path / "b.zip", exercise=ATTENTION)
     assert (tmp_path / "a.zip").read_bytes() == (tmp_path / "b.zip").read_bytes()
     with zipfile.ZipFile(tmp_path / "a.zip") as archive:
         assert archive.read("solutions/grading_secret.txt") == made
@@ -76,7 +77,7 @@ def unpacked(root: Path, exercise: str) -> Path:
     """`root` laid out as Gradescope's /autograder, with the zip for `exercise` set up in it."""
     source = root / "source"
     source.mkdir(parents=True)
-    build_zip(root / "autograder.zip", exercise=exercise)
+    build_zip(root / "autograder.zip", exercise=find(exercise))
     with zipfile.ZipFile(root / "autograder.zip") as archive:
         archive.extractall(source)
     for script in ("setup.sh", "run_autograder"):
@@ -151,11 +152,11 @@ DRAWN = """
 import json
 from autograder.checks import explore
 from autograder.oracle import digest
-from autograder.rubrics import load
+from autograder.catalog import rubric_of
 from autograder.secret import load_secret
 
 found = {}
-for item in load("attention").items:
+for item in rubric_of("attention").items:
     if item.strategy is None:  # exhaustive cases only: nothing drawn
         continue
     seen = []
@@ -257,5 +258,5 @@ def test_a_zip_grades_the_exercise_it_was_built_for(tmp_path: Path) -> None:
     document = json.loads((root / "results" / "results.json").read_text(encoding="utf-8"))
     jsonschema.validate(document, SCHEMA)
     ids = {test["extra_data"]["id"]: test["score"] for test in document["tests"]}
-    assert set(ids) == {item.id for item in load("kv_cache").items}
+    assert set(ids) == {item.id for item in rubric_of("kv_cache").items}
     assert document["score"] == 85 and ids["decode_chunked"] == 0

@@ -25,16 +25,16 @@ import pytest
 from conftest import REFERENCE_SOURCE, ROOT
 
 from autograder import sandbox
+from autograder.catalog import rubric_of
 from autograder.confinement import SANDBOX_UIDS, sandbox_user
 from autograder.pipeline import grade
 from autograder.report import write_results
-from autograder.rubrics import load
 from autograder.scoring import GradeResult
 from autograder.settings import Limits
 
 pytestmark = pytest.mark.slow
 
-RUBRIC = load("attention")
+RUBRIC = rubric_of("attention")
 SCHEMA = json.loads((Path(__file__).parent / "gradescope_results.schema.json").read_text())
 LIMITS = Limits(call_seconds=3.0, cell_seconds=3.0, notebook_seconds=30.0, item_seconds=20.0)
 CHILD_IS_ROOT = os.geteuid() == 0 and sandbox_user() is None
@@ -140,7 +140,7 @@ except BaseException:
 """,
     "read-the-checks": f"""
 try:
-    source = open({str(ROOT / "autograder" / "rubrics" / "attention.py")!r}).read()
+    source = open({str(ROOT / "autograder" / "exercises" / "attention" / "rubric.py")!r}).read()
     exec(source.split("# --- judging helpers")[0])
 except OSError:
     pass

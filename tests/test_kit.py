@@ -20,13 +20,15 @@ import pytest
 from conftest import REFERENCE_SOURCE, ROOT, grade_code
 from test_mutations import MUTANTS
 
-from autograder import oracle, sandbox
+from autograder import sandbox
+from autograder.catalog import find, kit_rubric, rubric_of
 from autograder.checks import run_checks
-from autograder.kit import build_kit, kit_rubric
-from autograder.rubric import Item, Rubric
-from autograder.rubrics import load
-from autograder.rubrics.attention import _other_input, _other_instance
-from autograder.rubrics.attention_strategies import MhaCase, SdpaCase
+from autograder.exercises.attention import EXERCISE as ATTENTION
+from autograder.exercises.attention.rubric import _other_input, _other_instance
+from autograder.exercises.attention.strategies import MhaCase, SdpaCase
+from autograder.kit import build_kit
+from autograder.oracle import Bank, digest, load_bank
+from autograder.rubric import Item
 from autograder.sandbox import Session
 from autograder.secret import load_secret
 from autograder.settings import example_seed
@@ -45,12 +47,12 @@ SHARED_LINES = {  # lines of solutions/attention.py that the kit may hold for ot
 @pytest.fixture(scope="module")
 def kit(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("kit") / "attention-checker.zip"
-    build_kit(out)
+    build_kit(out, exercise=ATTENTION)
     return out
 
 
-BANK = "attention-checker/autograder/rubrics/attention_bank.json.gz"
-PUBLIC = tuple(item.id for item in load("attention").items if item.visibility == "visible")
+BANK = "attention-checker/autograder/kit_bank.json.gz"
+PUBLIC = tuple(item.id for item in rubric_of("attention").items if item.visibility == "visible")
 
 
 @pytest.fixture(scope="module")
@@ -85,9 +87,10 @@ def test_the_kit_holds_no_solution_and_no_oracle(kit: Path) -> None:
     with zipfile.ZipFile(kit) as archive:
         names = archive.namelist()
         sources = {n: archive.read(n).decode() for n in names if n.endswith(".py")}
-    assert "attention-checker/autograder/rubrics/attention_bank.json.gz" in names
+    assert BANK in names and "attention-checker/autograder/kit.json" in names
     assert "attention-checker/pyproject.toml" in names
-    assert not [n for n in names if "solutions" in n or n.endswith("_oracle.py")]
+    assert not [n for n in names if "solutions" in n or n.endswith("/oracle.py")]
+    assert not [n for n in names if "/exercises/kv_cache/" in n]  # one exercise per kit
     reference = (ROOT / "solutions" / "attention.py").read_text(encoding="utf-8")
     code = {
         line.strip()
@@ -99,18 +102,18 @@ def test_the_kit_holds_no_solution_and_no_oracle(kit: Path) -> None:
 
 
 def test_the_kit_is_reproducible(kit: Path, tmp_path: Path) -> None:
-    build_kit(tmp_path / "again.zip")
+    build_kit(tmp_path / "again.zip", exercise=ATTENTION)
     assert (tmp_path / "again.zip").read_bytes() == kit.read_bytes()
 
 
 def bank(kit: Path) -> tuple[dict[str, object], dict[str, list[object]]]:
     with zipfile.ZipFile(kit) as archive:
-        return oracle.load_bank(archive.read(BANK))
+        return load_bank(archive.read(BANK), kinds=ATTENTION.cases)
 
 
 def test_the_kit_holds_no_trace_of_the_grading_secret(kit: Path) -> None:
     secret = load_secret()
-    seeds = [example_seed(secret, item.id) for item in load("attention").items]
+    seeds = [example_seed(secret, item.id) for item in rubric_of("attention").items]
     traces = {
         "secret (hex)": secret.hex().encode(),
         "secret (HEX)": secret.hex().upper().encode(),
@@ -134,7 +137,7 @@ def test_the_grader_draws_inputs_the_kit_never_saw(kit: Path) -> None:
     a few are in it (Hypothesis draws the simplest cases under any seed; the kit leaves out
     those it finds). Before, every one of them was. That the few left give nothing away is the
     lookup attack's test below."""
-    rubric = load("attention")
+    rubric = rubric_of("attention")
     seen: dict[str, list[object]] = {}
 
     def watched(item: Item) -> Item:
@@ -148,15 +151,15 @@ def test_the_grader_draws_inputs_the_kit_never_saw(kit: Path) -> None:
     box, run = sandbox.start([REFERENCE_SOURCE])
     assert box is not None
     with box:
-        outcomes = run_checks(Rubric("attention", "attention.ipynb", public), box, run)
+        outcomes = run_checks(rubric.with_items(public), box, run)
     assert all(outcome.passed for outcome in outcomes)
     _, banked = bank(kit)
     for item in public:
         if item.strategy is None:  # exhaustive cases only, public by nature
             continue
-        explicit = {oracle.digest("case", (case,)) for case in item.cases}
-        in_bank = {oracle.digest("case", (case,)) for case in banked[item.id]}
-        drawn = {oracle.digest("case", (case,)) for case in seen[item.id]} - explicit
+        explicit = {digest("case", (case,)) for case in item.cases}
+        in_bank = {digest("case", (case,)) for case in banked[item.id]}
+        drawn = {digest("case", (case,)) for case in seen[item.id]} - explicit
         assert len(drawn) >= 45, item.id
         assert len(drawn & in_bank) <= 5, item.id  # measured: 0 to 3 of 50
         assert explicit <= in_bank, item.id  # the exhaustive cases are public by nature
@@ -194,7 +197,7 @@ def lookup_attack(kit: Path) -> str:
     for cases in banked.values():
         for case in cases:
             if isinstance(case, SdpaCase):
-                pair = answers[oracle.digest("sdpa", (case,))]
+                pair = answers[digest("sdpa", (case,))]
                 assert isinstance(pair, tuple)
                 output, weights = pair
                 key = _array_key(case.Q, case.K, case.V, case.mask)
@@ -203,7 +206,7 @@ def lookup_attack(kit: Path) -> str:
                 # The checks also call a second instance and the same one on another x (the
                 # kit's code shows how those inputs are derived): bank their answers too.
                 for asked in (case, _other_instance(case), _other_input(case)):
-                    output = answers.get(oracle.digest("mha", (asked,)))
+                    output = answers.get(digest("mha", (asked,)))
                     if not isinstance(output, np.ndarray):
                         continue
                     heads = np.array(asked.num_heads)
@@ -252,7 +255,7 @@ MultiHeadAttention.forward = MultiHeadAttention.__call__ = _forward
 def test_the_lookup_attack_earns_nothing_from_the_grader(kit: Path) -> None:
     attack = lookup_attack(kit)
     # The attack is real: on the inputs the kit holds, it passes the checks it was built for.
-    rubric = kit_rubric(load("attention"), bank(kit)[1])
+    rubric = kit_rubric(rubric_of("attention"), bank(kit)[1])
     box, run = sandbox.start([attack])
     assert box is not None
     with box:
@@ -311,25 +314,17 @@ def test_the_kit_gives_the_grader_s_hints_on_the_same_input(kit: Path, mutant_id
     from test_mutations import MUTANTS
 
     mutant = next(m for m in MUTANTS if m.id == mutant_id)
-    with zipfile.ZipFile(kit) as archive:
-        data = archive.read("attention-checker/autograder/rubrics/attention_bank.json.gz")
-    answers, banked = oracle.load_bank(data)
-    public = tuple(item for item in load("attention").items if item.id in banked)
-    rubric = Rubric("attention", "attention.ipynb", public)
-    replayed = kit_rubric(rubric, banked)
+    answers, banked = bank(kit)
+    live = rubric_of("attention")
+    public = live.with_items([item for item in live.items if item.id in banked])
+    replayed = kit_rubric(public, banked)
 
     def outcomes(replay: bool) -> list[tuple[str, str, str, str]]:
-        saved = dict(oracle._ACTIVE)
-        if replay:
-            oracle._ACTIVE["attention"] = oracle.Bank(answers)
-        try:
-            box, run_ = sandbox.start([mutant.source()])
-            assert box is not None
-            with box:
-                found = run_checks(replayed, box, run_)
-        finally:
-            oracle._ACTIVE.clear()
-            oracle._ACTIVE.update(saved)
+        checked = replayed.with_oracle(Bank(answers)) if replay else replayed
+        box, run_ = sandbox.start([mutant.source()])
+        assert box is not None
+        with box:
+            found = run_checks(checked, box, run_)
         return [
             (o.item_id, o.failure.summary, o.failure.hint, o.failure.mistake)
             for o in found
@@ -359,10 +354,10 @@ def test_installed_kit_cannot_grade_or_reach_the_reference(
     assert "This is the student checker" in done.stderr and "check NOTEBOOK" in done.stderr
     probe = (
         "import importlib.util\n"
-        "from autograder.reference import load_reference\n"
-        "assert importlib.util.find_spec('autograder.rubrics.attention_oracle') is None\n"
+        "from autograder import catalog\n"
+        "assert importlib.util.find_spec('autograder.exercises.attention.oracle') is None\n"
         "try:\n"
-        "    load_reference('attention')\n"
+        "    catalog.live_oracle(catalog.find('attention'))\n"
         "except Exception as error:\n"
         "    print(type(error).__name__)\n"
     )
@@ -374,9 +369,9 @@ KIT_VERDICTS = """
 import json, sys
 from pathlib import Path
 from autograder.pipeline import grade
-from autograder.rubrics import load
+from autograder.catalog import rubric_of
 
-rubric = load("attention")
+rubric = rubric_of("attention")
 found = {}
 for path in sorted(Path(sys.argv[1]).glob("*.py")):
     result = grade(path, rubric=rubric, public_only=True)
@@ -434,11 +429,11 @@ def test_a_kv_cache_kit_checks_its_own_exercise_by_default(tmp_path: Path) -> No
     """A kit built for another exercise runs that exercise when the student names none, with
     the grader's verdicts on the sample submission."""
     out = tmp_path / "kv_cache-checker.zip"
-    build_kit(out, exercise="kv_cache")
+    build_kit(out, exercise=find("kv_cache"))
     with zipfile.ZipFile(out) as archive:
         names = archive.namelist()
-    assert "kv_cache-checker/autograder/rubrics/kv_cache_bank.json.gz" in names
-    assert not any(name.endswith(("_oracle.py", "attention_bank.json.gz")) for name in names)
+    assert "kv_cache-checker/autograder/kit_bank.json.gz" in names
+    assert not any(name.endswith("/oracle.py") or "/attention/" in name for name in names)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"

@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 
 from autograder import sandbox
+from autograder.catalog import rubric_of
 from autograder.checks import run_checks
-from autograder.rubrics import load
-from autograder.rubrics.kv_cache import HINTS
+from autograder.exercises.kv_cache.rubric import HINTS
 from autograder.scoring import ItemResult, score
 
 pytestmark = pytest.mark.slow
@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "implementations" / "kv_cache"
 CORRECT = sorted(FIXTURES.glob("correct_*.py"))
 REFERENCE = ROOT / "solutions" / "kv_cache.py"
-RUBRIC = load("kv_cache")
+RUBRIC = rubric_of("kv_cache")
 
 
 def grade_kv(cells: str | Sequence[str]) -> dict[str, ItemResult]:

@@ -10,16 +10,17 @@ from typing import Any
 import pytest
 from test_kv_cache_mutations import MISTAKES, REFERENCE, mutant
 
-from autograder import oracle, sandbox
+from autograder import catalog, sandbox
+from autograder.catalog import rubric_of
 from autograder.checks import run_checks
-from autograder.rubric import Rubric
-from autograder.rubrics import load
-from autograder.rubrics.kv_cache_oracle import FUNCTIONS, questions
+from autograder.exercises.kv_cache import EXERCISE
+from autograder.exercises.kv_cache.oracle import FUNCTIONS, questions
+from autograder.oracle import digest, dump_bank, load_bank
 from autograder.sandbox import Session
 
 pytestmark = pytest.mark.slow
 
-RUBRIC = load("kv_cache")
+RUBRIC = rubric_of("kv_cache")
 
 
 def asked_and_listed(source: str) -> tuple[set[str], set[str], dict[str, list[Any]]]:
@@ -34,16 +35,17 @@ def asked_and_listed(source: str) -> tuple[set[str], set[str], dict[str, list[An
 
         return dataclasses.replace(item, check=check)
 
-    rubric = Rubric(RUBRIC.name, RUBRIC.notebook, tuple(capturing(i) for i in RUBRIC.items))
+    rubric = RUBRIC.with_items([capturing(i) for i in RUBRIC.items])
     box, run = sandbox.start([source])
+    live = catalog.live_oracle(EXERCISE)
     try:
-        with oracle.recording("kv_cache") as answers:
+        with live.recording() as answers:
             run_checks(rubric, box, run, deadline=time.monotonic() + 600)
     finally:
         if box is not None:
             box.close()
     listed = {
-        oracle.digest(question, args)
+        digest(question, args)
         for drawn in cases.values()
         for case in drawn
         for question, args in questions(case)
@@ -76,12 +78,14 @@ def test_answers_and_cases_survive_a_bank() -> None:
     for drawn in cases.values():
         for case in drawn[:3]:
             for question, args in questions(case):
-                answers[oracle.digest(question, args)] = FUNCTIONS[question](*args)
-    banked, banked_cases = oracle.load_bank(
-        oracle.dump_bank(answers, {item: drawn[:3] for item, drawn in cases.items()})
+                answers[digest(question, args)] = FUNCTIONS[question](*args)
+    kinds = EXERCISE.cases
+    banked, banked_cases = load_bank(
+        dump_bank(answers, {item: drawn[:3] for item, drawn in cases.items()}, kinds=kinds),
+        kinds=kinds,
     )
     assert set(banked) == set(answers) and answers_keys
     for item, drawn in cases.items():
-        assert [oracle.digest("case", (c,)) for c in banked_cases[item]] == [
-            oracle.digest("case", (c,)) for c in drawn[:3]
+        assert [digest("case", (c,)) for c in banked_cases[item]] == [
+            digest("case", (c,)) for c in drawn[:3]
         ]

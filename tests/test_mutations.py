@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import REFERENCE_SOURCE, grade_code
 
-from autograder.rubrics.attention import MHA_MISTAKES, SDPA_MISTAKES
+from autograder.exercises.attention.rubric import MHA_MISTAKES, SDPA_MISTAKES
 from autograder.scoring import ItemResult
 
 pytestmark = pytest.mark.slow

@@ -10,11 +10,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from autograder import oracle
+from autograder import catalog
 from autograder.errors import ConfigError
-from autograder.oracle import Bank, BankMiss, Oracle, digest, dump_bank, load_bank
-from autograder.rubrics.attention import MHA_MISTAKES, SDPA_MISTAKES
-from autograder.rubrics.attention_strategies import (
+from autograder.exercise import Answers
+from autograder.exercises.attention import EXERCISE
+from autograder.exercises.attention.rubric import MHA_MISTAKES, SDPA_MISTAKES
+from autograder.exercises.attention.strategies import (
     CausalCase,
     InitCase,
     MhaCase,
@@ -22,6 +23,16 @@ from autograder.rubrics.attention_strategies import (
     mha_probe,
     sdpa_probe,
     sdpa_unbatched,
+)
+from autograder.oracle import (
+    Bank,
+    BankMiss,
+    LiveOracle,
+    ask,
+    consulting,
+    digest,
+    dump_bank,
+    load_bank,
 )
 
 
@@ -63,25 +74,40 @@ def test_recording_keeps_every_answer_and_a_bank_replays_them() -> None:
         calls.append(x)
         return x * x
 
-    live = Oracle({"square": square})
+    live = LiveOracle(Answers({"square": square}, lambda case: ()))
     assert live.ask("square", 3) == 9 and calls == [3]
-    live.recorded = {}
-    live.ask("square", 4)
-    assert live.recorded == {digest("square", (4,)): 16}
-    bank = Bank(live.recorded)
-    assert bank.ask("square", 4) == 16 and calls == [3, 4]  # replayed, not computed
+    with live.recording() as recorded:
+        live.ask("square", 4)
+    assert recorded == {digest("square", (4,)): 16}
+    live.ask("square", 5)
+    assert len(recorded) == 1  # recording ended with the block
+    bank = Bank(recorded)
+    assert bank.ask("square", 4) == 16 and calls == [3, 4, 5]  # replayed, not computed
     with pytest.raises(BankMiss):
         bank.ask("square", 5)
+    with pytest.raises(ConfigError, match="no question 'cube'; it answers square"):
+        live.ask("cube", 2)
+
+
+def test_checks_ask_the_oracle_of_the_rubric_being_checked() -> None:
+    with consulting(Bank({digest("q", (1,)): "first"})):
+        assert ask("q", 1) == "first"
+        with consulting(Bank({digest("q", (1,)): "inner"})):
+            assert ask("q", 1) == "inner"
+        assert ask("q", 1) == "first"
+    with pytest.raises(ConfigError, match="outside a graded rubric"):
+        ask("q", 1)
 
 
 def test_the_live_attention_oracle_records_what_a_kit_needs() -> None:
     """Every question a check may ask about a case, the failure-only ones too."""
-    from autograder.rubrics.attention_oracle import questions
+    from autograder.exercises.attention.oracle import questions
 
     case = sdpa_case(mask=np.tril(np.ones((3, 3))))
-    with oracle.recording("attention") as answers:
+    live = catalog.live_oracle(EXERCISE)
+    with live.recording() as answers:
         for question, args in questions(case):
-            oracle.ask("attention", question, *args)
+            live.ask(question, *args)
     reference: Any = answers[digest("sdpa", (case,))]
     out, weights = reference
     assert out.shape == (2, 3, 4) and np.allclose(weights.sum(-1), 1)
@@ -93,7 +119,7 @@ def test_the_live_attention_oracle_records_what_a_kit_needs() -> None:
 
 
 def test_every_multi_head_variant_has_a_hint() -> None:
-    from autograder.rubrics.attention_oracle import mha_variants
+    from autograder.exercises.attention.oracle import mha_variants
 
     unmasked = dataclasses.replace(mha_probe(mha_case()), mask=None, cut=-1)
     ids = {mistake for mistake, _ in mha_variants(unmasked)}
@@ -157,14 +183,20 @@ def test_a_bank_round_trips_answers_and_cases_exactly() -> None:
         "k2": [("no-scaling", np.ones(2, np.float32), np.zeros((1, 2)))],
         "k3": np.tril(np.ones((2, 2))),
     }
-    loaded_answers, loaded_cases = load_bank(dump_bank(answers, cases))
+    kinds = EXERCISE.cases
+    loaded_answers, loaded_cases = load_bank(dump_bank(answers, cases, kinds=kinds), kinds=kinds)
     assert {key: digest("v", (value,)) for key, value in loaded_answers.items()} == {
         key: digest("v", (value,)) for key, value in answers.items()
     }
     for item, items in cases.items():
         assert [digest("c", (c,)) for c in loaded_cases[item]] == [digest("c", (c,)) for c in items]
     assert loaded_answers["k2"][0][1].dtype == np.float32  # type: ignore[index]
-    assert dump_bank(answers, cases) == dump_bank(answers, cases)  # reproducible bytes
+    assert dump_bank(answers, cases, kinds=kinds) == dump_bank(answers, cases, kinds=kinds)
+
+
+def test_a_bank_holds_no_case_of_a_type_the_exercise_does_not_list() -> None:
+    with pytest.raises(ConfigError, match=r"not autograder\.exercises\.attention\.strategies\.SdpaCase"):
+        dump_bank({}, {"a": [sdpa_case()]}, kinds=(CausalCase,))
 
 
 def bank_of(document: object) -> bytes:
@@ -174,28 +206,20 @@ def bank_of(document: object) -> bytes:
 BAD_BANKS = [
     ("not-gzip", b"{}", "unreadable"),
     ("not-json", gzip.compress(b"{nope"), "unreadable"),
-    ("wrong-version", bank_of({"version": 2, "answers": {}, "cases": {}}), "unknown format"),
+    ("old-version", bank_of({"version": 1, "answers": {}, "cases": {}}), "unknown format"),
     (
-        "case-outside-the-rubrics",
+        "a-function-by-module-path",
         bank_of(
-            {
-                "version": 1,
-                "answers": {},
-                "cases": {"a": [{"case": "os:system", "fields": {}}]},
-            }
+            {"version": 2, "answers": {}, "cases": {"a": [{"case": "os:system", "fields": {}}]}}
         ),
-        "outside autograder.rubrics",
+        "case type 'os:system', which the exercise does not list",
     ),
     (
-        "name-that-is-not-a-case",
+        "a-type-of-another-exercise",
         bank_of(
-            {
-                "version": 1,
-                "answers": {},
-                "cases": {"a": [{"case": "autograder.rubrics.attention:np", "fields": {}}]},
-            }
+            {"version": 2, "answers": {}, "cases": {"a": [{"case": "AppendCase", "fields": {}}]}}
         ),
-        "not a case class",
+        "case type 'AppendCase', which the exercise does not list",
     ),
 ]
 
@@ -205,8 +229,9 @@ BAD_BANKS = [
 )
 def test_a_bad_bank_is_refused_with_a_clear_message(data: bytes, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        load_bank(data)
+        load_bank(data, kinds=EXERCISE.cases)
 
 
 def test_the_course_repository_is_not_a_kit() -> None:
-    assert not oracle.is_kit("attention")
+    assert catalog.installed_kit() is None
+    assert isinstance(catalog.rubric_of("attention").oracle, LiveOracle)

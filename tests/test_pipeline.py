@@ -14,13 +14,13 @@ from conftest import REFERENCE_SOURCE, ROOT
 from test_submission import BAD
 from toy_rubric import BROKEN, RUBRIC
 
+from autograder.catalog import rubric_of
 from autograder.pipeline import grade
 from autograder.report import to_gradescope
-from autograder.rubrics import load
 from autograder.settings import Limits
 
 SCHEMA = json.loads((Path(__file__).parent / "gradescope_results.schema.json").read_text())
-ATTENTION = load("attention")
+ATTENTION = rubric_of("attention")
 FAST = Limits(call_seconds=2.0, cell_seconds=2.0, item_seconds=10.0)
 
 
@@ -88,14 +88,14 @@ def without_timing(document: dict[str, Any]) -> dict[str, Any]:
 def test_reference_scores_full_marks_and_regrades_are_identical(tmp_path: Path) -> None:
     path = tmp_path / "attention.py"
     path.write_text(REFERENCE_SOURCE, encoding="utf-8")
-    first = to_gradescope(grade(path, rubric=load("attention")))
+    first = to_gradescope(grade(path, rubric=rubric_of("attention")))
     assert first["score"] == 100, json.dumps(first, indent=1)[:3000]
     # Staff can see how the student's code was confined (Gradescope shows extra_data to staff).
     assert first["extra_data"]["confinement"].startswith(("namespaces", "basic"))
     buggy = tmp_path / "buggy.py"
     buggy.write_text(REFERENCE_SOURCE.replace(" / np.sqrt(d_k)", ""), encoding="utf-8")
-    one = json.dumps(without_timing(to_gradescope(grade(buggy, rubric=load("attention")))))
-    two = json.dumps(without_timing(to_gradescope(grade(buggy, rubric=load("attention")))))
+    one = json.dumps(without_timing(to_gradescope(grade(buggy, rubric=rubric_of("attention")))))
+    two = json.dumps(without_timing(to_gradescope(grade(buggy, rubric=rubric_of("attention")))))
     assert one == two
     assert 0 < json.loads(one)["score"] < 100
 
@@ -104,9 +104,9 @@ def test_reference_scores_full_marks_and_regrades_are_identical(tmp_path: Path) 
 def test_source_notebook_scores_full_and_released_stubs_zero() -> None:
     source = ROOT / "source" / "attention" / "attention.ipynb"
     release = ROOT / "release" / "attention" / "attention.ipynb"
-    full = grade(source, rubric=load("attention"))
+    full = grade(source, rubric=rubric_of("attention"))
     assert full.score == 100, [(i.id, i.failure) for i in full.items if i.failure]
-    stubs = grade(release, rubric=load("attention"))
+    stubs = grade(release, rubric=rubric_of("attention"))
     assert stubs.score == 0
     not_implemented = [
         i for i in stubs.items if i.failure and "Not implemented" in i.failure.summary

@@ -7,10 +7,10 @@ from dataclasses import replace
 import pytest
 from toy_rubric import CUBE, RUBRIC, SQUARE
 
+from autograder.catalog import rubric_of
 from autograder.checks import Outcome
 from autograder.errors import ConfigError
 from autograder.rubric import Failure, Item, Rubric, Visibility
-from autograder.rubrics import load
 from autograder.scoring import GradeResult, score
 
 
@@ -37,7 +37,7 @@ def test_outcome_for_an_unknown_item_is_an_error() -> None:
 
 
 def test_attention_points_sum_to_100() -> None:
-    assert load("attention").total_points == 100
+    assert rubric_of("attention").total_points == 100
 
 
 def test_points_can_be_reweighted_by_id() -> None:
@@ -58,7 +58,7 @@ BAD_RUBRICS = [
         "neither a strategy nor cases",
     ),
     ("unknown-reweight", lambda: RUBRIC.with_points({"cubes": 1}), "Unknown rubric item"),
-    ("unknown-exercise", lambda: load("transformers"), "Unknown exercise 'transformers'"),
+    ("unknown-exercise", lambda: rubric_of("transformers"), "Unknown exercise 'transformers'"),
 ]
 
 

@@ -1,8 +1,8 @@
 """The attention exercise: scaled dot-product attention, a causal mask, multi-head attention.
 
-Everything specific to this exercise lives here, in `attention_strategies.py` (the inputs, and
-the discriminating probes hints are confirmed on), in `attention_hints.py` (diagnosis: a mistake
-is named only when it is established, otherwise facts) and in `attention_oracle.py` (expected
+Everything specific to this exercise lives here, in `strategies.py` (the inputs, and
+the discriminating probes hints are confirmed on), in `hints.py` (diagnosis: a mistake
+is named only when it is established, otherwise facts) and in `oracle.py` (expected
 answers from `solutions/attention.py`, and the known wrong ones): here are the items, their
 points and visibility, and how answers are judged. Every failure carries a snippet that
 rebuilds the calls and ends with the comparison that failed. Points are set in `POINTS` (they
@@ -18,10 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from autograder import oracle
-from autograder.markup import code
-from autograder.rubric import CheckFailed, Failure, Item, Rubric, Visibility
-from autograder.rubrics.attention_hints import (
+from autograder.exercises.attention.hints import (
     MHA_MISTAKES,
     SDPA_MISTAKES,
     Hint,
@@ -30,7 +27,8 @@ from autograder.rubrics.attention_hints import (
     mha_raised_hint,
     raised_hint,
 )
-from autograder.rubrics.attention_strategies import (
+from autograder.exercises.attention.settings import SCORE_GAP, STABLE
+from autograder.exercises.attention.strategies import (
     PROBE_N,
     PROJECTIONS,
     CausalCase,
@@ -43,8 +41,11 @@ from autograder.rubrics.attention_strategies import (
     mha_cases,
     sdpa_cases,
 )
+from autograder.judging import ask
+from autograder.markup import code
+from autograder.rubric import CheckFailed, Failure, Item, Rubric, Visibility
 from autograder.sandbox import Handle, Session, StudentRaised, Then
-from autograder.settings import SCORE_GAP, TOLERANCE, Tolerance
+from autograder.settings import TOLERANCE, Tolerance
 from autograder.wire import Opaque
 
 __all__ = ["GRADE_CELLS", "MHA_MISTAKES", "POINTS", "RUBRIC", "SDPA_MISTAKES", "VISIBILITY"]
@@ -80,14 +81,6 @@ GRADE_CELLS: dict[str, tuple[str, ...]] = {f"test_{item}": (item,) for item in P
 """The notebook's autograded nbgrader cells, and the items whose points each stands for: one
 cell per item, worth a tenth of its points, checking the same property on fixed inputs (so
 `nbgrader autograde` and this grader fail the same items for the same mistakes)."""
-
-STABLE = Tolerance(rtol=1e-2, atol=1e-2)
-"""Scores of magnitude 1e3-1e4 in float32 carry rounding of about 1e-3 into the weights."""
-
-
-def _ask(question: str, *args: object) -> Any:
-    """The oracle's answer (`attention_oracle.py` in the grader, a recorded bank in a kit)."""
-    return oracle.ask("attention", question, *args)
 
 
 # --- judging helpers ---------------------------------------------------------------------
@@ -305,7 +298,7 @@ def _sdpa_answer(session: Session, case: SdpaCase, value: object) -> tuple[np.nd
 def _against_reference(
     session: Session, case: SdpaCase, out: np.ndarray, w: np.ndarray, tol: Tolerance
 ) -> None:
-    ref_out, ref_w = _ask("sdpa", case)
+    ref_out, ref_w = ask("sdpa", case)
     code = case.snippet
 
     def hint() -> Hint:
@@ -375,7 +368,7 @@ def _follows_scores(session: Session, case: SdpaCase, out: np.ndarray, w: np.nda
     The order of the scores is read off the reference weights (a softmax of them), among the
     keys the mask allows, for pairs whose weights differ by a factor of at least 1 + SCORE_GAP.
     """
-    _, ref_w = _ask("sdpa", case)
+    _, ref_w = ask("sdpa", case)
     allowed = np.ones(w.shape, dtype=bool)
     if case.mask is not None:
         allowed = np.broadcast_to(np.asarray(case.mask) != 0, w.shape)
@@ -571,7 +564,7 @@ def check_causal_mask(session: Session, case: CausalCase) -> None:
                 "list or another type: np.asarray(...) converts a list.",
             )
         )
-    expected = _ask("causal", n)
+    expected = ask("causal", n)
     if mask.shape != (n, n) or not np.array_equal(mask.astype(np.float64), expected):
         lines = [case.snippet().splitlines()[1]]
         if n <= 8:
@@ -617,7 +610,7 @@ def _diagnose_causal(session: Session, n: int, mask: np.ndarray) -> Hint:
         if all(
             isinstance(m, np.ndarray)
             and m.shape == (k, k)
-            and np.array_equal(m.astype(np.float64), wrong(_ask("causal", k)))
+            and np.array_equal(m.astype(np.float64), wrong(ask("causal", k)))
             for m, k in ((mask, n), (probe, PROBE_N))
         ):
             found.append((mistake, text))
@@ -626,7 +619,7 @@ def _diagnose_causal(session: Session, n: int, mask: np.ndarray) -> Hint:
     if mask.shape != (n, n):
         return Hint(f"Your mask has shape {mask.shape}; it must be ({n}, {n}) for seq_len = {n}.")
     got = mask.astype(np.float64)
-    bad = np.argwhere(got != _ask("causal", n))
+    bad = np.argwhere(got != ask("causal", n))
     first = tuple(int(i) for i in bad[0])
     return Hint(f"{len(bad)} of {n * n} entries are wrong, the first at (row, column) {first}.")
 
@@ -825,7 +818,7 @@ def _judge_later(
     """`got` (`name` in the snippet), the answer of a later call (on `case`) in a sequence that
     began with `base`, whose first answer was right: a wrong one can only be state."""
     try:
-        _close(got, _ask("mha", case), "output", code=_later(base, lines), expr=name)
+        _close(got, ask("mha", case), "output", code=_later(base, lines), expr=name)
     except CheckFailed as failed:
         raise CheckFailed(
             replace(
@@ -866,7 +859,7 @@ def _mha_sequence(session: Session, case: MhaCase, *, second_instance: bool) -> 
     first, got = _built_and_forward(session, case, "out", case.snippet)
     _close(
         got,
-        _ask("mha", case),
+        ask("mha", case),
         "output",
         hint=lambda: _diagnose_mha(session, case, got),
         code=case.snippet,
@@ -924,7 +917,7 @@ def check_mha_causal(session: Session, case: MhaCase) -> None:
     )
     _close(
         out1,
-        _ask("mha", case),
+        ask("mha", case),
         "output",
         hint=lambda: _diagnose_mha(session, case, out1),
         code=case.snippet,

@@ -1,7 +1,7 @@
 """The KV-cache exercise: a cache of keys and values, cached decoding, its memory and its cost.
 
-Everything specific to this exercise lives here, in `kv_cache_strategies.py` (the inputs) and
-in `kv_cache_oracle.py` (expected answers from `solutions/kv_cache.py`, and the known wrong
+Everything specific to this exercise lives here, in `strategies.py` (the inputs) and
+in `oracle.py` (expected answers from `solutions/kv_cache.py`, and the known wrong
 ones): the items, their points and visibility (`POINTS`, `VISIBILITY`), how answers are judged
 (with `autograder.judging`), and the hints that name the common mistakes. Nothing here computes
 an answer, so a student kit can ship this module without its oracle.
@@ -20,20 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from autograder import oracle
-from autograder.judging import (
-    as_array,
-    as_integer,
-    assert_close,
-    close,
-    established,
-    excerpt,
-    fail,
-    kind,
-    student,
-)
-from autograder.rubric import CheckFailed, Item, Rubric, Visibility
-from autograder.rubrics.kv_cache_strategies import (
+from autograder.exercises.kv_cache.settings import KV_CACHE_EXAMPLES
+from autograder.exercises.kv_cache.settings import KV_CACHE_TOLERANCE as TOL
+from autograder.exercises.kv_cache.strategies import (
     BYTES_GRID,
     ERROR_GRID,
     PROJECTIONS,
@@ -57,9 +46,20 @@ from autograder.rubrics.kv_cache_strategies import (
     step_cases,
     unchanged_cases,
 )
+from autograder.judging import (
+    as_array,
+    as_integer,
+    ask,
+    assert_close,
+    close,
+    established,
+    excerpt,
+    fail,
+    kind,
+    student,
+)
+from autograder.rubric import CheckFailed, Item, Rubric, Visibility
 from autograder.sandbox import Handle, Session, StudentRaised
-from autograder.settings import KV_CACHE_EXAMPLES
-from autograder.settings import KV_CACHE_TOLERANCE as TOL
 from autograder.wire import Opaque
 
 __all__ = ["GRADE_CELLS", "HINTS", "POINTS", "RUBRIC", "VISIBILITY"]
@@ -185,11 +185,6 @@ _RULE = (
 )
 
 
-def _ask(question: str, *args: object) -> Any:
-    """The oracle's answer (`kv_cache_oracle.py` in the grader, a recorded bank in a kit)."""
-    return oracle.ask("kv_cache", question, *args)
-
-
 def _named(mistakes: Sequence[str]) -> str:
     """The hint for the established mistakes: one, or several the inputs cannot tell apart."""
     return " Or: ".join(dict.fromkeys(HINTS[mistake] for mistake in mistakes))
@@ -295,18 +290,18 @@ def _append_probe(session: Session, case: AppendCase) -> tuple[object, dict[str,
         got: object = _run_appends(session, probe)
     except (CheckFailed, StudentRaised):
         got = None
-    variants = {mistake: states[-1] for mistake, states in _ask("append_variants", probe)}
-    return got, variants, _ask("append", probe)[-1]
+    variants = {mistake: states[-1] for mistake, states in ask("append_variants", probe)}
+    return got, variants, ask("append", probe)[-1]
 
 
 def check_cache_append_get(session: Session, case: AppendCase) -> None:
     got = _run_appends(session, case)
-    expected = _ask("append", case)[-1]
+    expected = ask("append", case)[-1]
     if _same(got, expected):
         return
 
     def hint() -> str:
-        variants = [(m, states[-1]) for m, states in _ask("append_variants", case)]
+        variants = [(m, states[-1]) for m, states in ask("append_variants", case)]
         mistakes = established(
             got, variants, same=_same, probe=lambda _: _append_probe(session, case)
         )
@@ -554,7 +549,7 @@ def _decode_probe(session: Session, case: DecodeCase) -> tuple[object, dict[str,
     probe = case.probe()
     outputs, error, _ = _run_decode(session, probe)
     got = None if error is not None else outputs
-    return got, dict(_ask("decode_variants", probe)), _ask("decode", probe)
+    return got, dict(ask("decode_variants", probe)), ask("decode", probe)
 
 
 def _facts(case: DecodeCase, count: int) -> str:
@@ -572,7 +567,7 @@ def _facts(case: DecodeCase, count: int) -> str:
 
 def check_decode(session: Session, case: DecodeCase) -> None:
     outputs, error, call = _run_decode(session, case)
-    right = _ask("decode", case)
+    right = ask("decode", case)
     b, e = case.batch, case.embed_dim
     for index, (got, start, size) in enumerate(
         zip(outputs, case.starts(), case.sizes, strict=False)
@@ -592,7 +587,7 @@ def check_decode(session: Session, case: DecodeCase) -> None:
         seen = [*outputs[:index], array]
 
         def hint(seen: list[object] = seen, count: int = index + 1) -> str:
-            variants = [(m, outs[:count]) for m, outs in _ask("decode_variants", case)]
+            variants = [(m, outs[:count]) for m, outs in ask("decode_variants", case)]
             mistakes = established(
                 seen, variants, same=_same, probe=lambda _: _decode_probe(session, case)
             )
@@ -606,7 +601,7 @@ def check_decode(session: Session, case: DecodeCase) -> None:
 def check_decode_inputs_unchanged(session: Session, case: UnchangedCase) -> None:
     model = _model(session, case)
     cache = _cache(session, case.batch, case.heads, case.head_dim, case.capacity)
-    first = _ask("decode", case)[0]
+    first = ask("decode", case)[0]
     for start, size in zip(case.starts(), case.sizes, strict=False):
         x = case.x[:, start : start + size]
         with student(_chunk_text(start, size)):
@@ -667,12 +662,12 @@ def _new_tokens_probe(session: Session, case: NewTokensCase) -> tuple[object, An
         got: object = _prompt_contents(session, probe, model, cache)
     except (CheckFailed, StudentRaised):
         got = None
-    old_k, old_v = _ask("projections", probe)
-    return got, dict(_ask("projection_variants", probe)), (old_k, old_v)
+    old_k, old_v = ask("projections", probe)
+    return got, dict(ask("projection_variants", probe)), (old_k, old_v)
 
 
 def check_decode_new_tokens_only(session: Session, case: NewTokensCase) -> None:
-    old_k, old_v = _ask("projections", case)
+    old_k, old_v = ask("projections", case)
     model = _model(session, case)
     dims = (case.batch, case.heads, case.head_dim, case.capacity)
     decoded, by_hand = _cache(session, *dims), _cache(session, *dims)
@@ -681,7 +676,7 @@ def check_decode_new_tokens_only(session: Session, case: NewTokensCase) -> None:
     def hint() -> str:
         mistakes = established(
             (keys, values),
-            _ask("projection_variants", case),
+            ask("projection_variants", case),
             same=_same,
             probe=lambda _: _new_tokens_probe(session, case),
         )
@@ -739,7 +734,7 @@ def _formula_probe(
         got = got.item()
     if isinstance(got, float) and got == int(got):
         got = int(got)
-    return got, dict(_ask(_VARIANTS[asked], probe)), _ask(asked, probe)
+    return got, dict(ask(_VARIANTS[asked], probe)), ask(asked, probe)
 
 
 _VARIANTS = {"memory": "memory_variants", "scores": "score_variants"}
@@ -757,7 +752,7 @@ def _check_formula(
     with student(case.call()):
         value = value_of(session, case)
     got = as_integer(value, case.call())
-    right = _ask(asked, case)
+    right = ask(asked, case)
     if got == right:
         return
     probe = case.probe()
@@ -769,7 +764,7 @@ def _check_formula(
         hint=lambda: _named(
             established(
                 got,
-                _ask(_VARIANTS[asked], case),
+                ask(_VARIANTS[asked], case),
                 same=_same,
                 probe=lambda _: _formula_probe(
                     session, probe, lambda: value_of(session, probe), asked

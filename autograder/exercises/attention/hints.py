@@ -1,8 +1,8 @@
 """Hints for the attention exercise: a mistake is named only when it is established.
 
-A known mistake (a wrong variant from `attention_oracle.py`) is named only when it reproduces
+A known mistake (a wrong variant from `oracle.py`) is named only when it reproduces
 the student's answer on the failing input and also on a discriminating input
-(`attention_strategies.sdpa_probe`, `mha_probe`) on which the student's code is called once
+(`strategies.sdpa_probe`, `mha_probe`) on which the student's code is called once
 more: on a small input several mistakes give the same numbers, on the probe they do not.
 Otherwise the hint states only facts: which quantity is wrong, where, and by how much. A
 shape error is described from the student's own traceback: the line and the operation that
@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
 
-from autograder import oracle
-from autograder.rubrics.attention_strategies import (
+from autograder.exercises.attention.strategies import (
     MhaCase,
     SdpaCase,
     mha_probe,
@@ -30,6 +28,7 @@ from autograder.rubrics.attention_strategies import (
     sdpa_probe,
     sdpa_unbatched,
 )
+from autograder.judging import ask
 from autograder.sandbox import Handle, Session, StudentRaised
 from autograder.settings import TOLERANCE, Tolerance
 
@@ -148,10 +147,6 @@ MHA_MISTAKES: dict[str, str] = {
 """The oracle's ids of known wrong multi-head variants ("sdpa:ID" for one inside attention)."""
 
 
-def _ask(question: str, *args: object) -> Any:
-    return oracle.ask("attention", question, *args)
-
-
 def _same(got: object, expected: np.ndarray, tol: Tolerance = TOLERANCE) -> bool:
     """Equal shapes and values (NaN and infinity where the other has them too)."""
     if not isinstance(got, np.ndarray) or got.shape != expected.shape:
@@ -214,12 +209,12 @@ def diagnose_sdpa(
 ) -> Hint:
     """The known mistake that reproduces (output, weights) on `case` and on its probe, or the
     facts (followed by `rule`, what the result must satisfy)."""
-    here = _sdpa_matches(_ask("sdpa_variants", case), output, weights, tol)
+    here = _sdpa_matches(ask("sdpa_variants", case), output, weights, tol)
     if here:
         probe = sdpa_probe(case)
         answer = _sdpa_answer(session, probe)
         if answer is not None:
-            there = set(_sdpa_matches(_ask("sdpa_variants", probe), *answer, tol))
+            there = set(_sdpa_matches(ask("sdpa_variants", probe), *answer, tol))
             mistake = _single([m for m in here if m in there])
             if mistake:
                 return named(mistake, SDPA_MISTAKES[mistake])
@@ -259,7 +254,7 @@ def _score_factor(weights: np.ndarray, ref_w: np.ndarray) -> float | None:
 
 def _sdpa_facts(case: SdpaCase, output: np.ndarray, weights: np.ndarray, tol: Tolerance) -> str:
     """What is known about a wrong sdpa answer: which quantity is wrong, where, by how much."""
-    ref_out, ref_w = _ask("sdpa", case)
+    ref_out, ref_w = ask("sdpa", case)
     facts: list[str] = []
     with np.errstate(all="ignore"):
         finite = np.isfinite(weights)
@@ -412,7 +407,7 @@ def raised_hint(error: StudentRaised, case: SdpaCase, session: Session | None = 
     if session is not None and place is not None and ".T" in place[1] and case.K.ndim > 2:
         single = sdpa_unbatched(case)
         answer = _sdpa_answer(session, single)
-        ref_out, ref_w = _ask("sdpa", single)
+        ref_out, ref_w = ask("sdpa", single)
         if answer is not None and _same(answer[0], ref_out) and _same(answer[1], ref_w):
             return named(
                 "k-dot-t",
@@ -450,7 +445,7 @@ def mha_raised_hint(error: StudentRaised, case: MhaCase, session: Session | None
     if mask is not None and mask.ndim == 3 and session is not None:
         cases = (case, mha_probe(case))
         if all(
-            _same(_mha_answer(session, replace(c, mask=c.mask[:, np.newaxis])), _ask("mha", c))
+            _same(_mha_answer(session, replace(c, mask=c.mask[:, np.newaxis])), ask("mha", c))
             for c in cases
             if c.mask is not None and c.mask.ndim == 3
         ):
@@ -491,16 +486,16 @@ def _mha_mistake(mistake: str) -> str:
 def diagnose_mha(session: Session, case: MhaCase, got: np.ndarray, *, rule: str = "") -> Hint:
     """The known multi-head mistake (its stage and what it does) that reproduces `got` on
     `case` and on its probe, or the facts."""
-    here = [m for m, out in _ask("mha_variants", case) if _same(got, out)]
+    here = [m for m, out in ask("mha_variants", case) if _same(got, out)]
     if here:
         probe = mha_probe(case)
         answer = _mha_answer(session, probe)
         if answer is not None:
-            there = {m for m, out in _ask("mha_variants", probe) if _same(answer, out)}
+            there = {m for m, out in ask("mha_variants", probe) if _same(answer, out)}
             mistake = _single([m for m in here if m in there])
             if mistake:
                 return named(mistake, _mha_mistake(mistake))
-    expected = _ask("mha", case)
+    expected = ask("mha", case)
     facts = ""
     with np.errstate(all="ignore"):
         if got.shape == expected.shape:
@@ -531,7 +526,7 @@ def _first_wrong_stage(session: Session, case: MhaCase) -> str:
         answer = _mha_answer(session, stage)
         if answer is None:
             return ""
-        if not _same(answer, _ask("mha", stage)):
+        if not _same(answer, ask("mha", stage)):
             size = (
                 f"Run again by the grader (batch {stage.batch}, seq {stage.seq}, "
                 f"{stage.num_heads} heads of size {stage.head_dim}), your output is"

@@ -2,7 +2,7 @@
 
 Everything here computes attention, so it is part of the solution: the student checker kit
 leaves this module out and replays recorded answers instead (see `autograder/oracle.py`).
-The rubric (`attention.py`) asks these questions by name and judges the student's answers.
+The rubric (`rubric.py`) asks these questions by name and judges the student's answers.
 
 Wrong variants are returned as (mistake id, arrays...): the rubric turns ids into hints.
 """
@@ -15,8 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from autograder.reference import load_reference
-from autograder.rubrics.attention_strategies import (
+from autograder.exercises.attention.strategies import (
     PROBE_N,
     CausalCase,
     MhaCase,
@@ -26,12 +25,15 @@ from autograder.rubrics.attention_strategies import (
     sdpa_probe,
     sdpa_unbatched,
 )
+from autograder.reference import load_reference
 
 __all__ = ["FUNCTIONS", "questions"]
 
 
 def _ref() -> Any:
-    return load_reference("attention")
+    from autograder.exercises.attention import EXERCISE
+
+    return load_reference(EXERCISE.reference_file())
 
 
 def sdpa(case: SdpaCase) -> tuple[np.ndarray, np.ndarray]:

@@ -2,7 +2,7 @@
 
 Everything here computes with the reference solution (`solutions/kv_cache.py`), so it is part
 of the solution: a student kit leaves this module out and replays recorded answers instead.
-The rubric (`kv_cache.py`) asks these questions by name and judges the student's answers.
+The rubric (`rubric.py`) asks these questions by name and judges the student's answers.
 Wrong variants are returned as (mistake id, answer): the rubric turns ids into hints.
 """
 
@@ -13,14 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from autograder.reference import load_reference
-from autograder.rubrics.kv_cache_strategies import (
+from autograder.exercises.kv_cache.strategies import (
     AppendCase,
     BytesCase,
     DecodeCase,
     NewTokensCase,
     ScoreCase,
 )
+from autograder.reference import load_reference
 
 __all__ = ["FUNCTIONS", "questions"]
 
@@ -29,7 +29,9 @@ State = tuple[np.ndarray, np.ndarray, int]
 
 
 def _ref() -> Any:
-    return load_reference("kv_cache")
+    from autograder.exercises.kv_cache import EXERCISE
+
+    return load_reference(EXERCISE.reference_file())
 
 
 # --- append and get ------------------------------------------------------------------------
