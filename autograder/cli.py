@@ -29,6 +29,7 @@ from autograder.submission import read_submission
 
 __all__ = ["main"]
 
+
 def _default_notebook() -> str:
     try:
         return catalog.find(catalog.default_name()).notebook

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from typing import NoReturn, TypeVar
 
 import numpy as np
 
+from autograder.markup import code
 from autograder.oracle import ask
 from autograder.rubric import CheckFailed, Failure
 from autograder.sandbox import Handle, StudentRaised
@@ -32,6 +34,8 @@ from autograder.settings import TOLERANCE, Tolerance
 from autograder.wire import Opaque
 
 __all__ = [
+    "Diagnose",
+    "Diagnosis",
     "as_array",
     "as_integer",
     "ask",
@@ -40,9 +44,12 @@ __all__ = [
     "close",
     "established",
     "excerpt",
+    "explained",
     "fail",
     "first_difference",
+    "isclose_line",
     "kind",
+    "raised",
     "student",
 ]
 
@@ -52,20 +59,67 @@ Hint = str | Callable[[], str]
 """A hint, or a function computing it (called only once the answer is known to be wrong)."""
 
 
-def kind(value: object) -> str:
+@dataclass(frozen=True)
+class Diagnosis:
+    """What to tell the student about a failure: a named mistake (`mistake` is its id, and
+    `text` says what to change), or facts only (`mistake` empty)."""
+
+    text: str = ""
+    mistake: str = ""
+
+
+Diagnose = Callable[[], "Diagnosis | str"]
+"""Computes a diagnosis once the failure to explain is final (see `explained`)."""
+
+
+def explained(diagnose: Diagnose) -> Callable[[Failure], Failure]:
+    """An `explain` for `CheckFailed`: the core calls it once, on the smallest failure it
+    reports, so a diagnosis may call the student's code again at no cost to passing work."""
+
+    def explain(failure: Failure) -> Failure:
+        found = diagnose()
+        if isinstance(found, str):
+            found = Diagnosis(found)
+        return replace(failure, hint=found.text, mistake=found.mistake)
+
+    return explain
+
+
+def kind(value: object, *, quote: bool = False) -> str:
     """What `value` is, in a few words: "an array of shape (2, 3) and dtype float64",
-    "a tuple of length 2", "a KVCache" (an object left in the worker), "int 3", "None"."""
+    "a tuple of length 2", "a KVCache" (an object left in the worker), "int 3", "None".
+
+    With `quote`, what the student's code chose (a type name, a repr) is quoted as code, so
+    that Markdown shows it literally: "a `KVCache`", "int `3`", "NoneType `None`"."""
     if isinstance(value, np.ndarray):
         return f"an array of shape {value.shape} and dtype {value.dtype}"
-    if isinstance(value, Opaque):
-        return f"a {value.type_name}"
-    if isinstance(value, Handle):
-        return f"a {value.type_name}"
+    if isinstance(value, (Opaque, Handle)):
+        return f"a {code(value.type_name)}" if quote else f"a {value.type_name}"
     if isinstance(value, (tuple, list)):
         return f"a {type(value).__name__} of length {len(value)}"
+    if quote:
+        return f"{type(value).__name__} {code(repr(value)[:100])}"
     if value is None:
         return "None"
     return f"{type(value).__name__} {value!r}"[:120]
+
+
+def raised(
+    what: str, error: StudentRaised, diagnose: Callable[[StudentRaised], Diagnosis | str]
+) -> CheckFailed:
+    """The failure "`what` raised ERROR." for an exception the student's code raised, with
+    `diagnose(error)` as its (lazy) hint. Let `NotImplementedError` through before calling
+    this: the core reports an unfinished stub once, for the whole item."""
+    return CheckFailed(
+        Failure(f"{what} raised {code(str(error))}."),
+        explain=explained(lambda: diagnose(error)),
+    )
+
+
+def isclose_line(expr: str, where: tuple[int, ...], value: float, tol: Tolerance) -> str:
+    """A line that fails, in a notebook cell, exactly when `expr[where]` is not `value`."""
+    at = f"{expr}[{', '.join(map(str, where))}]"
+    return f"assert np.isclose({at}, {value!r}, rtol={tol.rtol}, atol={tol.atol}), {at}"
 
 
 def _hint(hint: Hint) -> str:
@@ -184,9 +238,20 @@ def assert_close(
     *,
     tol: Tolerance = TOLERANCE,
     hint: Hint = "",
+    explain: Diagnose | None = None,
+    snippet: Callable[[], str] | None = None,
+    expr: str = "",
+    against: str = "",
 ) -> None:
     """Fail unless `got` is within `tol` of `expected` (same shape); the message names the
-    first differing index with both values, and shows both sides around it."""
+    first differing index with both values, and shows both sides around it.
+
+    The hint is `hint` (computed now), or `explain`'s diagnosis (computed once, on the final
+    failure: see `explained`). `snippet` gives lines that rebuild the call(s) in a notebook
+    cell; the failure's snippet then ends with the comparison that fails, on `expr` (the
+    variable holding `got` there, default `name`). `against`, when the student's code is
+    compared with itself, names `expected` there: neither side is then labelled "Expected".
+    """
     if got.shape != expected.shape:
         fail(
             f"`{name}` has shape {got.shape}; expected {expected.shape}.",
@@ -194,25 +259,39 @@ def assert_close(
             got=f"shape {got.shape}",
             hint=hint,
         )
+    if np.all(np.isfinite(got)) and first_difference(got, expected, tol) is None:
+        return
     if not np.all(np.isfinite(got)):
         where = tuple(int(i) for i in np.argwhere(~np.isfinite(got))[0])
-        fail(
-            f"`{name}` contains NaN or infinity (first at index {where}).",
-            expected=excerpt(expected, where),
-            got=excerpt(got, where),
-            hint=hint,
+        summary = f"`{name}` contains NaN or infinity (first at index {where})."
+    else:
+        differs = first_difference(got, expected, tol)
+        assert differs is not None
+        where = differs
+        was = "the first call gave" if against else "expected"
+        summary = (
+            f"`{name}` differs from {'the first call' if against else 'the expected value'} "
+            f"(first at index {where}: {was} {expected[where]:.6g}, got {got[where]:.6g})."
         )
-    differs = first_difference(got, expected, tol)
-    if differs is None:
-        return
-    where = differs
-    fail(
-        f"`{name}` differs from the expected value (first at index {where}: "
-        f"expected {expected[where]:.6g}, got {got[where]:.6g}).",
+    expr = expr or name
+    lines = snippet() if snippet is not None else ""
+    if lines and against:
+        lines += (
+            f"\nassert np.allclose({expr}, {against}, rtol={tol.rtol}, atol={tol.atol}), "
+            f"np.abs({expr} - {against}).max()"
+        )
+    elif lines:
+        lines += "\n" + isclose_line(expr, where, float(expected[where]), tol)
+    failure = Failure(
+        summary,
+        snippet=lines,
         expected=excerpt(expected, where),
         got=excerpt(got, where),
-        hint=hint,
+        labels=("Expected", "Got") if not against else (f"`{against}`", f"`{expr}`"),
     )
+    if explain is not None:
+        raise CheckFailed(failure, explain=explained(explain))
+    raise CheckFailed(replace(failure, hint=_hint(hint)))
 
 
 def assert_equal(got: object, expected: object, name: str, *, hint: Hint = "") -> None:

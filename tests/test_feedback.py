@@ -199,17 +199,17 @@ def test_an_unestablished_mistake_gets_facts_only(mistake: Mistake) -> None:
 
 def test_a_nan_report_labels_only_the_reference_as_expected() -> None:
     """Comparing the student's code with itself, neither side is called "Expected"."""
-    from autograder.exercises.attention.rubric import _close
+    from autograder.judging import assert_close
     from autograder.report import render_failure
     from autograder.rubric import CheckFailed
 
     nan = np.array([[np.nan]])
     with pytest.raises(CheckFailed) as raised:
-        _close(
+        assert_close(
             nan,
             nan,
             "output",
-            code=lambda: "out1 = out2 = np.full((1, 1), np.nan)",
+            snippet=lambda: "out1 = out2 = np.full((1, 1), np.nan)",
             expr="out2",
             against="out1",
         )

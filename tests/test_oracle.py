@@ -195,7 +195,9 @@ def test_a_bank_round_trips_answers_and_cases_exactly() -> None:
 
 
 def test_a_bank_holds_no_case_of_a_type_the_exercise_does_not_list() -> None:
-    with pytest.raises(ConfigError, match=r"not autograder\.exercises\.attention\.strategies\.SdpaCase"):
+    with pytest.raises(
+        ConfigError, match=r"not autograder\.exercises\.attention\.strategies\.SdpaCase"
+    ):
         dump_bank({}, {"a": [sdpa_case()]}, kinds=(CausalCase,))
 
 

@@ -16,7 +16,7 @@ oracle's `questions(case)`, so a kit holds its answer.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 
@@ -28,7 +28,7 @@ from autograder.exercises.attention.strategies import (
     sdpa_probe,
     sdpa_unbatched,
 )
-from autograder.judging import ask
+from autograder.judging import Diagnosis, ask
 from autograder.sandbox import Handle, Session, StudentRaised
 from autograder.settings import TOLERANCE, Tolerance
 
@@ -47,12 +47,8 @@ SDPA = "scaled_dot_product_attention"
 MHA = "MultiHeadAttention"
 
 
-@dataclass(frozen=True)
-class Hint:
-    """What to tell the student: a named mistake (`mistake` is its id), or facts only."""
-
-    text: str = ""
-    mistake: str = ""
+Hint = Diagnosis
+"""What to tell the student: a named mistake (`mistake` is its id), or facts only."""
 
 
 def named(mistake: str, text: str) -> Hint:

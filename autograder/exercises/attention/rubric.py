@@ -41,12 +41,18 @@ from autograder.exercises.attention.strategies import (
     mha_cases,
     sdpa_cases,
 )
-from autograder.judging import ask
+from autograder.judging import (
+    ask,
+    assert_close,
+    excerpt,
+    explained,
+    kind,
+    raised,
+)
 from autograder.markup import code
 from autograder.rubric import CheckFailed, Failure, Item, Rubric, Visibility
 from autograder.sandbox import Handle, Session, StudentRaised, Then
 from autograder.settings import TOLERANCE, Tolerance
-from autograder.wire import Opaque
 
 __all__ = ["GRADE_CELLS", "MHA_MISTAKES", "POINTS", "RUBRIC", "SDPA_MISTAKES", "VISIBILITY"]
 
@@ -86,22 +92,12 @@ cell per item, worth a tenth of its points, checking the same property on fixed 
 # --- judging helpers ---------------------------------------------------------------------
 
 
-def _kind(value: object) -> str:
-    if isinstance(value, np.ndarray):
-        return f"an array of shape {value.shape} and dtype {value.dtype}"
-    if isinstance(value, Opaque):
-        return f"a {code(value.type_name)}"
-    if isinstance(value, (tuple, list)):
-        return f"a {type(value).__name__} of length {len(value)}"
-    return f"{type(value).__name__} {code(repr(value)[:100])}"
-
-
 def _pair(value: object, what: str) -> tuple[object, object]:
     if isinstance(value, (tuple, list)) and len(value) == 2:
         return value[0], value[1]
     raise CheckFailed(
         Failure(
-            f"{what} returned {_kind(value)}; expected a tuple (output, weights).",
+            f"{what} returned {kind(value, quote=True)}; expected a tuple (output, weights).",
             hint="End the function with `return output, weights`.",
             mistake="not-a-pair",
         )
@@ -119,7 +115,7 @@ def _array(
             hint, mistake = "Did you forget a `return` statement?", "no-return"
         raise CheckFailed(
             Failure(
-                f"`{name}` is {_kind(value)}; expected a NumPy array.",
+                f"`{name}` is {kind(value, quote=True)}; expected a NumPy array.",
                 hint=hint,
                 mistake=mistake,
             )
@@ -134,93 +130,6 @@ def _array(
             )
         )
     return value.astype(np.float64)
-
-
-def _excerpt(array: np.ndarray, index: tuple[int, ...] | None = None) -> str:
-    if array.size <= 36:
-        return np.array2string(array, precision=5, suppress_small=True)
-    if index is not None and array.ndim >= 1:
-        row = array[index[:-1]] if array.ndim > 1 else array
-        where = f"[{', '.join(map(str, index[:-1]))}, :]" if array.ndim > 1 else "[:]"
-        return f"row {where}: " + np.array2string(row, precision=5, suppress_small=True)
-    return np.array2string(array.ravel()[:12], precision=5) + " ..."
-
-
-def _first_difference(got: np.ndarray, expected: np.ndarray, tol: Tolerance) -> tuple[int, ...]:
-    bad = ~np.isclose(got, expected, rtol=tol.rtol, atol=tol.atol)
-    return tuple(int(i) for i in np.argwhere(bad)[0])
-
-
-def _assertion(expr: str, where: tuple[int, ...], value: float, tol: Tolerance) -> str:
-    """A line that fails, in a notebook cell, exactly when `expr[where]` is not `value`."""
-    at = f"{expr}[{', '.join(map(str, where))}]"
-    return f"assert np.isclose({at}, {value!r}, rtol={tol.rtol}, atol={tol.atol}), {at}"
-
-
-def _explain(hint: Callable[[], Hint | str]) -> Callable[[Failure], Failure]:
-    def explain(failure: Failure) -> Failure:
-        found = hint()
-        if isinstance(found, str):
-            found = Hint(found)
-        return replace(failure, hint=found.text, mistake=found.mistake)
-
-    return explain
-
-
-def _close(
-    got: np.ndarray,
-    expected: np.ndarray,
-    name: str,
-    *,
-    tol: Tolerance = TOLERANCE,
-    hint: Callable[[], Hint | str] = lambda: "",
-    code: Callable[[], str] = str,
-    expr: str = "",
-    against: str = "",
-) -> None:
-    """Raise `CheckFailed` unless `got` is close to `expected`.
-
-    `code` rebuilds the call(s) in a notebook cell, `expr` is `got` there (default `name`); the
-    snippet ends with the comparison that fails. `against`, when the student's code is compared
-    with itself, is `expected` there: neither is then labelled "Expected".
-    """
-    expr = expr or name
-    labels = ("Expected", "Got") if not against else (f"`{against}`", f"`{expr}`")
-    if against:
-        check = (
-            f"assert np.allclose({expr}, {against}, rtol={tol.rtol}, atol={tol.atol}), "
-            f"np.abs({expr} - {against}).max()"
-        )
-    else:
-        check = ""
-    with np.errstate(all="ignore"):
-        same = np.allclose(got, expected, rtol=tol.rtol, atol=tol.atol)
-    if np.all(np.isfinite(got)) and same:
-        return
-    if not np.all(np.isfinite(got)):
-        where = tuple(int(i) for i in np.argwhere(~np.isfinite(got))[0])
-        summary = f"`{name}` contains NaN or infinity (first at index {where})."
-    else:
-        where = _first_difference(got, expected, tol)
-        was = "the first call gave" if against else "expected"
-        summary = (
-            f"`{name}` differs from {'the first call' if against else 'the expected value'} "
-            f"(first at index {where}: {was} {expected[where]:.6g}, got {got[where]:.6g})."
-        )
-    snippet = ""
-    lines = code()
-    if lines:
-        snippet = lines + "\n" + (check or _assertion(expr, where, float(expected[where]), tol))
-    raise CheckFailed(
-        Failure(
-            summary,
-            snippet=snippet,
-            expected=_excerpt(expected, where),
-            got=_excerpt(got, where),
-            labels=labels,
-        ),
-        explain=_explain(hint),
-    )
 
 
 def _diagnose_sdpa(
@@ -246,20 +155,13 @@ def _mha_raised_hint(error: StudentRaised, case: MhaCase, session: Session) -> H
     return mha_raised_hint(error, case, session)
 
 
-def _raised(what: str, error: StudentRaised, hint: Callable[[StudentRaised], Hint]) -> CheckFailed:
-    """The failure for an error the student's code raised; `hint(error)` explains it."""
-    return CheckFailed(
-        Failure(f"{what} raised {code(str(error))}."), explain=_explain(lambda: hint(error))
-    )
-
-
 def _call_sdpa(session: Session, case: SdpaCase) -> tuple[np.ndarray, np.ndarray]:
     try:
         value = session.call(SDPA, case.Q, case.K, case.V, mask=case.mask)
     except StudentRaised as error:
         if error.is_a("NotImplementedError"):
             raise
-        raise _raised(SDPA, error, lambda e: _raised_hint(e, case, session)) from None
+        raise raised(SDPA, error, lambda e: _raised_hint(e, case, session)) from None
     return _sdpa_answer(session, case, value)
 
 
@@ -291,7 +193,7 @@ def _sdpa_answer(session: Session, case: SdpaCase, value: object) -> tuple[np.nd
             raise
         raise CheckFailed(
             failed.failure,
-            explain=_explain(lambda: _diagnose_sdpa(session, case, output, weights)),
+            explain=explained(lambda: _diagnose_sdpa(session, case, output, weights)),
         ) from None
 
 
@@ -304,8 +206,8 @@ def _against_reference(
     def hint() -> Hint:
         return _diagnose_sdpa(session, case, out, w, tol=tol)
 
-    _close(w, ref_w, "weights", tol=tol, hint=hint, code=code)
-    _close(out, ref_out, "output", tol=tol, hint=hint, code=code)
+    assert_close(w, ref_w, "weights", tol=tol, explain=hint, snippet=code)
+    assert_close(out, ref_out, "output", tol=tol, explain=hint, snippet=code)
 
 
 # --- scaled dot-product attention ----------------------------------------------------------
@@ -324,9 +226,9 @@ def check_sdpa_distribution(session: Session, case: SdpaCase) -> None:
             Failure(
                 f"`weights` has a negative or non-finite entry at {where}: {w[where]:.6g}.",
                 snippet=case.snippet() + "\nassert np.all(weights >= 0), weights",
-                got=_excerpt(w, where),
+                got=excerpt(w, where),
             ),
-            explain=_explain(
+            explain=explained(
                 lambda: _diagnose_sdpa(
                     session,
                     case,
@@ -345,9 +247,9 @@ def check_sdpa_distribution(session: Session, case: SdpaCase) -> None:
                 snippet=case.snippet()
                 + "\nassert np.allclose(weights.sum(axis=-1), 1.0), weights.sum(axis=-1)",
                 expected="every row (over the keys, axis=-1) sums to 1",
-                got=_excerpt(sums),
+                got=excerpt(sums),
             ),
-            explain=_explain(
+            explain=explained(
                 lambda: _diagnose_sdpa(
                     session,
                     case,
@@ -387,10 +289,10 @@ def _follows_scores(session: Session, case: SdpaCase, out: np.ndarray, w: np.nda
             "higher score a higher weight.",
             snippet=case.snippet()
             + f"\nassert weights[{where}] > weights[{other}], (weights[{where}], weights[{other}])",
-            expected=_excerpt(ref_w, where),
-            got=_excerpt(w, where),
+            expected=excerpt(ref_w, where),
+            got=excerpt(w, where),
         ),
-        explain=_explain(
+        explain=explained(
             lambda: _diagnose_sdpa(
                 session,
                 case,
@@ -415,9 +317,9 @@ def check_sdpa_masking(session: Session, case: SdpaCase) -> None:
                 "(almost) no weight.",
                 snippet=case.snippet() + "\nhidden = np.broadcast_to(np.asarray(mask) == 0, "
                 "weights.shape)\nassert np.all(weights[hidden] <= 1e-6), weights[hidden].max()",
-                got=_excerpt(w, where),
+                got=excerpt(w, where),
             ),
-            explain=_explain(
+            explain=explained(
                 lambda: _diagnose_sdpa(
                     session,
                     case,
@@ -453,18 +355,18 @@ def check_sdpa_masking(session: Session, case: SdpaCase) -> None:
             )
 
         try:
-            _close(
+            assert_close(
                 out2[rows],
                 out[rows],
                 f"output of the queries that cannot see key {key}",
-                hint=lambda: _diagnose_sdpa(
+                explain=lambda: _diagnose_sdpa(
                     session,
                     case,
                     out,
                     w,
                     "A masked key must not change the output: its weight must be exactly 0.",
                 ),
-                code=code,
+                snippet=code,
                 expr="output2[rows]",
                 against="output[rows]",
             )
@@ -510,7 +412,7 @@ def check_sdpa_inputs_unchanged(session: Session, case: SdpaCase) -> None:
     except StudentRaised as error:
         if error.is_a("NotImplementedError"):
             raise
-        raise _raised(SDPA, error, lambda e: _raised_hint(e, case, session)) from None
+        raise raised(SDPA, error, lambda e: _raised_hint(e, case, session)) from None
     names = ("Q", "K", "V", "mask")
     originals = (case.Q, case.K, case.V, case.mask)
     for name, before, after in zip(names, originals, echoed, strict=False):
@@ -525,8 +427,10 @@ def check_sdpa_inputs_unchanged(session: Session, case: SdpaCase) -> None:
                     f"`{name}` was changed by your function; inputs must be left as they were.",
                     inputs=case.describe(),
                     snippet="\n".join(lines),
-                    expected=_excerpt(before),
-                    got=_excerpt(after) if isinstance(after, np.ndarray) else _kind(after),
+                    expected=excerpt(before),
+                    got=excerpt(after)
+                    if isinstance(after, np.ndarray)
+                    else kind(after, quote=True),
                     hint="Operations like `x -= ...`, `x /= ...` or `x[...] = ...` change the "
                     "caller's array: compute new arrays instead (x = x - ...).",
                     mistake="input-changed",
@@ -559,7 +463,7 @@ def check_causal_mask(session: Session, case: CausalCase) -> None:
     if not isinstance(mask, np.ndarray):
         raise CheckFailed(
             Failure(
-                f"{CAUSAL}({n}) returned {_kind(mask)}; expected a NumPy array.",
+                f"{CAUSAL}({n}) returned {kind(mask, quote=True)}; expected a NumPy array.",
                 hint="Return an array (np.tril(np.ones((seq_len, seq_len))) is one), not a "
                 "list or another type: np.asarray(...) converts a list.",
             )
@@ -578,10 +482,10 @@ def check_causal_mask(session: Session, case: CausalCase) -> None:
             Failure(
                 f"{CAUSAL}({n}) is not 1 on and below the diagonal and 0 above it.",
                 snippet="import numpy as np\n" + "\n".join(lines),
-                expected=_excerpt(expected),
-                got=_excerpt(mask.astype(np.float64)) if mask.ndim <= 2 else _kind(mask),
+                expected=excerpt(expected),
+                got=excerpt(mask.astype(np.float64)) if mask.ndim <= 2 else kind(mask, quote=True),
             ),
-            explain=_explain(lambda: _diagnose_causal(session, n, mask)),
+            explain=explained(lambda: _diagnose_causal(session, n, mask)),
         )
 
 
@@ -733,7 +637,8 @@ def _init_problem(session: Session, handle: Handle, e: int, h: int) -> Failure |
             got = values[f"{name}.{part}"]
             if not isinstance(got, np.ndarray) or got.shape != shape:
                 return Failure(
-                    f"`{name}.{part}` is {_kind(got)}; expected an array of shape {shape}.",
+                    f"`{name}.{part}` is {kind(got, quote=True)}; expected an array of shape "
+                    f"{shape}.",
                     hint=f"Create `self.{name} = Linear(embed_dim, embed_dim)`.",
                 )
     return None
@@ -756,7 +661,7 @@ def _built_and_forward(
     except StudentRaised as error:
         if error.is_a("NotImplementedError"):
             raise
-        raise _raised(
+        raise raised(
             "MultiHeadAttention", error, lambda e: _mha_raised_hint(e, case, session)
         ) from None
     assert isinstance(handle, Handle)
@@ -773,7 +678,7 @@ def _forward(
     except StudentRaised as error:
         if error.is_a("NotImplementedError"):
             raise
-        raise _raised(
+        raise raised(
             "MultiHeadAttention", error, lambda e: _mha_raised_hint(e, case, session)
         ) from None
     return _array(got, name, (case.batch, case.seq, case.embed_dim), code)
@@ -818,7 +723,7 @@ def _judge_later(
     """`got` (`name` in the snippet), the answer of a later call (on `case`) in a sequence that
     began with `base`, whose first answer was right: a wrong one can only be state."""
     try:
-        _close(got, ask("mha", case), "output", code=_later(base, lines), expr=name)
+        assert_close(got, ask("mha", case), "output", snippet=_later(base, lines), expr=name)
     except CheckFailed as failed:
         raise CheckFailed(
             replace(
@@ -857,12 +762,12 @@ def check_mha_mask_broadcast(session: Session, case: MhaCase) -> None:
 
 def _mha_sequence(session: Session, case: MhaCase, *, second_instance: bool) -> None:
     first, got = _built_and_forward(session, case, "out", case.snippet)
-    _close(
+    assert_close(
         got,
         ask("mha", case),
         "output",
-        hint=lambda: _diagnose_mha(session, case, got),
-        code=case.snippet,
+        explain=lambda: _diagnose_mha(session, case, got),
+        snippet=case.snippet,
         expr="out",
     )
     lines: list[str] = []
@@ -900,27 +805,27 @@ def check_mha_causal(session: Session, case: MhaCase) -> None:
     changed = replace(case, x=x2)
     out2 = _forward(session, handle, changed, "out2", case.causal_snippet)
     keep = slice(0, case.cut + 1)
-    _close(
+    assert_close(
         out2[:, keep],
         out1[:, keep],
         f"output at positions 0..{case.cut} when later positions change",
-        hint=lambda: _diagnose_mha(
+        explain=lambda: _diagnose_mha(
             session,
             case,
             out1,
             f"Position i may depend on positions 0..i only: positions 0..{case.cut} changed "
             "when only later ones did.",
         ),
-        code=case.causal_snippet,
+        snippet=case.causal_snippet,
         expr=f"out2[:, :{case.cut + 1}]",
         against=f"out[:, :{case.cut + 1}]",
     )
-    _close(
+    assert_close(
         out1,
         ask("mha", case),
         "output",
-        hint=lambda: _diagnose_mha(session, case, out1),
-        code=case.snippet,
+        explain=lambda: _diagnose_mha(session, case, out1),
+        snippet=case.snippet,
         expr="out",
     )
     lines = ["x2 = x.copy()", f"x2[:, {case.cut + 1}:] += 3.0", "out2 = mha.forward(x2, mask=mask)"]
