@@ -265,6 +265,7 @@ def grade_all(
     `exercise` is the exercise's name or folder, as `catalog.find` takes it.
     """
     found = catalog.find(exercise)
+    exercise = catalog.portable(exercise)  # what the workers find it by
     rubric = found.rubric
     grader = grader_fingerprint(found)
     outcomes: dict[str, Outcome] = {}

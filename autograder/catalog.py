@@ -41,6 +41,7 @@ __all__ = [
     "kit_rubric",
     "live_oracle",
     "names",
+    "portable",
     "rubric_of",
 ]
 
@@ -99,6 +100,11 @@ def _looks_like_path(spec: str) -> bool:
     return "/" in spec or spec.startswith(".") or Path(spec).is_dir()
 
 
+def portable(spec: str) -> str:
+    """`spec` as another process finds the same exercise by: a folder made absolute."""
+    return str(Path(spec).resolve()) if _looks_like_path(spec) else spec
+
+
 def find(spec: str) -> Exercise:
     """The exercise `spec` names: a registered name, or the folder of its package."""
     exercise = _from_folder(Path(spec)) if _looks_like_path(spec) else _by_name(spec)
@@ -145,6 +151,7 @@ def _from_folder(folder: Path) -> Exercise:
         sys.path.insert(0, str(root))
         importlib.invalidate_caches()
         if _origin(dotted) != init:
+            sys.path.remove(str(root))
             raise ConfigError(
                 f"Cannot import {folder} as package {dotted!r}: another package of that name "
                 "is installed. Rename one of them."

@@ -229,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"deadline, so it cannot {args.command}: run python -m autograder check "
                 "NOTEBOOK instead."
             )
-        spec = args.exercise or catalog.default_name()
+        spec = args.exercise = args.exercise or catalog.default_name()
         if args.command == "gradescope-run":  # never raises: results.json says what failed
             run_gradescope(root=args.root, exercise=spec)
             return 0

@@ -87,10 +87,10 @@ def explained(diagnose: Diagnose) -> Callable[[Failure], Failure]:
 
 def kind(value: object, *, quote: bool = False) -> str:
     """What `value` is, in a few words: "an array of shape (2, 3) and dtype float64",
-    "a tuple of length 2", "a KVCache" (an object left in the worker), "int 3", "None".
+    "a tuple of length 2", "a Tokenizer" (an object left in the worker), "int 3", "None".
 
     With `quote`, what the student's code chose (a type name, a repr) is quoted as code, so
-    that Markdown shows it literally: "a `KVCache`", "int `3`", "NoneType `None`"."""
+    that Markdown shows it literally: "a `Tokenizer`", "int `3`", "NoneType `None`"."""
     if isinstance(value, np.ndarray):
         return f"an array of shape {value.shape} and dtype {value.dtype}"
     if isinstance(value, (Opaque, Handle)):
