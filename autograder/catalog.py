@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from autograder.errors import ConfigError
 from autograder.exercise import Exercise
@@ -205,7 +206,7 @@ def live_oracle(exercise: Exercise) -> LiveOracle:
     return _LIVE[exercise.package]
 
 
-def kit_item(item: Item, cases: Sequence[object]) -> Item:
+def kit_item(item: Item[Any], cases: Sequence[object]) -> Item[Any]:
     """`item` checking exactly `cases`, in order (no random examples)."""
     return replace(item, cases=tuple(cases), strategy=None)
 

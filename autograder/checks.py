@@ -84,7 +84,7 @@ def _with_case(failure: Failure, case: Any) -> Failure:
     return dataclasses.replace(failure, inputs=inputs, snippet=failure.snippet or snippet)
 
 
-def _raised(error: StudentRaised, item: Item) -> Failure:
+def _raised(error: StudentRaised, item: Item[Any]) -> Failure:
     if error.is_a("NotImplementedError"):
         name = f"`{item.requires[0]}`" if item.requires else "your code"
         return Failure(
@@ -142,7 +142,7 @@ def _flakiness(error: FlakyFailure) -> Failure | None:
     )
 
 
-def _broken(item: Item, error: Exception) -> ConfigError:
+def _broken(item: Item[Any], error: Exception) -> ConfigError:
     """The error to raise for a Hypothesis error that is not the student's doing."""
     text = str(error).strip()
     detail = f" ({text.splitlines()[0].rstrip('.!')})" if text else ""
@@ -153,7 +153,7 @@ def _broken(item: Item, error: Exception) -> ConfigError:
     )
 
 
-def explore(item: Item, key: bytes, test: Callable[[Any], None]) -> None:
+def explore(item: Item[Any], key: bytes, test: Callable[[Any], None]) -> None:
     """Run `test` on `item`'s random examples as the grader does: its Hypothesis settings, and
     the seed of `key` and the item's id (the same examples every time, for the same key)."""
     assert item.strategy is not None
@@ -205,7 +205,7 @@ _PASSED = _Passed()
 
 
 def _replay(
-    box: Sandbox, item: Item, cases: Sequence[Any], deadline: float
+    box: Sandbox, item: Item[Any], cases: Sequence[Any], deadline: float
 ) -> Failure | _Passed | None:
     """Check `cases` in order in a fresh worker: the last one's failure (with its case), or
     `_PASSED`; None when the replay says nothing (the code raised or stopped, or a kit lacks an
@@ -226,13 +226,13 @@ def _replay(
     return _PASSED
 
 
-def _fails(box: Sandbox, item: Item, cases: Sequence[Any], deadline: float) -> bool:
+def _fails(box: Sandbox, item: Item[Any], cases: Sequence[Any], deadline: float) -> bool:
     return isinstance(_replay(box, item, cases, deadline), Failure)
 
 
 def _unless_state(
     box: Sandbox,
-    item: Item,
+    item: Item[Any],
     failing: Any,
     before: Sequence[Any],
     failure: Failure,
@@ -287,7 +287,7 @@ def _unless_state(
 
 
 def run_item(
-    item: Item,
+    item: Item[Any],
     box: Sandbox | None,
     run: NotebookRun,
     *,

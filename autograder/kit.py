@@ -63,7 +63,7 @@ def _key(case: object) -> str:
     return digest("case", (case,))
 
 
-def _drawn_under_any_key(item: Item) -> set[str]:
+def _drawn_under_any_key(item: Item[Any]) -> set[str]:
     """The digests of every case the grader would draw for `item` under one of the probe keys
     (no check runs: a passing property draws exactly the examples the grader draws)."""
     drawn: set[str] = set()
@@ -90,7 +90,7 @@ def _size(case: object) -> tuple[int, int]:
     return sum(s[0] for s in sizes), sum(s[1] for s in sizes)
 
 
-def _capturing(item: Item, into: list[object], *, examples: int | None = None) -> Item:
+def _capturing(item: Item[Any], into: list[object], *, examples: int | None = None) -> Item[Any]:
     """`item`, also appending every case it checks to `into`. The property Hypothesis runs is
     the grader's own (`checks.run_item`): the same strategies, seeded with the kit's key."""
     check = item.check
@@ -164,7 +164,7 @@ def _record(exercise: Exercise) -> tuple[dict[str, object], dict[str, list[objec
     return answers, cases
 
 
-def _examples(item: Item) -> int:
+def _examples(item: Item[Any]) -> int:
     return item.max_examples or HYPOTHESIS.max_examples
 
 

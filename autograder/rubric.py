@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 from hypothesis.strategies import SearchStrategy
 
@@ -77,20 +77,25 @@ class CheckFailed(AssertionError):
         self.explain = explain
 
 
+C = TypeVar("C", bound=Case)
+"""The type of an item's cases (a frozen dataclass of the exercise's strategies)."""
+
+
 @dataclass(frozen=True)
-class Item:
-    """One rubric item: a property of the student's code, worth `points`."""
+class Item(Generic[C]):
+    """One rubric item: a property of the student's code, worth `points`, checked on cases of
+    type `C`."""
 
     id: str
     """Stable identifier (used in CSV columns and configuration)."""
     title: str
     """Student-facing name."""
     points: float
-    check: Callable[[Session, Any], None]
+    check: Callable[[Session, C], None]
     """Calls the student's code for one case and raises `CheckFailed` if it is wrong."""
-    strategy: SearchStrategy[Any] | None = None
+    strategy: SearchStrategy[C] | None = None
     """Random cases, explored and shrunk by Hypothesis."""
-    cases: Sequence[Any] = ()
+    cases: Sequence[C] = ()
     """Cases run in order before the random ones (exhaustive checks of small spaces)."""
     requires: tuple[str, ...] = ()
     """Names the notebook must define for this item to run."""
@@ -106,7 +111,7 @@ class Rubric:
     name: str
     notebook: str
     """The expected file name of a submission (e.g. "softmax.ipynb")."""
-    items: tuple[Item, ...]
+    items: tuple[Item[Any], ...]
     grade_cells: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """nbgrader grade cell id -> the item ids whose points that cell stands for."""
     oracle: Oracle | None = field(default=None, compare=False)
@@ -146,7 +151,7 @@ class Rubric:
         )
         return replace(self, items=items)
 
-    def with_items(self, items: Sequence[Item]) -> Rubric:
+    def with_items(self, items: Sequence[Item[Any]]) -> Rubric:
         """A copy holding `items` instead (e.g. the public ones only); grade cells that map to
         an item left out are dropped."""
         kept = {item.id for item in items}
@@ -158,6 +163,6 @@ class Rubric:
         return replace(self, oracle=oracle)
 
 
-def describe_items(items: Sequence[Item]) -> str:
+def describe_items(items: Sequence[Item[Any]]) -> str:
     """One line per item: id, points and title (for `--help` and docs)."""
     return "\n".join(f"{item.id:32} {item.points:5g}  {item.title}" for item in items)

@@ -136,7 +136,7 @@ def test_only_runs_the_named_items() -> None:
 
 
 @pytest.mark.parametrize("item", [SQUARE, SQUARE_SMALL, CUBE], ids=lambda i: i.id)
-def test_run_item_on_missing_everything(item: Item) -> None:
+def test_run_item_on_missing_everything(item: Item[Any]) -> None:
     box, run = sandbox.start(["pass"], limits=LIMITS)
     assert box is not None
     with box:
@@ -160,7 +160,7 @@ def test_examples_ignore_literals_in_loaded_modules() -> None:
 # --- seeding: the same examples on every regrade, and only for the same key ---------------
 
 
-def drawn(key: bytes, item: Item = SQUARE) -> list[int]:
+def drawn(key: bytes, item: Item[Any] = SQUARE) -> list[int]:
     seen: list[int] = []
     explore(item, key, lambda case: seen.append(case.x))
     return seen
@@ -231,8 +231,8 @@ def _draws_differently() -> st.SearchStrategy[Number]:
     return unstable()
 
 
-def _broken_items() -> dict[str, tuple[Item, str]]:
-    def item(**options: Any) -> Item:
+def _broken_items() -> dict[str, tuple[Item[Any], str]]:
+    def item(**options: Any) -> Item[Any]:
         return Item(
             "broken", "an item with a bug", 10, options.pop("check", check_square), **options
         )
@@ -284,7 +284,7 @@ def test_a_hypothesis_error_of_the_rubric_is_ours_not_the_students(
     assert "different results" not in repr(result)
 
 
-def _explained_square(calls: list[int]) -> Item:
+def _explained_square(calls: list[int]) -> Item[Any]:
     """SQUARE, whose failures are explained by calling the student's code once more."""
 
     def check(session: sandbox.Session, case: Number) -> None:

@@ -14,6 +14,7 @@ import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -140,7 +141,7 @@ def test_the_grader_draws_inputs_the_kit_never_saw(kit: Path) -> None:
     rubric = rubric_of("attention")
     seen: dict[str, list[object]] = {}
 
-    def watched(item: Item) -> Item:
+    def watched(item: Item[Any]) -> Item[Any]:
         def check(session: Session, case: object) -> None:
             seen.setdefault(item.id, []).append(case)
             item.check(session, case)

@@ -50,7 +50,7 @@ from autograder.judging import (
     raised,
 )
 from autograder.markup import code
-from autograder.rubric import CheckFailed, Failure, Item, Rubric, Visibility
+from autograder.rubric import C, CheckFailed, Failure, Item, Rubric, Visibility
 from autograder.sandbox import Handle, Session, StudentRaised, Then
 from autograder.settings import TOLERANCE, Tolerance
 
@@ -855,11 +855,11 @@ def check_mha_causal(session: Session, case: MhaCase) -> None:
 def _item(
     id: str,
     title: str,
-    check: Callable[[Session, Any], None],
+    check: Callable[[Session, C], None],
     *,
     requires: tuple[str, ...],
     **options: Any,
-) -> Item:
+) -> Item[C]:
     return Item(
         id,
         title,

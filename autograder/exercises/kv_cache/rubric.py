@@ -58,7 +58,7 @@ from autograder.judging import (
     kind,
     student,
 )
-from autograder.rubric import CheckFailed, Item, Rubric, Visibility
+from autograder.rubric import C, CheckFailed, Item, Rubric, Visibility
 from autograder.sandbox import Handle, Session, StudentRaised
 from autograder.wire import Opaque
 
@@ -801,11 +801,11 @@ def check_decoding_score_count(session: Session, case: ScoreCase) -> None:
 def _item(
     id: str,
     title: str,
-    check: Callable[[Session, Any], None],
+    check: Callable[[Session, C], None],
     *,
     requires: tuple[str, ...],
     **options: Any,
-) -> Item:
+) -> Item[C]:
     return Item(
         id, title, POINTS[id], check, requires=requires, visibility=VISIBILITY[id], **options
     )
