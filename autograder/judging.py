@@ -26,9 +26,8 @@ from typing import NoReturn, TypeVar
 import numpy as np
 
 from autograder.rubric import CheckFailed, Failure
-from autograder.sandbox import Handle, StudentRaised
+from autograder.sandbox import Handle, Opaque, StudentRaised
 from autograder.settings import TOLERANCE, Tolerance
-from autograder.wire import Opaque
 
 __all__ = [
     "as_array",

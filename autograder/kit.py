@@ -120,8 +120,7 @@ def _record(rubric: Rubric, exercise: str) -> tuple[dict[str, object], dict[str,
             KIT_EXAMPLES_KEY + b" (small)",
         ),
     ]
-    box, run = sandbox.start([reference.read_text(encoding="utf-8")], limits=LIMITS)
-    try:
+    with sandbox.started([reference.read_text(encoding="utf-8")], limits=LIMITS) as (box, run):
         outcomes = [
             outcome
             for checked, key in runs
@@ -151,9 +150,6 @@ def _record(rubric: Rubric, exercise: str) -> tuple[dict[str, object], dict[str,
                 for case in cases[item.id]:
                     for question, args in questions(case):
                         oracle.ask(exercise, question, *args)
-    finally:
-        if box is not None:
-            box.close()
     failed = [o.item_id for o in outcomes if not o.passed]
     if failed:
         raise ConfigError(

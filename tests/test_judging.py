@@ -22,9 +22,8 @@ from autograder.judging import (
     student,
 )
 from autograder.rubric import CheckFailed, Failure
-from autograder.sandbox import Handle, StudentRaised
+from autograder.sandbox import Handle, Opaque, StudentRaised
 from autograder.settings import Tolerance
-from autograder.wire import Opaque
 
 
 def failure_of(call: Callable[[], Any]) -> Failure:

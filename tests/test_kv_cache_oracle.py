@@ -35,13 +35,8 @@ def asked_and_listed(source: str) -> tuple[set[str], set[str], dict[str, list[An
         return dataclasses.replace(item, check=check)
 
     rubric = Rubric(RUBRIC.name, RUBRIC.notebook, tuple(capturing(i) for i in RUBRIC.items))
-    box, run = sandbox.start([source])
-    try:
-        with oracle.recording("kv_cache") as answers:
-            run_checks(rubric, box, run, deadline=time.monotonic() + 600)
-    finally:
-        if box is not None:
-            box.close()
+    with sandbox.started([source]) as (box, run), oracle.recording("kv_cache") as answers:
+        run_checks(rubric, box, run, deadline=time.monotonic() + 600)
     listed = {
         oracle.digest(question, args)
         for drawn in cases.values()

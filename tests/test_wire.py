@@ -12,7 +12,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from autograder.wire import Opaque, WireError, clean_text, decode, encode, recv_frame, send_frame
+from autograder.sandbox.wire import (
+    Opaque,
+    WireError,
+    clean_text,
+    decode,
+    encode,
+    recv_frame,
+    send_frame,
+)
 
 
 def roundtrip(value: object) -> object:
