@@ -60,6 +60,8 @@ def kind(value: object) -> str:
         return f"a {value.type_name}"
     if isinstance(value, (tuple, list)):
         return f"a {type(value).__name__} of length {len(value)}"
+    if isinstance(value, dict):  # as it read when dicts travelled as opaque values
+        return "a dict"
     if value is None:
         return "None"
     return f"{type(value).__name__} {value!r}"[:120]

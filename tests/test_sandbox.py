@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from autograder import sandbox
-from autograder.sandbox import NotebookRun, Sandbox, StudentRaised, WorkerLost, _child
+from autograder.sandbox import NotebookRun, Opaque, Sandbox, StudentRaised, WorkerLost, _child
 from autograder.sandbox.confinement import sandbox_user
 from autograder.settings import LIMITS, Limits
 
@@ -263,3 +263,90 @@ def test_default_limits_are_generous_enough_for_numpy() -> None:
     cell = "import numpy as np\nx = np.ones((1000, 1000)) @ np.ones((1000, 10))"
     with ready([cell], LIMITS) as (_, run):
         assert run.cells[0].ok, run.cells[0].message
+
+
+DICT_CELLS = [
+    "import collections\nimport numpy as np",
+    "def cache(n):\n"
+    "    return {'k': np.ones((n, 2)), 'v': np.zeros((n, 2), dtype=np.float32), 'len': n}",
+    "def doubled(d):\n    return {key: value * 2 for key, value in d.items()}",
+    "def kind(value):\n    return type(value).__name__",
+    "def fill(d):\n    d['new'] = np.ones(1)",
+    "class Keeper:\n    def __init__(self):\n        self.state = {'k': np.arange(3.0)}",
+    "class Liar(dict):\n"
+    "    __class__ = property(lambda self: dict)\n"
+    "    def items(self):\n        raise RuntimeError('items')\n"
+    "    def keys(self):\n        raise RuntimeError('keys')\n"
+    "    def __hash__(self):\n        raise RuntimeError('hash')\n"
+    "    def __eq__(self, other):\n        return True\n"
+    "    def __repr__(self):\n        raise RuntimeError('repr')",
+    "RETURNS = {\n"
+    "    'ordered': lambda: collections.OrderedDict(k=np.ones(1)),\n"
+    "    'defaultdict': lambda: collections.defaultdict(list),\n"
+    "    'subclass': lambda: Liar(k=1),\n"
+    "    'tuple-key': lambda: {(0, 1): np.ones(1)},\n"
+    "    'self-containing': lambda: (lambda d: d.update(me=d) or d)({}),\n"
+    "}\n"
+    "def returns(what):\n    return RETURNS[what]()",
+]
+
+
+@pytest.fixture(scope="module")
+def dicts() -> Iterator[Sandbox]:
+    with ready(DICT_CELLS) as (box, _):
+        yield box
+
+
+def test_a_dict_of_arrays_returned_by_the_student_arrives_as_a_dict(dicts: Sandbox) -> None:
+    with dicts.session() as session:
+        got = session.call("cache", 2)
+    assert isinstance(got, dict) and list(got) == ["k", "v", "len"]
+    assert got["k"].dtype == np.float64 and np.array_equal(got["k"], np.ones((2, 2)))
+    assert got["v"].dtype == np.float32 and got["v"].shape == (2, 2) and got["len"] == 2
+
+
+def test_a_dict_argument_arrives_in_the_student_s_code_as_a_dict(dicts: Sandbox) -> None:
+    with dicts.session() as session:
+        assert session.call("kind", {"k": np.ones(1)}) == "dict"
+        got = session.call("doubled", {"k": np.arange(2.0), 3: 1.5})
+        _, (after,) = session.call("fill", {"old": 1}, echo=True)
+    assert list(got) == ["k", 3] and np.array_equal(got["k"], [0.0, 2.0]) and got[3] == 3.0
+    assert list(after) == ["old", "new"] and np.array_equal(after["new"], [1.0])
+
+
+def test_a_dict_attribute_is_read_and_set_as_a_dict(dicts: Sandbox) -> None:
+    with dicts.session() as session:
+        keeper = session.call("Keeper", keep=True)
+        (state,) = session.get(keeper, "state")
+        session.set(keeper, {"state": {"k": np.zeros(1), "n": 1}})
+        (changed,) = session.get(keeper, "state")
+    assert isinstance(state, dict) and np.array_equal(state["k"], [0.0, 1.0, 2.0])
+    assert list(changed) == ["k", "n"] and np.array_equal(changed["k"], [0.0])
+
+
+@pytest.mark.parametrize(
+    ("what", "type_name", "text"),
+    [
+        ("ordered", "collections.OrderedDict", "OrderedDict("),
+        ("defaultdict", "collections.defaultdict", "defaultdict(<class 'list'>, {})"),
+        ("subclass", "Liar", "<unprintable>"),
+        ("tuple-key", "dict", "{(0, 1): array([1.])}"),
+    ],
+    ids=["ordered-dict", "defaultdict", "subclass-with-lying-methods", "tuple-key"],
+)
+def test_a_dict_the_wire_does_not_carry_arrives_opaque_and_the_worker_goes_on(
+    dicts: Sandbox, what: str, type_name: str, text: str
+) -> None:
+    with dicts.session() as session:
+        got = session.call("returns", what)
+        assert session.call("kind", 1) == "int"  # the same worker still answers
+    assert isinstance(got, Opaque) and (got.type_name, got.repr[: len(text)]) == (type_name, text)
+
+
+def test_a_dict_that_holds_itself_arrives_cut_at_the_depth_limit(dicts: Sandbox) -> None:
+    with dicts.session() as session:
+        got = session.call("returns", "self-containing")
+    for _ in range(6):
+        assert isinstance(got, dict) and list(got) == ["me"]
+        got = got["me"]
+    assert got == Opaque("dict", "{'me': {...}}")

@@ -79,7 +79,8 @@ class Session:
         then: Then | None = None,
         **kwargs: object,
     ) -> Any:
-        """Call the student's `target` (a name, or `attr` of a handle) with plain values.
+        """Call the student's `target` (a name, or `attr` of a handle) with plain values
+        (what `wire.py` carries: arrays, scalars, tuples, lists and dicts of them).
 
         `keep` leaves the result in the worker and returns a `Handle` to it; `assign` sets
         dotted attributes on the result first (one round trip); `then`, with `keep`, also calls
@@ -87,7 +88,8 @@ class Session:
         (e.g. build an instance and call its `forward`); `echo` also returns the
         arguments as they are after the call (to see in-place changes). An argument may be a
         `Handle` of this session: the worker passes the object it stands for (e.g. a student's
-        cache to the student's `forward`).
+        cache to the student's `forward`), as an argument itself only (inside a tuple, list or
+        dict it travels as an opaque value).
         """
         header: dict[str, Any] = {"op": "call", "target": self._target(target, attr)}
         buffers: list[bytes] = []
