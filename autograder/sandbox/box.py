@@ -1,8 +1,8 @@
 """The sandbox itself: a running child that executed a submission's cells (the zygote).
 
 `Sandbox.session` forks a fresh worker from the zygote for one rubric item and kills it
-afterwards; `Sandbox.close` stops the child and everything it started. Only `started` (in
-`startup.py`) makes one. A session uses only the `Zygote` part of it: `limits` and
+afterwards; `Sandbox.close` stops the child and everything it started. `launch.py` makes one
+for `started`, which closes it. A session uses only the `Zygote` part of it: `limits` and
 `worker_status`.
 """
 
