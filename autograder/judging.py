@@ -29,9 +29,8 @@ import numpy as np
 from autograder.markup import code
 from autograder.oracle import ask
 from autograder.rubric import CheckFailed, Failure
-from autograder.sandbox import Handle, StudentRaised
+from autograder.sandbox import Handle, Opaque, StudentRaised
 from autograder.settings import TOLERANCE, Tolerance
-from autograder.wire import Opaque
 
 __all__ = [
     "Diagnose",
@@ -97,6 +96,8 @@ def kind(value: object, *, quote: bool = False) -> str:
         return f"a {code(value.type_name)}" if quote else f"a {value.type_name}"
     if isinstance(value, (tuple, list)):
         return f"a {type(value).__name__} of length {len(value)}"
+    if isinstance(value, dict):  # as it read when dicts travelled as opaque values
+        return f"a {code('dict')}" if quote else "a dict"
     if quote:
         return f"{type(value).__name__} {code(repr(value)[:100])}"
     if value is None:

@@ -122,8 +122,7 @@ def _record(exercise: Exercise) -> tuple[dict[str, object], dict[str, list[objec
             KIT_EXAMPLES_KEY + b" (small)",
         ),
     ]
-    box, run = sandbox.start([reference.read_text(encoding="utf-8")], limits=LIMITS)
-    try:
+    with sandbox.started([reference.read_text(encoding="utf-8")], limits=LIMITS) as (box, run):
         outcomes = [
             outcome
             for checked, key in runs
@@ -152,9 +151,6 @@ def _record(exercise: Exercise) -> tuple[dict[str, object], dict[str, list[objec
                 for case in cases[item.id]:
                     for question, args in live.answers.questions(case):
                         live.ask(question, *args)
-    finally:
-        if box is not None:
-            box.close()
     failed = [o.item_id for o in outcomes if not o.passed]
     if failed:
         raise ConfigError(

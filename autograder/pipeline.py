@@ -79,14 +79,9 @@ def grade(
         return ungraded(rubric, path.name, str(error), seconds=time.monotonic() - began)
     name = submission.path.name
     try:
-        secrets = sandbox.default_secrets() + hidden
-        box, run = sandbox.start(submission.cells, limits=limits, secrets=secrets)
-        try:
+        with sandbox.started(submission.cells, limits=limits, extra_secrets=hidden) as (box, run):
             outcomes = run_checks(rubric, box, run, limits=limits, deadline=deadline)
             output = box.output() if box is not None else run.output
-        finally:
-            if box is not None:
-                box.close()
         items = score(rubric, outcomes)
     except Exception as error:  # a bug of ours: still a valid result, details for staff
         return ungraded(

@@ -16,8 +16,8 @@ from typing import Any
 
 from autograder.markup import code, code_block, escaped, terminal
 from autograder.rubric import Failure
+from autograder.sandbox.wire import clean_text
 from autograder.scoring import GradeResult, ItemResult
-from autograder.wire import clean_text
 
 __all__ = [
     "MAX_OUTPUT_CHARS",

@@ -27,14 +27,10 @@ def grade_code(
     Runs the real sandbox and checks; `only` restricts the run to some item ids.
     """
     sources = [cells] if isinstance(cells, str) else list(cells)
-    box, run = sandbox.start(sources, limits=limits)
-    try:
+    with sandbox.started(sources, limits=limits) as (box, run):
         outcomes = run_checks(
             RUBRIC, box, run, limits=limits, deadline=time.monotonic() + 600, only=only
         )
-    finally:
-        if box is not None:
-            box.close()
     return {item.id: item for item in score(RUBRIC, outcomes)}
 
 

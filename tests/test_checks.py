@@ -28,12 +28,8 @@ LIMITS = Limits(call_seconds=2.0, item_seconds=10.0, cell_seconds=5.0)
 def outcomes(
     code: Sequence[str], rubric: Rubric = RUBRIC, *, key: bytes | None = None
 ) -> dict[str, Outcome]:
-    box, run = sandbox.start(code, limits=LIMITS)
-    try:
+    with sandbox.started(code, limits=LIMITS) as (box, run):
         found = run_checks(rubric, box, run, limits=LIMITS, key=key)
-    finally:
-        if box is not None:
-            box.close()
     return {outcome.item_id: outcome for outcome in found}
 
 
@@ -106,16 +102,16 @@ def test_crash_costs_only_that_item() -> None:
 
 
 def test_unusable_notebook_fails_every_item_with_the_reason() -> None:
-    box, run = sandbox.start(["while True: pass"], limits=Limits(cell_seconds=0.5, cell_restarts=0))
-    assert box is None
-    found = run_checks(RUBRIC, box, run, limits=LIMITS)
+    hangs = Limits(cell_seconds=0.5, cell_restarts=0)
+    with sandbox.started(["while True: pass"], limits=hangs) as (box, run):
+        assert box is None
+        found = run_checks(RUBRIC, box, run, limits=LIMITS)
     assert all(o.failure is not None and "Not checked" in o.failure.summary for o in found)
 
 
 def test_total_deadline_stops_remaining_items() -> None:
-    box, run = sandbox.start(["def square(x):\n    return x * x"], limits=LIMITS)
-    assert box is not None
-    with box:
+    with sandbox.started(["def square(x):\n    return x * x"], limits=LIMITS) as (box, run):
+        assert box is not None
         found = run_checks(
             RUBRIC, box, run, limits=LIMITS, deadline=time.monotonic() - 1, only=("square",)
         )
@@ -128,18 +124,16 @@ def test_same_code_gives_identical_outcomes() -> None:
 
 
 def test_only_runs_the_named_items() -> None:
-    box, run = sandbox.start(["def square(x):\n    return x * x"], limits=LIMITS)
-    assert box is not None
-    with box:
+    with sandbox.started(["def square(x):\n    return x * x"], limits=LIMITS) as (box, run):
+        assert box is not None
         found = run_checks(RUBRIC, box, run, limits=LIMITS, only=("square_small",))
     assert [o.item_id for o in found] == ["square_small"]
 
 
 @pytest.mark.parametrize("item", [SQUARE, SQUARE_SMALL, CUBE], ids=lambda i: i.id)
 def test_run_item_on_missing_everything(item: Item[Any]) -> None:
-    box, run = sandbox.start(["pass"], limits=LIMITS)
-    assert box is not None
-    with box:
+    with sandbox.started(["pass"], limits=LIMITS) as (box, run):
+        assert box is not None
         outcome = run_item(item, box, run, limits=LIMITS, deadline=time.monotonic() + 30)
     assert outcome.failure is not None and "is not defined" in outcome.failure.summary
 

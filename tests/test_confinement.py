@@ -8,13 +8,18 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from autograder import _jail, confinement, sandbox
+from autograder import sandbox
 from autograder.errors import SandboxError
+from autograder.sandbox import NotebookRun, Session, _jail, confinement, launch, modes
+from autograder.sandbox.drain import Drain
+from autograder.sandbox.processes import signal_name
 from autograder.settings import Limits
 
 FAST = Limits(call_seconds=3.0, cell_seconds=3.0, notebook_seconds=20.0)
@@ -32,6 +37,15 @@ def in_a_child(action: Callable[[], int]) -> int:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status)
+
+
+@contextmanager
+def a_session(cells: list[str]) -> Iterator[tuple[NotebookRun, Session]]:
+    """A session of a sandbox that ran `cells` (which must leave it ready)."""
+    with sandbox.started(cells, limits=FAST) as (box, run):
+        assert box is not None, run.failure
+        with box.session() as session:
+            yield run, session
 
 
 def _deny_then_try_sockets() -> int:
@@ -82,7 +96,7 @@ def test_leased_uids_are_distinct_while_held_and_free_again_after() -> None:
     ids=["kill", "segv", "real-time-40", "out-of-range"],
 )
 def test_every_signal_number_gets_a_name(number: int, name: str) -> None:
-    assert sandbox._signal_name(number) == name
+    assert signal_name(number) == name
 
 
 def test_the_output_drain_stops_while_another_process_holds_the_pipe() -> None:
@@ -90,8 +104,9 @@ def test_the_output_drain_stops_while_another_process_holds_the_pipe() -> None:
         [sys.executable, "-c", "import time; print('hi', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE,
     )
+    assert holder.stdout is not None
     try:
-        drain = sandbox._Drain(holder.stdout, 1000)
+        drain = Drain(holder.stdout, 1000)
         drain.start()
         time.sleep(0.5)
         began = time.monotonic()
@@ -107,8 +122,11 @@ def test_an_unknown_confinement_mode_is_refused_with_the_choices(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("AUTOGRADER_CONFINEMENT", "jail")
-    with pytest.raises(SandboxError, match="'jail' is not a confinement mode; use one of"):
-        sandbox.start(["x = 1"], limits=FAST)
+    with (
+        pytest.raises(SandboxError, match="'jail' is not a confinement mode; use one of"),
+        sandbox.started(["x = 1"], limits=FAST),
+    ):
+        pass
 
 
 def namespaces_work() -> bool:
@@ -127,9 +145,7 @@ def namespaces_work() -> bool:
 
 @pytest.mark.skipif(not namespaces_work(), reason="this host refuses namespaces")
 def test_namespaces_are_chosen_where_the_host_allows_them() -> None:
-    box, run = sandbox.start(["import os\ndef me():\n    return os.getpid()"], limits=FAST)
-    assert box is not None, run.failure
-    with box, box.session() as session:
+    with a_session(["import os\ndef me():\n    return os.getpid()"]) as (run, session):
         assert run.confinement.startswith("namespaces (pid, net, mount)"), run.confinement
         assert session.call("me") == session.inner != session.pid  # numbered in its namespace
 
@@ -141,9 +157,7 @@ def test_the_child_sees_a_root_of_python_and_system_folders_only(tmp_path: Path)
     probe = "import os\ndef seen(paths):\n    return [os.path.exists(p) for p in paths]\n"
     visible = [sys.prefix, "/usr/lib", "/etc/passwd", "/dev/null", "/proc/self"]
     hidden = [str(tmp_path / "secret.txt"), "/run", "/var", "/home", str(Path.home() / ".bashrc")]
-    box, run = sandbox.start([probe], limits=FAST)
-    assert box is not None, run.failure
-    with box, box.session() as session:
+    with a_session([probe]) as (_, session):
         assert session.call("seen", visible) == [True] * len(visible)
         assert session.call("seen", hidden) == [False] * len(hidden)
 
@@ -155,10 +169,10 @@ def test_without_namespaces_an_unreadable_python_is_refused_with_what_to_change(
     folder = confinement.unreadable_folder("timeit")
     if folder is None:
         pytest.skip("Python is readable by other users here: basic mode can grade")
-    monkeypatch.setattr(sandbox, "_REFUSED", {})
+    monkeypatch.setattr(modes, "REFUSED", {})
     monkeypatch.setenv("AUTOGRADER_CONFINEMENT", "basic")
-    with pytest.raises(SandboxError) as refused:
-        sandbox.start(["x = 1"], limits=FAST)
+    with pytest.raises(SandboxError) as refused, sandbox.started(["x = 1"], limits=FAST):
+        pass
     message = str(refused.value)
     assert f"the sandbox user cannot import timeit: {folder} is closed to other users" in message
     assert "Unset it to let the grader choose" in message
@@ -167,10 +181,10 @@ def test_without_namespaces_an_unreadable_python_is_refused_with_what_to_change(
 def test_when_no_mode_works_the_message_says_what_to_change(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(sandbox, "_REFUSED", {"namespaces": "unshare: Operation not permitted"})
+    monkeypatch.setattr(modes, "REFUSED", {"namespaces": "unshare: Operation not permitted"})
     monkeypatch.delenv("AUTOGRADER_CONFINEMENT", raising=False)
     with pytest.raises(SandboxError) as refused:
-        sandbox._refuse(sandbox._Unconfined("basic", "the sandbox user cannot import timeit"))
+        modes.refuse(modes.Unconfined("basic", "the sandbox user cannot import timeit"))
     message = str(refused.value)
     assert "namespaces mode failed (unshare: Operation not permitted)" in message
     assert "basic mode failed (the sandbox user cannot import timeit)" in message
@@ -189,9 +203,9 @@ def test_namespaces_through_a_user_namespace_as_without_root(
         made = real_plan(**kwargs)  # type: ignore[arg-type]
         return dataclasses.replace(made, uid=None, gid=None, user_namespace=True, sweep=True)
 
-    monkeypatch.setattr(sandbox, "plan", without_root)
-    monkeypatch.setattr(sandbox, "_UNIQUE_UIDS", [False])
-    monkeypatch.setattr(sandbox, "sandbox_user", lambda: None)
+    monkeypatch.setattr(launch, "plan", without_root)
+    monkeypatch.setattr(modes, "UNIQUE_UIDS", [False])
+    monkeypatch.setattr(launch, "sandbox_user", lambda: None)
     monkeypatch.setenv("AUTOGRADER_CONFINEMENT", "namespaces")
     probe = (
         "import os, socket\n"
@@ -199,9 +213,7 @@ def test_namespaces_through_a_user_namespace_as_without_root(
         "    caps = [l for l in open('/proc/self/status') if l.startswith('CapEff')]\n"
         "    return os.getpid(), caps[0].split()[1], sorted(os.listdir('/proc'))[0]\n"
     )
-    box, run = sandbox.start([probe], limits=FAST)
-    assert box is not None, run.failure
-    with box, box.session() as session:
+    with a_session([probe]) as (run, session):
         assert run.confinement.startswith("namespaces"), run.confinement
         pid, capabilities, first = session.call("me")
         assert (pid, capabilities, first) == (session.inner, "0000000000000000", "1")
@@ -220,3 +232,52 @@ def test_scratch_over_its_bounds_is_emptied_where_no_tmpfs_bounds_it(
         (tmp_path / "sub" / f"f{index}").write_bytes(b"x" * size)
     assert _jail.trim_scratch(str(tmp_path), max_bytes=64_000, max_files=10) is emptied
     assert (list(tmp_path.iterdir()) == []) is emptied
+
+
+def test_the_default_secrets_are_the_solutions_and_the_whole_grader_package() -> None:
+    import autograder
+    from autograder.reference import solutions_dir
+
+    grader = Path(autograder.__file__).resolve().parent
+    assert sandbox.default_secrets() == (solutions_dir(), grader)
+
+
+@pytest.fixture
+def beside_numpy() -> Iterator[Path]:
+    """A world-readable file in the folder that holds NumPy (which the child may read), as an
+    exercise package installed next to the grader would be."""
+    folder = Path(np.__file__).resolve().parent.parent / f"_autograder_exercise_{os.getpid()}"
+    folder.mkdir(mode=0o755)
+    reference = folder / "reference.py"
+    reference.write_text("ANSWER = 42\n")
+    reference.chmod(0o644)
+    try:
+        yield reference
+    finally:
+        reference.unlink()
+        folder.rmdir()
+
+
+READS = (
+    "def reads(path):\n"
+    "    try:\n"
+    "        return open(path).read()\n"
+    "    except OSError:\n"
+    "        return ''"
+)
+
+
+@pytest.mark.parametrize(
+    ("hide", "seen"),
+    [("nothing", "ANSWER = 42\n"), ("folder", ""), ("file", "")],
+    ids=["no-extra-secret", "its-folder", "the-file-itself"],
+)
+def test_extra_secrets_are_unreadable_even_beside_numpy(
+    beside_numpy: Path, hide: str, seen: str
+) -> None:
+    extra = {"nothing": (), "folder": (beside_numpy.parent,), "file": (beside_numpy,)}[hide]
+    with sandbox.started([READS], limits=FAST, extra_secrets=extra) as (box, run):
+        assert box is not None, run.failure
+        with box.session() as session:
+            assert session.call("reads", str(beside_numpy)) == seen
+            assert session.call("reads", np.__file__).startswith('"""')  # NumPy stays readable

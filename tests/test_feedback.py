@@ -337,10 +337,10 @@ def test_a_mask_hint_fits_the_student_s_layout(
 
     case = _mha_case(5, 2, 4, 3, 2, layout="batch")  # batch 2 != 3 heads: broadcasting fails
     source = buggy(Mistake("layout", "mha_mask_broadcast", edits, ""))
-    box, _ = sandbox.start([source])
-    assert box is not None
-    with box, box.session() as session, pytest.raises(CheckFailed) as raised:
-        check_mha_forward(session, case)
+    with sandbox.started([source]) as (box, _):
+        assert box is not None
+        with box.session() as session, pytest.raises(CheckFailed) as raised:
+            check_mha_forward(session, case)
     assert raised.value.explain is not None
     failure = raised.value.explain(raised.value.failure)
     assert failure.mistake == "mask-without-head-axis", failure

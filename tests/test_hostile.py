@@ -24,11 +24,11 @@ import nbformat
 import pytest
 from conftest import REFERENCE_SOURCE, ROOT
 
-from autograder import sandbox
 from autograder.catalog import rubric_of
-from autograder.confinement import SANDBOX_UIDS, sandbox_user
 from autograder.pipeline import grade
 from autograder.report import write_results
+from autograder.sandbox import modes
+from autograder.sandbox.confinement import SANDBOX_UIDS, sandbox_user
 from autograder.scoring import GradeResult
 from autograder.settings import Limits
 
@@ -844,7 +844,7 @@ the whole of scratch while an item runs."""
 def namespace_mode() -> bool:
     return (
         os.environ.get("AUTOGRADER_CONFINEMENT", "namespaces") == "namespaces"
-        and "namespaces" not in sandbox._REFUSED
+        and "namespaces" not in modes.REFUSED
     )
 
 

@@ -22,9 +22,8 @@ from autograder.judging import (
     student,
 )
 from autograder.rubric import CheckFailed, Failure
-from autograder.sandbox import Handle, StudentRaised
+from autograder.sandbox import Handle, Opaque, StudentRaised
 from autograder.settings import Tolerance
-from autograder.wire import Opaque
 
 
 def failure_of(call: Callable[[], Any]) -> Failure:
@@ -41,12 +40,26 @@ def failure_of(call: Callable[[], Any]) -> Failure:
         ((1, 2), "a tuple of length 2"),
         ([np.zeros(1)], "a list of length 1"),
         (Opaque("KVCache", "<KVCache>"), "a KVCache"),
+        (Opaque("dict", "{'k': 1}"), "a dict"),
+        ({"k": np.zeros(1)}, "a dict"),
         (Handle(3, "KVCache"), "a KVCache"),
         (None, "None"),
         (3, "int 3"),
         ("x" * 500, "str '" + "x" * 115),
     ],
-    ids=["array", "float32", "tuple", "list", "opaque", "handle", "none", "int", "long-str"],
+    ids=[
+        "array",
+        "float32",
+        "tuple",
+        "list",
+        "opaque",
+        "opaque-dict",
+        "dict",
+        "handle",
+        "none",
+        "int",
+        "long-str",
+    ],
 )
 def test_kind_names_what_a_value_is(value: object, text: str) -> None:
     assert kind(value) == text

@@ -149,9 +149,8 @@ def test_the_grader_draws_inputs_the_kit_never_saw(kit: Path) -> None:
         return dataclasses.replace(item, check=check)
 
     public = tuple(watched(item) for item in rubric.items if item.id in PUBLIC)
-    box, run = sandbox.start([REFERENCE_SOURCE])
-    assert box is not None
-    with box:
+    with sandbox.started([REFERENCE_SOURCE]) as (box, run):
+        assert box is not None
         outcomes = run_checks(rubric.with_items(public), box, run)
     assert all(outcome.passed for outcome in outcomes)
     _, banked = bank(kit)
@@ -257,9 +256,8 @@ def test_the_lookup_attack_earns_nothing_from_the_grader(kit: Path) -> None:
     attack = lookup_attack(kit)
     # The attack is real: on the inputs the kit holds, it passes the checks it was built for.
     rubric = kit_rubric(rubric_of("attention"), bank(kit)[1])
-    box, run = sandbox.start([attack])
-    assert box is not None
-    with box:
+    with sandbox.started([attack]) as (box, run):
+        assert box is not None
         on_the_bank = run_checks(rubric, box, run, only=("sdpa_reference", "mha_forward"))
     assert [outcome.passed for outcome in on_the_bank] == [True, True]
     # The grader draws other inputs: the attack scores what its wrong fallback scores.
@@ -322,9 +320,8 @@ def test_the_kit_gives_the_grader_s_hints_on_the_same_input(kit: Path, mutant_id
 
     def outcomes(replay: bool) -> list[tuple[str, str, str, str]]:
         checked = replayed.with_oracle(Bank(answers)) if replay else replayed
-        box, run_ = sandbox.start([mutant.source()])
-        assert box is not None
-        with box:
+        with sandbox.started([mutant.source()]) as (box, run_):
+            assert box is not None
             found = run_checks(checked, box, run_)
         return [
             (o.item_id, o.failure.summary, o.failure.hint, o.failure.mistake)

@@ -40,12 +40,8 @@ RUBRIC = rubric_of("kv_cache")
 def grade_kv(cells: str | Sequence[str]) -> dict[str, ItemResult]:
     """Grade `cells` on the kv_cache rubric through the real sandbox and checks."""
     sources = [cells] if isinstance(cells, str) else list(cells)
-    box, run = sandbox.start(sources)
-    try:
+    with sandbox.started(sources) as (box, run):
         outcomes = run_checks(RUBRIC, box, run, deadline=time.monotonic() + 600)
-    finally:
-        if box is not None:
-            box.close()
     return {item.id: item for item in score(RUBRIC, outcomes)}
 
 

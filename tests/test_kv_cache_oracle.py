@@ -36,14 +36,9 @@ def asked_and_listed(source: str) -> tuple[set[str], set[str], dict[str, list[An
         return dataclasses.replace(item, check=check)
 
     rubric = RUBRIC.with_items([capturing(i) for i in RUBRIC.items])
-    box, run = sandbox.start([source])
     live = catalog.live_oracle(EXERCISE)
-    try:
-        with live.recording() as answers:
-            run_checks(rubric, box, run, deadline=time.monotonic() + 600)
-    finally:
-        if box is not None:
-            box.close()
+    with sandbox.started([source]) as (box, run), live.recording() as answers:
+        run_checks(rubric, box, run, deadline=time.monotonic() + 600)
     listed = {
         digest(question, args)
         for drawn in cases.values()

@@ -6,23 +6,25 @@ import os
 import stat
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from autograder import _child, sandbox
-from autograder.confinement import sandbox_user
-from autograder.sandbox import NotebookRun, Sandbox, StudentRaised, WorkerLost
+from autograder import sandbox
+from autograder.sandbox import NotebookRun, Opaque, Sandbox, StudentRaised, WorkerLost, _child
+from autograder.sandbox.confinement import sandbox_user
 from autograder.settings import LIMITS, Limits
 
 FAST = Limits(call_seconds=2.0, cell_seconds=2.0, notebook_seconds=20.0)
 
 
-def started(cells: Sequence[str], limits: Limits = FAST) -> tuple[Sandbox, NotebookRun]:
-    box, run = sandbox.start(cells, limits=limits)
-    assert box is not None, run.failure
-    return box, run
+@contextmanager
+def ready(cells: Sequence[str], limits: Limits = FAST) -> Iterator[tuple[Sandbox, NotebookRun]]:
+    with sandbox.started(cells, limits=limits) as (box, run):
+        assert box is not None, run.failure
+        yield box, run
 
 
 @pytest.fixture
@@ -40,8 +42,7 @@ def box() -> Iterator[Sandbox]:
         "        self.w = np.zeros(n)\n    def total(self):\n        return self.w.sum() + self.n",
         "def huge():\n    return np.ones(2**40)",
     ]
-    started_box, _ = started(cells)
-    with started_box:
+    with ready(cells) as (started_box, _):
         yield started_box
 
 
@@ -126,17 +127,14 @@ def test_memory_limit_turns_huge_allocation_into_memory_error(box: Sandbox) -> N
 
 
 def test_child_runs_numpy_with_one_blas_thread() -> None:
-    box, _ = started(
-        ["import os\ndef threads():\n    return os.environ.get('OPENBLAS_NUM_THREADS')"]
-    )
-    with box, box.session() as session:
+    cell = "import os\ndef threads():\n    return os.environ.get('OPENBLAS_NUM_THREADS')"
+    with ready([cell]) as (box, _), box.session() as session:
         assert session.call("threads") == "1"
 
 
 def test_cell_errors_are_reported_and_later_cells_still_run() -> None:
     cells = ["a = 1", "b = 1/0", "def f(:", "import sys; sys.exit(3)", "c = a + 1"]
-    box, run = started(cells)
-    with box:
+    with ready(cells) as (_, run):
         assert [cell.error_type for cell in run.cells] == [
             "",
             "ZeroDivisionError",
@@ -155,8 +153,7 @@ def test_ipython_syntax_is_skipped_not_fatal() -> None:
         "%%time\ny = 2",
         "get_ipython().run_line_magic('load_ext', 'autoreload')",
     ]
-    box, run = started(cells)
-    with box, box.session() as session:
+    with ready(cells) as (box, run), box.session() as session:
         assert all(cell.ok for cell in run.cells), run.cells
         assert session.get("x") == ("",)
         assert session.get("y") == (2,)
@@ -172,8 +169,7 @@ def test_matplotlib_runs_headless_when_installed() -> None:
     /root of mode 0700): the child sees it through its own root, or the grader refuses."""
     matplotlib = pytest.importorskip("matplotlib")
     cell = "import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.savefig('p.png')\nok = True"
-    box, run = started([cell])
-    with box:
+    with ready([cell]) as (_, run):
         assert run.cells[0].ok, run.cells[0].message
     if sandbox_user() is not None and not world_readable(Path(matplotlib.__file__).parent):
         assert run.confinement.startswith("namespaces"), run.confinement
@@ -191,8 +187,7 @@ def test_common_imports_work_at_call_time_whoever_runs_the_child() -> None:
         "    return statistics.mean([1, 2]) + float(fractions.Fraction(1, 2))"
         " + np.random.default_rng(0).random() * 0"
     )
-    box, _ = started([cell])
-    with box, box.session() as session:
+    with ready([cell]) as (box, _), box.session() as session:
         assert session.call("f") == 2.0
 
 
@@ -214,30 +209,28 @@ def test_only_common_modules_the_cells_mention_are_preloaded(
 
 
 def test_hanging_top_level_cell_is_skipped_and_the_rest_runs() -> None:
-    box, run = started(["a = 1", "while True: pass", "b = a + 1"])
-    with box, box.session() as session:
+    with ready(["a = 1", "while True: pass", "b = a + 1"]) as (box, run), box.session() as session:
         assert "did not finish" in run.cells[1].skipped
         assert session.get("b") == (2,)
 
 
 def test_top_level_exit_of_the_process_is_skipped() -> None:
-    box, run = started(["import os", "os._exit(0)", "b = 5"])
-    with box, box.session() as session:
+    with ready(["import os", "os._exit(0)", "b = 5"]) as (box, run), box.session() as session:
         assert run.cells[1].skipped and session.get("b") == (5,)
 
 
 def test_too_many_bad_cells_leave_the_notebook_unusable() -> None:
     limits = Limits(cell_seconds=0.5, notebook_seconds=20.0, cell_restarts=1)
-    box, run = sandbox.start(["while True: pass", "while True: pass"], limits=limits)
-    assert box is None and not run.ready
-    assert "cell 2" in run.failure
+    with sandbox.started(["while True: pass", "while True: pass"], limits=limits) as (box, run):
+        assert box is None and not run.ready
+        assert "cell 2" in run.failure
 
 
 def test_notebook_time_limit_is_total() -> None:
     limits = Limits(cell_seconds=5.0, notebook_seconds=1.0)
     began = time.monotonic()
-    box, run = sandbox.start(["import time\ntime.sleep(30)"], limits=limits)
-    assert box is None and "did not finish" in run.failure
+    with sandbox.started(["import time\ntime.sleep(30)"], limits=limits) as (box, run):
+        assert box is None and "did not finish" in run.failure
     assert time.monotonic() - began < 10
 
 
@@ -247,8 +240,7 @@ def test_notebook_time_limit_is_total() -> None:
 )
 def test_process_limit_stops_a_fork_bomb() -> None:
     cells = ["import os\ndef bomb():\n    while True:\n        os.fork()"]
-    box, _ = started(cells, Limits(call_seconds=5.0))
-    with box:
+    with ready(cells, Limits(call_seconds=5.0)) as (box, _):
         with box.session() as session, pytest.raises(StudentRaised) as raised:
             session.call("bomb")
         assert raised.value.is_a("BlockingIOError"), raised.value  # fork: no more processes
@@ -258,15 +250,103 @@ def test_process_limit_stops_a_fork_bomb() -> None:
 
 def test_file_size_limit_turns_a_huge_file_into_an_error() -> None:
     cells = ["def write(n):\n    with open('big', 'wb') as file:\n        file.write(b'x' * n)"]
-    box, _ = started(cells)
-    with box, box.session() as session, pytest.raises(StudentRaised) as raised:
+    with (
+        ready(cells) as (box, _),
+        box.session() as session,
+        pytest.raises(StudentRaised) as raised,
+    ):
         session.call("write", FAST.file_bytes + 1)
     assert raised.value.is_a("OSError") and "File too large" in raised.value.message
 
 
 def test_default_limits_are_generous_enough_for_numpy() -> None:
-    box, run = started(
-        ["import numpy as np\nx = np.ones((1000, 1000)) @ np.ones((1000, 10))"], LIMITS
-    )
-    with box:
+    cell = "import numpy as np\nx = np.ones((1000, 1000)) @ np.ones((1000, 10))"
+    with ready([cell], LIMITS) as (_, run):
         assert run.cells[0].ok, run.cells[0].message
+
+
+DICT_CELLS = [
+    "import collections\nimport numpy as np",
+    "def cache(n):\n"
+    "    return {'k': np.ones((n, 2)), 'v': np.zeros((n, 2), dtype=np.float32), 'len': n}",
+    "def doubled(d):\n    return {key: value * 2 for key, value in d.items()}",
+    "def kind(value):\n    return type(value).__name__",
+    "def fill(d):\n    d['new'] = np.ones(1)",
+    "class Keeper:\n    def __init__(self):\n        self.state = {'k': np.arange(3.0)}",
+    "class Liar(dict):\n"
+    "    __class__ = property(lambda self: dict)\n"
+    "    def items(self):\n        raise RuntimeError('items')\n"
+    "    def keys(self):\n        raise RuntimeError('keys')\n"
+    "    def __hash__(self):\n        raise RuntimeError('hash')\n"
+    "    def __eq__(self, other):\n        return True\n"
+    "    def __repr__(self):\n        raise RuntimeError('repr')",
+    "RETURNS = {\n"
+    "    'ordered': lambda: collections.OrderedDict(k=np.ones(1)),\n"
+    "    'defaultdict': lambda: collections.defaultdict(list),\n"
+    "    'subclass': lambda: Liar(k=1),\n"
+    "    'tuple-key': lambda: {(0, 1): np.ones(1)},\n"
+    "    'self-containing': lambda: (lambda d: d.update(me=d) or d)({}),\n"
+    "}\n"
+    "def returns(what):\n    return RETURNS[what]()",
+]
+
+
+@pytest.fixture(scope="module")
+def dicts() -> Iterator[Sandbox]:
+    with ready(DICT_CELLS) as (box, _):
+        yield box
+
+
+def test_a_dict_of_arrays_returned_by_the_student_arrives_as_a_dict(dicts: Sandbox) -> None:
+    with dicts.session() as session:
+        got = session.call("cache", 2)
+    assert isinstance(got, dict) and list(got) == ["k", "v", "len"]
+    assert got["k"].dtype == np.float64 and np.array_equal(got["k"], np.ones((2, 2)))
+    assert got["v"].dtype == np.float32 and got["v"].shape == (2, 2) and got["len"] == 2
+
+
+def test_a_dict_argument_arrives_in_the_student_s_code_as_a_dict(dicts: Sandbox) -> None:
+    with dicts.session() as session:
+        assert session.call("kind", {"k": np.ones(1)}) == "dict"
+        got = session.call("doubled", {"k": np.arange(2.0), 3: 1.5})
+        _, (after,) = session.call("fill", {"old": 1}, echo=True)
+    assert list(got) == ["k", 3] and np.array_equal(got["k"], [0.0, 2.0]) and got[3] == 3.0
+    assert list(after) == ["old", "new"] and np.array_equal(after["new"], [1.0])
+
+
+def test_a_dict_attribute_is_read_and_set_as_a_dict(dicts: Sandbox) -> None:
+    with dicts.session() as session:
+        keeper = session.call("Keeper", keep=True)
+        (state,) = session.get(keeper, "state")
+        session.set(keeper, {"state": {"k": np.zeros(1), "n": 1}})
+        (changed,) = session.get(keeper, "state")
+    assert isinstance(state, dict) and np.array_equal(state["k"], [0.0, 1.0, 2.0])
+    assert list(changed) == ["k", "n"] and np.array_equal(changed["k"], [0.0])
+
+
+@pytest.mark.parametrize(
+    ("what", "type_name", "text"),
+    [
+        ("ordered", "collections.OrderedDict", "OrderedDict("),
+        ("defaultdict", "collections.defaultdict", "defaultdict(<class 'list'>, {})"),
+        ("subclass", "Liar", "<unprintable>"),
+        ("tuple-key", "dict", "{(0, 1): array([1.])}"),
+    ],
+    ids=["ordered-dict", "defaultdict", "subclass-with-lying-methods", "tuple-key"],
+)
+def test_a_dict_the_wire_does_not_carry_arrives_opaque_and_the_worker_goes_on(
+    dicts: Sandbox, what: str, type_name: str, text: str
+) -> None:
+    with dicts.session() as session:
+        got = session.call("returns", what)
+        assert session.call("kind", 1) == "int"  # the same worker still answers
+    assert isinstance(got, Opaque) and (got.type_name, got.repr[: len(text)]) == (type_name, text)
+
+
+def test_a_dict_that_holds_itself_arrives_cut_at_the_depth_limit(dicts: Sandbox) -> None:
+    with dicts.session() as session:
+        got = session.call("returns", "self-containing")
+    for _ in range(6):
+        assert isinstance(got, dict) and list(got) == ["me"]
+        got = got["me"]
+    assert got == Opaque("dict", "{'me': {...}}")

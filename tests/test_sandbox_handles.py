@@ -24,9 +24,8 @@ CELLS = [
 
 @pytest.fixture(scope="module")
 def box() -> Iterator[Sandbox]:
-    started, run = sandbox.start(CELLS, limits=FAST)
-    assert started is not None, run.failure
-    with started:
+    with sandbox.started(CELLS, limits=FAST) as (started, run):
+        assert started is not None, run.failure
         yield started
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import socket
 import struct
@@ -12,7 +13,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from autograder.wire import Opaque, WireError, clean_text, decode, encode, recv_frame, send_frame
+from autograder.sandbox.wire import (
+    Opaque,
+    WireError,
+    clean_text,
+    decode,
+    encode,
+    recv_frame,
+    send_frame,
+)
 
 
 def roundtrip(value: object) -> object:
@@ -66,10 +75,9 @@ def test_numpy_scalar_becomes_0d_array() -> None:
     [
         (np.array([1 + 2j]), "ndarray of dtype complex128"),
         (np.array([object()], dtype=object), "ndarray of dtype object"),
-        ({"a": 1}, "dict"),
         (object(), "object"),
     ],
-    ids=["complex", "object-array", "dict", "object"],
+    ids=["complex", "object-array", "object"],
 )
 def test_non_data_values_travel_as_opaque(value: object, type_name: str) -> None:
     got = roundtrip(value)
@@ -84,6 +92,248 @@ class _Hostile:
 def test_hostile_repr_does_not_break_encoding() -> None:
     got = roundtrip(_Hostile())
     assert isinstance(got, Opaque) and got.repr == "<unprintable>"
+
+
+def same(got: object, expected: object) -> bool:
+    """Whether `got` is `expected`: the same types all the way down, arrays of the same dtype,
+    shape and values, dicts with the same keys in the same order."""
+    if type(got) is not type(expected):
+        return False
+    if isinstance(expected, np.ndarray):
+        assert isinstance(got, np.ndarray)
+        return got.dtype == expected.dtype and np.array_equal(got, expected)
+    if isinstance(expected, dict):
+        assert isinstance(got, dict)
+        return list(got) == list(expected) and all(same(got[k], v) for k, v in expected.items())
+    if isinstance(expected, (tuple, list)):
+        assert isinstance(got, (tuple, list))
+        return len(got) == len(expected) and all(map(same, got, expected))
+    return got == expected
+
+
+def nested_dicts(depth: int) -> dict[str, object]:
+    """{"a": {"a": ... {"a": 1}}}, `depth` dicts deep."""
+    value: object = 1
+    for _ in range(depth):
+        value = {"a": value}
+    assert isinstance(value, dict)
+    return value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {},
+        {"k": np.arange(6.0).reshape(2, 3), "v": np.zeros(2, dtype=np.float32)},
+        {0: "zero", -5: "minus five", (1 << 63) - 1: "largest"},
+        {"1": "the string", 1: "the int"},
+        {"cache": {"k": np.ones((1, 2)), "v": np.zeros((1, 2))}, "seq_len": 1},
+        {"pair": (1, 2.0), "list": [None, True], "inf": float("inf"), "text": "x"},
+        [{"a": 1}, ({"b": np.array([True])},)],
+        {"b": 1, "a": 2, "c": 3},
+        {str(index): index for index in range(256)},
+        {"ключ \U0001f511": 1, "k" * 300: 2},
+        nested_dicts(6),
+    ],
+    ids=[
+        "empty",
+        "str-keys-of-arrays",
+        "int-keys",
+        "str-and-int-keys-stay-apart",
+        "nested",
+        "sequences-and-scalars",
+        "inside-a-list-and-a-tuple",
+        "order-kept",
+        "256-entries",
+        "unicode-and-300-character-keys",
+        "6-deep",
+    ],
+)
+def test_dicts_round_trip(value: object) -> None:
+    got = roundtrip(value)
+    assert same(got, value), got
+
+
+class _LyingDict(dict):  # type: ignore[type-arg]
+    """A dict whose every method lies or raises, and which claims to be a plain dict."""
+
+    __class__ = property(lambda self: dict)
+
+    def items(self):  # type: ignore[no-untyped-def]
+        raise RuntimeError("items")
+
+    def keys(self):  # type: ignore[no-untyped-def]
+        raise RuntimeError("keys")
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        raise RuntimeError("iter")
+
+    def __len__(self) -> int:
+        return 0
+
+    def __getitem__(self, key: object) -> object:
+        return "forged"
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        raise RuntimeError("hash")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("repr")
+
+
+class _SneakyStr(str):
+    """A str key equal to everything, whose repr raises."""
+
+    __hash__ = str.__hash__
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        raise RuntimeError("repr")
+
+
+class _SneakyInt(int):
+    """An int key equal to everything."""
+
+    __hash__ = int.__hash__
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    ("value", "type_name", "text"),
+    [
+        (collections.OrderedDict(a=1), "collections.OrderedDict", "OrderedDict("),
+        (collections.defaultdict(list, a=[1]), "collections.defaultdict", "defaultdict("),
+        (collections.Counter("aab"), "collections.Counter", "Counter({'a': 2, 'b': 1})"),
+        (_LyingDict(a=1), "_LyingDict", "<unprintable>"),
+        ({(1, 2): 3}, "dict", "{(1, 2): 3}"),
+        ({1.5: 1}, "dict", "{1.5: 1}"),
+        ({True: 1}, "dict", "{True: 1}"),
+        ({None: 1}, "dict", "{None: 1}"),
+        ({_SneakyStr("k"): 1}, "dict", "<unprintable>"),
+        ({_SneakyInt(1): 1}, "dict", "{1: 1}"),
+        ({"k" * 301: 1}, "dict", "{'kkk"),
+        ({"\ud800": 1}, "dict", r"{'\ud800': 1}"),
+        ({1 << 63: 1}, "dict", "{9223372036854775808: 1}"),
+        ({-(1 << 63) - 1: 1}, "dict", "{-9223372036854775809: 1}"),
+        ({str(index): index for index in range(257)}, "dict", "{'0': 0, '1': 1"),
+    ],
+    ids=[
+        "ordered-dict",
+        "defaultdict",
+        "counter",
+        "subclass-with-lying-methods",
+        "tuple-key",
+        "float-key",
+        "bool-key",
+        "none-key",
+        "str-subclass-key",
+        "int-subclass-key",
+        "key-of-301-characters",
+        "key-with-a-lone-surrogate",
+        "key-beyond-64-bits",
+        "key-below-64-bits",
+        "257-entries",
+    ],
+)
+def test_dicts_the_wire_does_not_carry_travel_as_opaque(
+    value: dict[object, object], type_name: str, text: str
+) -> None:
+    got = roundtrip(value)
+    assert isinstance(got, Opaque), got
+    assert got.type_name.endswith(type_name) and got.repr.startswith(text), got
+
+
+def test_a_dict_too_deep_ends_in_an_opaque_dict() -> None:
+    got = roundtrip(nested_dicts(7))
+    for _ in range(6):
+        assert isinstance(got, dict) and list(got) == ["a"]
+        got = got["a"]
+    assert got == Opaque("dict", "{'a': 1}")
+
+
+def test_values_of_a_dict_are_encoded_like_any_other() -> None:
+    got = roundtrip({"f": _Hostile(), "c": 1 + 2j, "a": np.array([1 + 2j])})
+    assert isinstance(got, dict) and list(got) == ["f", "c", "a"]
+    assert isinstance(got["f"], Opaque) and got["f"].type_name.endswith("_Hostile")
+    assert got["f"].repr == "<unprintable>"
+    assert got["c"] == Opaque("complex", "(1+2j)")
+    assert got["a"] == Opaque("ndarray of dtype complex128", "")
+
+
+NONE: dict[str, object] = {"t": "none"}
+
+
+def forged_nested(depth: int) -> dict[str, object]:
+    """A dict node holding a dict node ... `depth` deep, with None inside."""
+    node: dict[str, object] = NONE
+    for _ in range(depth):
+        node = {"t": "dict", "items": [["a", node]]}
+    return node
+
+
+def test_a_dict_node_as_deep_as_the_encoder_sends_is_accepted() -> None:
+    expected: object = None
+    for _ in range(6):
+        expected = {"a": expected}
+    assert decode(forged_nested(6), []) == expected
+
+
+FORGED_DICTS = {
+    "no-items": {"t": "dict"},
+    "items-a-string": {"t": "dict", "items": "ab"},
+    "items-an-object": {"t": "dict", "items": {"a": NONE}},
+    "entry-of-one": {"t": "dict", "items": [["a"]]},
+    "entry-of-three": {"t": "dict", "items": [["a", NONE, NONE]]},
+    "entry-an-object": {"t": "dict", "items": [{"a": NONE}]},
+    "float-key": {"t": "dict", "items": [[1.5, NONE]]},
+    "bool-key": {"t": "dict", "items": [[True, NONE]]},
+    "null-key": {"t": "dict", "items": [[None, NONE]]},
+    "list-key": {"t": "dict", "items": [[["a"], NONE]]},
+    "node-as-key": {"t": "dict", "items": [[{"t": "str", "v": "a"}, NONE]]},
+    "key-of-301-characters": {"t": "dict", "items": [["k" * 301, NONE]]},
+    "key-beyond-64-bits": {"t": "dict", "items": [[1 << 63, NONE]]},
+    "key-of-5000-digits": {"t": "dict", "items": [[10**5000, NONE]]},
+    "repeated-key": {"t": "dict", "items": [["a", NONE], ["a", {"t": "int", "v": 1}]]},
+    "repeated-int-key": {"t": "dict", "items": [[7, NONE], [7, NONE]]},
+    "repeated-once-cleaned": {"t": "dict", "items": [["\ud800", NONE], ["\udfff", NONE]]},
+    "value-not-a-node": {"t": "dict", "items": [["a", "x"]]},
+    "value-malformed": {"t": "dict", "items": [["a", {"t": "int", "v": "3"}]]},
+    "value-array-without-buffer": {
+        "t": "dict",
+        "items": [["a", {"t": "array", "dtype": "<f8", "shape": [1], "buf": 3}]],
+    },
+    "257-entries": {"t": "dict", "items": [[str(i), NONE] for i in range(257)]},
+    "7-deep": forged_nested(7),
+}
+
+
+@pytest.mark.parametrize("node", list(FORGED_DICTS.values()), ids=list(FORGED_DICTS))
+def test_decode_refuses_forged_dicts(node: object) -> None:
+    with pytest.raises(WireError):
+        decode(node, [b"\0" * 8])
+
+
+@pytest.mark.parametrize(
+    ("node", "message"),
+    [
+        (FORGED_DICTS["float-key"], "dict key 1.5 is not a str of at most 300 characters"),
+        (FORGED_DICTS["key-of-5000-digits"], "dict key <unprintable> is not a str"),
+        (FORGED_DICTS["repeated-key"], "dict key 'a' is repeated"),
+        (FORGED_DICTS["repeated-once-cleaned"], "dict key '\ufffd' is repeated"),
+        (FORGED_DICTS["entry-of-three"], "a dict entry is not a \\[key, value\\]"),
+    ],
+    ids=["float-key", "key-of-5000-digits", "repeated-key", "repeated-once-cleaned", "entry"],
+)
+def test_forged_dict_errors_name_the_key(node: object, message: str) -> None:
+    with pytest.raises(WireError, match=message):
+        decode(node, [])
 
 
 ARRAY = {"t": "array", "dtype": "<f8", "shape": [2], "buf": 0}
@@ -231,13 +481,19 @@ _JSON = st.recursive(
     max_leaves=20,
 )
 _NODE = st.fixed_dictionaries(
-    {"t": st.sampled_from(["none", "bool", "int", "float", "str", "array", "list", "object"])},
+    {
+        "t": st.sampled_from(
+            ["none", "bool", "int", "float", "str", "array", "list", "dict", "object"]
+        )
+    },
     optional={
         "v": _JSON,
         "dtype": st.sampled_from(["<f8", "f1", "|b1", "<i16", "O"]) | _JSON,
         "shape": st.lists(st.integers(min_value=-2, max_value=1 << 64), max_size=4) | _JSON,
         "buf": st.integers(-1, 2) | _JSON,
-        "items": st.lists(_JSON, max_size=3) | _JSON,
+        "items": st.lists(_JSON, max_size=3)
+        | st.lists(st.lists(st.text(max_size=2) | st.integers() | _JSON, max_size=3), max_size=3)
+        | _JSON,
         "type": _JSON,
         "repr": _JSON,
     },
@@ -254,7 +510,7 @@ def test_decode_raises_only_wire_errors_whatever_it_is_given(
     except WireError:
         return
     assert value is None or isinstance(
-        value, (bool, int, float, str, tuple, list, np.ndarray, Opaque)
+        value, (bool, int, float, str, tuple, list, dict, np.ndarray, Opaque)
     )
 
 

@@ -59,8 +59,7 @@ from autograder.judging import (
     student,
 )
 from autograder.rubric import C, CheckFailed, Item, Rubric, Visibility
-from autograder.sandbox import Handle, Session, StudentRaised
-from autograder.wire import Opaque
+from autograder.sandbox import Handle, Opaque, Session, StudentRaised
 
 __all__ = ["GRADE_CELLS", "HINTS", "POINTS", "RUBRIC", "VISIBILITY"]
 

@@ -2,8 +2,18 @@
 
 A frame is a 4-byte big-endian header length, a UTF-8 JSON header, then the raw bytes of the
 buffers the header lists. Values travel as a small JSON tree whose leaves are scalars, strings
-or arrays (dtype string, shape and the index of a raw buffer). Nothing on the wire is ever
-unpickled or executed: `decode` builds plain NumPy arrays from validated bytes.
+or arrays (dtype string, shape and the index of a raw buffer), and whose inner nodes are
+tuples, lists and dicts. Nothing on the wire is ever unpickled or executed: `decode` builds
+plain NumPy arrays from validated bytes, and plain containers of them.
+
+What travels as data, both ways: None, bool, int, float, str (cut at 300 characters), real and
+boolean NumPy arrays and scalars, and, nested at most 6 deep, exact tuples, lists (their first
+256 items) and dicts. A dict travels only if it is exactly a `dict` with at most 256 entries
+whose keys are all exactly `str` (at most 300 characters, no lone surrogate) or exactly `int`
+(64-bit); the entries keep their order. Anything else travels as an `Opaque` (its type name and
+a short repr), dict subclasses included (`OrderedDict`, `defaultdict`, a class of the
+student's): the wire never calls a method of theirs (`items`, `keys`, `__eq__`, `__hash__`), so
+none can break the encoding or make the dict look other than it is.
 
 The rule for anything received: `recv_frame` and `decode` raise `WireError`, and only
 `WireError`, for whatever the other side sends (bytes that are not UTF-8, JSON that is not
@@ -12,7 +22,7 @@ reply costs the call it answers and nothing else. Strings arrive as valid Unicod
 surrogate (which JSON's `\\udXXX` escapes can carry) becomes U+FFFD, so no text from the other
 side can make a later `encode("utf-8")` fail.
 
-This module is also sent, as source text, to the sandboxed child (see `sandbox.py`), so it
+This module is also sent, as source text, to the sandboxed child (see `launch.py`), so it
 imports only the standard library and NumPy, and nothing from the `autograder` package.
 """
 
@@ -41,6 +51,7 @@ __all__ = [
 _LENGTH = struct.Struct("!I")
 _MAX_DEPTH = 6
 _MAX_ITEMS = 256
+_MAX_KEY = 1 << 63
 _MAX_DIMS = 8
 _MAX_DIM = 1 << 48
 _MAX_BUFFERS = 1 << 14
@@ -166,7 +177,22 @@ def encode(value: object, buffers: list[bytes], depth: int = 0) -> dict[str, Any
             "items": [encode(item, buffers, depth + 1) for item in items[:_MAX_ITEMS]],
             "length": len(items),
         }
+    if type(value) is dict and depth < _MAX_DEPTH and len(value) <= _MAX_ITEMS:
+        pairs = list(value.items())  # an exact dict: none of the student's methods runs
+        if all(map(_is_key, [key for key, _ in pairs])):
+            return {
+                "t": "dict",
+                "items": [[key, encode(item, buffers, depth + 1)] for key, item in pairs],
+            }
     return {"t": "object", "type": _type_name(value), "repr": _safe_repr(value)}
+
+
+def _is_key(key: object) -> bool:
+    """Whether a dict key travels as it is: an exact str that needs no cutting or cleaning,
+    or an exact 64-bit int."""
+    if type(key) is str:
+        return len(key) <= _REPR_CHARS and _SURROGATE.search(key) is None
+    return type(key) is int and -_MAX_KEY <= key < _MAX_KEY
 
 
 def _expect(condition: bool, what: str) -> None:
@@ -208,12 +234,36 @@ def decode(node: object, buffers: list[bytes], depth: int = 0) -> object:
         assert isinstance(items, list)
         decoded = [decode(item, buffers, depth + 1) for item in items]
         return tuple(decoded) if kind == "tuple" else decoded
+    if kind == "dict":
+        return _decode_dict(node, buffers, depth)
     if kind == "object":
         type_name, text = node.get("type"), node.get("repr", "")
         _expect(type(type_name) is str and type(text) is str, "bad object")
         assert type(type_name) is str and type(text) is str
         return Opaque(clean_text(type_name[:_REPR_CHARS]), clean_text(text[:_REPR_CHARS]))
     raise WireError(f"unknown value kind {kind!r}")
+
+
+def _decode_dict(node: dict[str, Any], buffers: list[bytes], depth: int) -> dict[object, object]:
+    """A dict from its entries, [key, value] each: keys a str or a 64-bit int, none repeated."""
+    items = node.get("items")
+    _expect(isinstance(items, list) and len(items) <= _MAX_ITEMS, "bad dict")
+    assert isinstance(items, list)
+    found: dict[object, object] = {}
+    for item in items:
+        _expect(isinstance(item, list) and len(item) == 2, "a dict entry is not a [key, value]")
+        key, value = item
+        if type(key) is str and len(key) <= _REPR_CHARS:
+            key = clean_text(key)
+        elif not (type(key) is int and -_MAX_KEY <= key < _MAX_KEY):
+            raise WireError(
+                f"dict key {_safe_repr(key)[:40]} is not a str of at most {_REPR_CHARS} "
+                "characters or a 64-bit int"
+            )
+        if key in found:
+            raise WireError(f"dict key {_safe_repr(key)[:40]} is repeated")
+        found[key] = decode(value, buffers, depth + 1)
+    return found
 
 
 def _decode_array(node: dict[str, Any], buffers: list[bytes]) -> np.ndarray:

@@ -1,9 +1,9 @@
 """The sandboxed child: runs a submission's cells once, then forks one worker per session.
 
-This file is not imported by the grader. `sandbox.py` sends it, together with `wire.py`, as the
-source text of `python -I -c ...`, so the child needs nothing from the grader's installation
-(on Gradescope the child's user cannot read it). Everything the child says is untrusted: the
-parent validates every frame, and judges results in its own process.
+This file is not imported by the grader. `launch.py` sends it, together with `wire.py` and
+`_jail.py`, as the source text of `python -I -c ...`, so the child needs nothing from the
+grader's installation (on Gradescope the child's user cannot read it). Everything the child
+says is untrusted: the parent validates every frame, and judges results in its own process.
 
 Protocol on the control socket (the zygote, i.e. the child after running the cells):
   parent -> child   frame {"cells": [...], "skip": [...], "limits": {...}, "confinement": {...}}
@@ -33,7 +33,7 @@ import traceback
 import types
 from typing import Any
 
-from autograder._jail import (  # child: provided inline
+from autograder.sandbox._jail import (  # child: provided inline
     JailError,  # child: provided inline
     deny_sockets,  # child: provided inline
     drop_capabilities,  # child: provided inline
@@ -43,7 +43,12 @@ from autograder._jail import (  # child: provided inline
     scope_signals,  # child: provided inline
     trim_scratch,  # child: provided inline
 )  # child: provided inline
-from autograder.wire import decode, encode, recv_frame, send_frame  # child: provided inline
+from autograder.sandbox.wire import (  # child: provided inline
+    decode,  # child: provided inline
+    encode,  # child: provided inline
+    recv_frame,  # child: provided inline
+    send_frame,  # child: provided inline
+)  # child: provided inline
 
 _TRACE_CHARS = 2000
 _INJECTED = ("get_ipython", "display")

@@ -1,6 +1,6 @@
 """Kernel confinement the sandboxed child applies to itself: namespaces, a new root, seccomp.
 
-Like `_child.py`, this file is not imported by the grader: `sandbox.py` sends its source text to
+Like `_child.py`, this file is not imported by the grader: `launch.py` sends its source text to
 the child, so it uses only the standard library (ctypes for the system calls Python 3.10 lacks).
 
 Namespace mode, the process tree (pids as the child sees them):

@@ -1,0 +1,214 @@
+"""A session: the calls of one rubric item into one worker, each with a deadline.
+
+The session speaks the wire protocol (`wire.py`) with its worker and turns whatever comes back
+into plain values, a `Handle`, `StudentRaised` or `WorkerLost`; a reply that breaks the
+protocol loses the worker (the item's session is over), never the grader. Of the sandbox it
+needs only `Zygote`: the limits, and how a lost worker ended.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from autograder.sandbox.processes import kill_group, signal_name
+from autograder.sandbox.values import Handle, StudentRaised, Then, WorkerLost
+from autograder.sandbox.wire import WireError, decode, encode, recv_frame, send_frame
+from autograder.settings import Limits
+
+__all__ = ["Session", "WorkerStatus", "Zygote"]
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    """How a worker ended, as the zygote (its parent) saw it; None where it did not say."""
+
+    signal: int | None = None
+    """The signal that killed it."""
+    code: int | None = None
+    """Its exit code."""
+
+
+class Zygote(Protocol):
+    """What a session needs of the sandbox that forked its worker."""
+
+    @property
+    def limits(self) -> Limits:
+        """The limits of every call (`call_seconds`, `item_seconds`, `message_bytes`)."""
+        ...
+
+    def worker_status(self, inner: int) -> WorkerStatus:
+        """How the worker numbered `inner` by the child ended (empty if it did not say)."""
+        ...
+
+
+class Session:
+    """Calls into one worker. Every call has a deadline; a lost worker ends the session.
+
+    Made by `Sandbox.session`; `lost` says why the session is over ("" while it is not).
+    """
+
+    def __init__(
+        self,
+        zygote: Zygote,
+        sock: socket.socket,
+        pid: int,
+        deadline: float | None,
+        *,
+        inner: int = 0,
+        lost: str = "",
+    ):
+        self._zygote, self._sock, self.pid = zygote, sock, pid
+        self.inner = inner or pid
+        """The worker's pid as the child numbers it (its PID namespace, if it has one)."""
+        self._deadline = deadline
+        self.lost = lost
+
+    def call(
+        self,
+        target: str | Handle,
+        *args: object,
+        attr: str = "",
+        keep: bool = False,
+        echo: bool = False,
+        assign: Mapping[str, object] | None = None,
+        then: Then | None = None,
+        **kwargs: object,
+    ) -> Any:
+        """Call the student's `target` (a name, or `attr` of a handle) with plain values
+        (what `wire.py` carries: arrays, scalars, tuples, lists and dicts of them).
+
+        `keep` leaves the result in the worker and returns a `Handle` to it; `assign` sets
+        dotted attributes on the result first (one round trip); `then`, with `keep`, also calls
+        a method of the kept result in the same round trip and returns `(handle, its value)`
+        (e.g. build an instance and call its `forward`); `echo` also returns the
+        arguments as they are after the call (to see in-place changes). An argument may be a
+        `Handle` of this session: the worker passes the object it stands for (e.g. a student's
+        cache to the student's `forward`), as an argument itself only (inside a tuple, list or
+        dict it travels as an opaque value).
+        """
+        header: dict[str, Any] = {"op": "call", "target": self._target(target, attr)}
+        buffers: list[bytes] = []
+        header["args"] = [_argument(a, buffers) for a in args]
+        header["kwargs"] = {k: _argument(v, buffers) for k, v in kwargs.items()}
+        header["assign"] = {k: encode(v, buffers) for k, v in (assign or {}).items()}
+        header["keep"], header["echo"] = keep, echo
+        if then is not None:
+            if not keep:
+                raise ValueError("`then` calls a method of a kept result: pass keep=True too")
+            header["then"] = {
+                "attr": then.attr,
+                "args": [_argument(a, buffers) for a in then.args],
+                "kwargs": {k: _argument(v, buffers) for k, v in then.kwargs.items()},
+            }
+        reply, received = self._exchange(header, buffers)
+        if keep:
+            handle = reply.get("handle")
+            if not isinstance(handle, dict) or type(handle.get("handle")) is not int:
+                raise self._lose("the worker sent a malformed handle")
+            kept = Handle(handle["handle"], str(handle.get("type", "?"))[:100])
+            if then is not None:
+                return kept, self._decode(reply.get("value"), received)
+            return kept
+        value = self._decode(reply.get("value"), received)
+        if echo:
+            echoed = reply.get("echo")
+            if not isinstance(echoed, list):
+                raise self._lose("the worker did not echo the arguments")
+            return value, [self._decode(node, received) for node in echoed]
+        return value
+
+    def get(self, target: str | Handle, *attrs: str) -> tuple[Any, ...]:
+        """Read dotted attributes (e.g. `head_dim`, `q_proj.weight`) in one round trip."""
+        header = {"op": "get", "target": self._target(target, ""), "attrs": list(attrs) or [""]}
+        reply, received = self._exchange(header, [])
+        values = self._decode(reply.get("value"), received)
+        if not isinstance(values, tuple) or len(values) != len(header["attrs"]):
+            raise self._lose("the worker sent a malformed reply to a read")
+        return values
+
+    def set(self, target: Handle, values: Mapping[str, object]) -> None:
+        """Assign values to dotted attributes of a worker object (e.g. `q_proj.weight`)."""
+        buffers: list[bytes] = []
+        nodes = {attr: encode(value, buffers) for attr, value in values.items()}
+        self._exchange({"op": "set", "target": self._target(target, ""), "values": nodes}, buffers)
+
+    @staticmethod
+    def _target(target: str | Handle, attr: str) -> dict[str, Any]:
+        if isinstance(target, Handle):
+            return {"handle": target.id, "attr": attr}
+        return {"name": target, "attr": attr}
+
+    def _decode(self, node: object, buffers: list[bytes]) -> object:
+        try:
+            return decode(node, buffers)
+        except WireError as error:
+            raise self._lose(f"the worker sent an invalid value ({error})") from None
+
+    def _lose(self, reason: str) -> WorkerLost:
+        self.lost = reason
+        if self.pid:
+            kill_group(self.pid)
+        return WorkerLost(reason)
+
+    def _exchange(
+        self, header: dict[str, Any], buffers: list[bytes]
+    ) -> tuple[dict[str, Any], list[bytes]]:
+        if self.lost:
+            raise WorkerLost(self.lost)
+        limits = self._zygote.limits
+        timeout = limits.call_seconds
+        late = "the time for this check ran out"
+        if self._deadline is not None:
+            timeout = min(timeout, self._deadline - time.monotonic())
+            if timeout <= 0:
+                raise self._lose(late)
+            if timeout < limits.call_seconds:
+                late += f" during a call ({limits.item_seconds:g} s for all of its calls)"
+        try:
+            self._sock.settimeout(timeout)
+            send_frame(self._sock, header, buffers)
+            reply, received = recv_frame(self._sock, max_total=limits.message_bytes)
+        except TimeoutError:
+            if timeout < limits.call_seconds:  # the item's deadline, not the call's limit
+                raise self._lose(late) from None
+            raise self._lose(f"a call did not return within {timeout:g} s") from None
+        except WireError as broken:
+            raise self._lose(f"the worker broke the protocol ({broken})") from None
+        except (EOFError, OSError):
+            self._sock.close()
+            raise self._lose(self._crash_reason()) from None
+        if reply.get("ok") is True:
+            return reply, received
+        raised = reply.get("error")
+        if reply.get("ok") is not False or not isinstance(raised, dict):
+            raise self._lose("the worker sent a malformed reply")
+        bases = raised.get("bases")
+        raise StudentRaised(
+            str(raised.get("type", "Exception"))[:100],
+            [str(b)[:100] for b in bases] if isinstance(bases, list) else [],
+            str(raised.get("message", ""))[:2000],
+            str(raised.get("where", ""))[:200],
+            str(raised.get("traceback", ""))[-4000:],
+        )
+
+    def _crash_reason(self) -> str:
+        status = self._zygote.worker_status(self.inner)
+        if status.signal == signal.SIGKILL:
+            return "the process was killed (SIGKILL), usually for using too much memory"
+        if status.signal is not None:
+            return f"the process crashed with signal {signal_name(status.signal)}"
+        if status.code is not None:
+            return f"the process exited (exit code {status.code}) instead of returning"
+        return "the process stopped answering"
+
+
+def _argument(value: object, buffers: list[bytes]) -> dict[str, Any]:
+    """An argument on the wire: a handle by its id, anything else as data."""
+    if isinstance(value, Handle):
+        return {"t": "handle", "handle": value.id}
+    return encode(value, buffers)
