@@ -123,6 +123,22 @@ def test_the_notebook_s_solution_is_the_reference() -> None:
         assert np.array_equal(namespace["softmax"](x, axis=axis), ours["softmax"](x, axis=axis))
 
 
+def test_the_notebook_has_one_grade_cell_per_item_worth_a_tenth_of_it(exercise: Exercise) -> None:
+    nb = nbformat.read(str(MASTER), as_version=4)
+    cells = {
+        meta["grade_id"]: meta.get("points")
+        for meta in (c.metadata.get("nbgrader", {}) for c in nb.cells)
+        if meta.get("grade") and not meta.get("solution")
+    }
+    rubric = exercise.rubric
+    assert set(cells) == set(rubric.grade_cells)
+    points = {item.id: item.points for item in rubric.items}
+    assert {cell: sum(points[i] for i in ids) / 10 for cell, ids in rubric.grade_cells.items()} == (
+        cells
+    )
+    assert rubric.total_points == 100
+
+
 # --- grade and check from the command line ----------------------------------------------------
 
 
