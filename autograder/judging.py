@@ -135,11 +135,19 @@ def fail(
     got: str = "",
     inputs: str = "",
     snippet: str = "",
+    mistake: str = "",
 ) -> NoReturn:
-    """Raise `CheckFailed` with a `Failure` built from the arguments (hint computed now)."""
+    """Raise `CheckFailed` with a `Failure` built from the arguments (hint computed now);
+    `mistake` is the id of the known mistake the hint names ("" when it states facts)."""
     raise CheckFailed(
         Failure(
-            summary, inputs=inputs, snippet=snippet, expected=expected, got=got, hint=_hint(hint)
+            summary,
+            inputs=inputs,
+            snippet=snippet,
+            expected=expected,
+            got=got,
+            hint=_hint(hint),
+            mistake=mistake,
         )
     )
 
@@ -243,15 +251,17 @@ def assert_close(
     snippet: Callable[[], str] | None = None,
     expr: str = "",
     against: str = "",
+    mistake: str = "",
 ) -> None:
     """Fail unless `got` is within `tol` of `expected` (same shape); the message names the
     first differing index with both values, and shows both sides around it.
 
-    The hint is `hint` (computed now), or `explain`'s diagnosis (computed once, on the final
-    failure: see `explained`). `snippet` gives lines that rebuild the call(s) in a notebook
-    cell; the failure's snippet then ends with the comparison that fails, on `expr` (the
-    variable holding `got` there, default `name`). `against`, when the student's code is
-    compared with itself, names `expected` there: neither side is then labelled "Expected".
+    The hint is `hint` (computed now; `mistake` is the id of the known mistake it names), or
+    `explain`'s diagnosis (computed once, on the final failure: see `explained`). `snippet`
+    gives lines that rebuild the call(s) in a notebook cell; the failure's snippet then ends
+    with the comparison that fails, on `expr` (the variable holding `got` there, default
+    `name`). `against`, when the student's code is compared with itself, names `expected`
+    there: neither side is then labelled "Expected".
     """
     if got.shape != expected.shape:
         fail(
@@ -292,7 +302,7 @@ def assert_close(
     )
     if explain is not None:
         raise CheckFailed(failure, explain=explained(explain))
-    raise CheckFailed(replace(failure, hint=_hint(hint)))
+    raise CheckFailed(replace(failure, hint=_hint(hint), mistake=mistake))
 
 
 def assert_equal(got: object, expected: object, name: str, *, hint: Hint = "") -> None:

@@ -550,8 +550,8 @@ def test_the_sandbox_s_plan_hides_the_package_and_the_reference(
     """Whatever the mode (and wherever the package is installed: in site-packages, which the
     child may read, when it is not an editable install), no folder the child may read holds
     the exercise's package or its reference."""
-    from autograder.confinement import plan
     from autograder.sandbox import default_secrets
+    from autograder.sandbox.confinement import plan
 
     hidden = catalog.hidden_paths(exercise)
     assert set(hidden) == {PACKAGE, REFERENCE}

@@ -156,7 +156,7 @@ from autograder.catalog import rubric_of
 from autograder.secret import load_secret
 
 found = {}
-for item in rubric_of("attention").items:
+for item in rubric_of("autograder/exercises/attention").items:  # the zip has no entry points
     if item.strategy is None:  # exhaustive cases only: nothing drawn
         continue
     seen = []
@@ -243,7 +243,10 @@ if LEAKS:
 
 def test_a_zip_grades_the_exercise_it_was_built_for(tmp_path: Path) -> None:
     root = unpacked(tmp_path / "autograder", "kv_cache")
-    assert "--exercise kv_cache" in (root / "run_autograder").read_text(encoding="utf-8")
+    script = (root / "run_autograder").read_text(encoding="utf-8")
+    assert '--exercise "$ROOT/source/autograder/exercises/kv_cache"' in script
+    shipped = {p.name for p in (root / "source" / "autograder" / "exercises").iterdir()}
+    assert "kv_cache" in shipped and "attention" not in shipped  # only its own exercise
     (root / "submission").mkdir()
     shutil.copy2(ROOT / "examples" / "kv_cache.ipynb", root / "submission" / "kv_cache.ipynb")
     done = subprocess.run(

@@ -90,7 +90,9 @@ def test_the_kit_holds_no_solution_and_no_oracle(kit: Path) -> None:
         sources = {n: archive.read(n).decode() for n in names if n.endswith(".py")}
     assert BANK in names and "attention-checker/autograder/kit.json" in names
     assert "attention-checker/pyproject.toml" in names
-    assert not [n for n in names if "solutions" in n or n.endswith("/oracle.py")]
+    assert not [
+        n for n in names if "solutions" in n or n.endswith("/exercises/attention/oracle.py")
+    ]
     assert not [n for n in names if "/exercises/kv_cache/" in n]  # one exercise per kit
     reference = (ROOT / "solutions" / "attention.py").read_text(encoding="utf-8")
     code = {
@@ -431,7 +433,8 @@ def test_a_kv_cache_kit_checks_its_own_exercise_by_default(tmp_path: Path) -> No
     with zipfile.ZipFile(out) as archive:
         names = archive.namelist()
     assert "kv_cache-checker/autograder/kit_bank.json.gz" in names
-    assert not any(name.endswith("/oracle.py") or "/attention/" in name for name in names)
+    assert not any(name.endswith("kv_cache/oracle.py") or "/attention/" in name for name in names)
+    assert "kv_cache-checker/autograder/exercises/kv_cache/rubric.py" in names
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
