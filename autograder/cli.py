@@ -16,6 +16,7 @@ from pathlib import Path
 
 from autograder import catalog
 from autograder.batch import Progress, discover, grade_all, summary, write_csv
+from autograder.classreport import write_class_report
 from autograder.errors import ConfigError, GraderError
 from autograder.exercise import Exercise
 from autograder.gradescope import DEFAULT_ROOT
@@ -23,8 +24,10 @@ from autograder.gradescope import run as run_gradescope
 from autograder.markup import terminal
 from autograder.packaging import build_zip
 from autograder.pipeline import grade, ungraded
+from autograder.regrade import compare, render_diff
 from autograder.report import render_check, render_text, write_results
 from autograder.secret import ensure_secret
+from autograder.stored import read_batch
 from autograder.submission import read_submission
 
 __all__ = ["main"]
@@ -120,6 +123,19 @@ def _parser() -> argparse.ArgumentParser:
         "--gradebook", type=Path, help="also write the scores into this nbgrader gradebook.db"
     )
 
+    diff_parser = commands.add_parser(
+        "diff",
+        help="compare two batch outputs: whose points changed, by how much",
+        description="Compare two batch outputs (e.g. before and after a rubric or tolerance "
+        "change): per student the items whose points changed and by how much, items whose "
+        "worth changed, students in only one of them, and how many went up, down or stayed. "
+        "Exits 0 when nothing changed, 1 when something did, 2 when an output cannot be read.",
+        epilog="example:\n  python -m autograder diff old_results/ batch_results/ || echo changed",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    diff_parser.add_argument("old", type=Path, help="the earlier batch's --out folder")
+    diff_parser.add_argument("new", type=Path, help="the later batch's --out folder")
+
     zip_parser = commands.add_parser(
         "gradescope",
         help="build the autograder zip to upload to Gradescope",
@@ -198,6 +214,12 @@ def _batch(args: argparse.Namespace, exercise: Exercise) -> int:
     write_csv(csv_path, outcomes, rubric)
     print(summary(outcomes, time.monotonic() - began))
     print(terminal(f"Grades: {csv_path}; per-student results and feedback: {args.out}/"))
+    report = write_class_report(
+        args.out, students=[o.student for o in outcomes], exercise=exercise.name
+    )
+    print(terminal(f"Class report: {report.html} (open it in a browser) and {report.json}."))
+    if report.note:
+        print(terminal(report.note), file=sys.stderr)
     if args.gradebook is not None:
         from autograder.gradebook import record
 
@@ -205,6 +227,12 @@ def _batch(args: argparse.Namespace, exercise: Exercise) -> int:
         count = record(args.gradebook, outcomes, rubric=rubric, assignment=assignment)
         print(f"Wrote {count} students' scores into {args.gradebook}.")
     return 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    found = compare(read_batch(args.old), read_batch(args.new))
+    print(render_diff(found))
+    return 1 if found.anything else 0
 
 
 def _check(args: argparse.Namespace, exercise: Exercise) -> int:
@@ -229,6 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"deadline, so it cannot {args.command}: run python -m autograder check "
                 "NOTEBOOK instead."
             )
+        if args.command == "diff":
+            return _diff(args)
         spec = args.exercise = args.exercise or catalog.default_name()
         if args.command == "gradescope-run":  # never raises: results.json says what failed
             run_gradescope(root=args.root, exercise=spec)
