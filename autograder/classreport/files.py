@@ -69,9 +69,9 @@ def write_class_report(
     )
     figures: dict[str, str] | None = None
     note = ""
-    if plots.available():
+    try:
         figures = plots.draw(report)
-    else:
+    except ImportError:
         note = plots.MISSING
     document = json.dumps(to_json(report), indent=2, ensure_ascii=False, allow_nan=False)
     written = Written(out / REPORT_JSON, out / REPORT_HTML, note)

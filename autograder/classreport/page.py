@@ -35,6 +35,7 @@ th, td { border: 1px solid #bbbbbb; padding: 0.3em 0.5em; text-align: left;
 th { background: #eeeeee; }
 td.number, th.number { text-align: right; }
 pre { white-space: pre-wrap; margin: 0; font-size: 0.9em; }
+div.prose { white-space: pre-wrap; }
 figure { margin: 1em 0; }
 figure svg { max-width: 100%; height: auto; }
 .note { background: #fff4ce; border: 1px solid #d8c27a; padding: 0.5em 1em; }
@@ -68,7 +69,13 @@ def _names(names: Sequence[str]) -> str:
 
 
 def _block(text: str) -> str:
+    """Code-like text (an input), its line breaks kept."""
     return f"<pre>{_text(text)}</pre>" if text else ""
+
+
+def _prose(text: str) -> str:
+    """A sentence (a hint, a message), its line breaks kept."""
+    return f'<div class="prose">{_text(text)}</div>' if text else ""
 
 
 def _groups(groups: Sequence[Group], heading: str, none: str) -> str:
@@ -77,7 +84,7 @@ def _groups(groups: Sequence[Group], heading: str, none: str) -> str:
     rows = [
         (
             _text(group.item),
-            _block(group.text),
+            _prose(group.text),
             _text(group.mistake),
             _text(len(group.students)),
             _names(group.students),

@@ -1,14 +1,13 @@
 """The class report's plots, drawn with matplotlib as SVG text to inline in the page.
 
-matplotlib is an optional dependency (the `instructor` extra): `available()` says whether it
-is installed, and `MISSING` how to install it. The figures use the Agg canvas and no pyplot
+matplotlib is an optional dependency (the `instructor` extra): `draw` raises ImportError
+without it, and `MISSING` says how to install it. The figures use the Agg canvas and no pyplot
 state, and draw their text as paths (no font is needed to show them). The SVG is
 deterministic: the same report gives the same bytes.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import io
 from typing import TYPE_CHECKING
 
@@ -18,7 +17,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-__all__ = ["MISSING", "available", "draw"]
+__all__ = ["MISSING", "draw"]
 
 MISSING = (
     "The report's plots need matplotlib, which is not installed: install the instructor extra "
@@ -29,14 +28,6 @@ PASSED_COLOUR = "#1b7837"
 FAILED_COLOUR = "#c2a5cf"
 BARS_COLOUR = "#2166ac"
 HISTOGRAM_BINS = 10
-
-
-def available() -> bool:
-    """Whether matplotlib can be imported here."""
-    try:
-        return importlib.util.find_spec("matplotlib") is not None
-    except (ImportError, ValueError):
-        return False
 
 
 def _svg(figure: Figure) -> str:
@@ -101,12 +92,12 @@ def _items(report: ClassReport) -> str:
     axes.set_xlim(0, max(len(report.results), 1))
     axes.set_xlabel("students")
     axes.xaxis.set_major_locator(_whole_numbers())
-    axes.legend(loc="lower right", frameon=True)
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     axes.set_title("Passed and failed, per rubric item")
     return _svg(figure)
 
 
 def draw(report: ClassReport) -> dict[str, str]:
     """The report's figures by name ("scores", "items"), each an `<svg>` element; raises
-    ImportError when matplotlib is missing (see `available`)."""
+    ImportError when matplotlib is missing (or cannot be imported)."""
     return {"scores": _scores(report), "items": _items(report)}
