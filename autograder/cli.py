@@ -16,7 +16,6 @@ from pathlib import Path
 
 from autograder import catalog
 from autograder.batch import Progress, discover, grade_all, summary, write_csv
-from autograder.classreport import write_class_report
 from autograder.errors import ConfigError, GraderError
 from autograder.exercise import Exercise
 from autograder.gradescope import DEFAULT_ROOT
@@ -24,10 +23,8 @@ from autograder.gradescope import run as run_gradescope
 from autograder.markup import terminal
 from autograder.packaging import build_zip
 from autograder.pipeline import grade, ungraded
-from autograder.regrade import compare, render_diff
 from autograder.report import render_check, render_text, write_results
 from autograder.secret import ensure_secret
-from autograder.stored import read_batch
 from autograder.submission import read_submission
 
 __all__ = ["main"]
@@ -214,6 +211,8 @@ def _batch(args: argparse.Namespace, exercise: Exercise) -> int:
     write_csv(csv_path, outcomes, rubric)
     print(summary(outcomes, time.monotonic() - began))
     print(terminal(f"Grades: {csv_path}; per-student results and feedback: {args.out}/"))
+    from autograder.classreport import write_class_report  # batch only: grade stays lean
+
     report = write_class_report(
         args.out, students=[o.student for o in outcomes], exercise=exercise.name
     )
@@ -230,6 +229,9 @@ def _batch(args: argparse.Namespace, exercise: Exercise) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
+    from autograder.regrade import compare, render_diff
+    from autograder.stored import read_batch
+
     found = compare(read_batch(args.old), read_batch(args.new))
     print(render_diff(found))
     return 1 if found.anything else 0

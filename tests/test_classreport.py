@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import REFERENCE_SOURCE
+from conftest import REFERENCE_SOURCE, ROOT
 from test_batch import notebook
 from test_mutations import MUTANTS
 from test_report import HOSTILE_TEXT
@@ -228,6 +228,26 @@ def test_without_matplotlib_the_json_is_written_and_the_page_says_how_to_get_plo
     assert document["misconceptions"][0]["students"] == ["amy"]
     page = written.html.read_text(encoding="utf-8")
     assert "<svg" not in page and "need matplotlib" in page
+
+
+def test_batch_without_matplotlib_writes_the_report_and_says_how_to_get_plots(
+    tmp_path: Path,
+) -> None:
+    course = tmp_path / "course"
+    course.mkdir()
+    (course / "amy.ipynb").write_text("{broken", encoding="utf-8")  # graded without a sandbox
+    out = tmp_path / "out"
+    blocked = (
+        "import sys; sys.modules['matplotlib'] = None; from autograder.__main__ import run; "
+        f"raise SystemExit(run(['batch', {str(course)!r}, '--jobs', '1', '--out', {str(out)!r}]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", blocked], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert plotting.MISSING in done.stderr
+    assert json.loads((out / "report.json").read_text(encoding="utf-8"))["students"] == 1
+    assert "need matplotlib" in (out / "report.html").read_text(encoding="utf-8")
 
 
 def _results(out: Path, *names: str) -> Path:

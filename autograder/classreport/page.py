@@ -24,7 +24,7 @@ SHARED_CAVEAT = (
     "may have worked together as allowed, or made the same uncatalogued mistake."
 )
 
-_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+_POLICY = "default-src 'none'; style-src 'unsafe-inline'"
 
 _STYLE = """
 body { font-family: sans-serif; margin: 2em auto; max-width: 70em; padding: 0 1em;
