@@ -93,10 +93,12 @@ def _parser() -> argparse.ArgumentParser:
 
     batch_parser = commands.add_parser(
         "batch",
-        help="grade a whole class into per-student results, feedback and a CSV",
+        help="grade a whole class into per-student results, feedback, a CSV and a class report",
         description="Grade every submission under DIR: nbgrader's submitted/STUDENT/ASSIGNMENT/"
         " layout, one folder per student, or one notebook per student. Resumes: a student "
-        "whose files have not changed since the last run is not graded again.",
+        "whose files have not changed since the last run is not graded again. Also writes "
+        "OUT/report.html (open it in a browser) and OUT/report.json: the scores, each item's "
+        "passes and failures, and the hints given, grouped.",
         epilog="examples:\n  python -m autograder batch course/ --jobs 2 --csv grades.csv\n"
         "  python -m autograder batch course/ --gradebook course/gradebook.db",
         formatter_class=argparse.RawDescriptionHelpFormatter,

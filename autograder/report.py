@@ -4,6 +4,8 @@ The model (`GradeResult`) knows nothing of formats; this module renders it. The 
 Gradescope autograder specification: top-level `score`, `execution_time`, `output`, `tests`.
 Text that may quote the student goes through `markup`: in Markdown it is escaped or code, on a
 terminal its control characters are made visible. `write_results` always writes a valid file.
+Each test's `extra_data` (never shown to students) holds the item's id and, when it failed, the
+failure's raw summary, hint, mistake id and smallest input, for staff tools (`stored.py`).
 """
 
 from __future__ import annotations

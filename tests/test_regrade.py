@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -105,6 +106,12 @@ def _linked(out: Path) -> Path:
     return out
 
 
+def _fifo(out: Path) -> Path:
+    (out / "bo").mkdir(parents=True)
+    os.mkfifo(out / "bo" / "results.json")  # opening it would block: it must not be opened
+    return out
+
+
 def _folder(out: Path) -> Path:
     (out / "bo" / "results.json").mkdir(parents=True)
     return out
@@ -131,7 +138,13 @@ BAD_OUTPUTS = [
         ),
         "it repeats an item id",
     ),
+    (
+        "score-nan",
+        _bad('{"tests": [{"score": NaN, "extra_data": {"id": "a"}}]}'),
+        "the score of 'a' is nan, not a finite number",
+    ),
     ("a-link", _linked, "is not a regular file"),
+    ("a-fifo", _fifo, "is not a regular file"),
     ("a-folder", _folder, "is not a regular file"),
 ]
 
