@@ -152,6 +152,8 @@ PAGE_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "p", 
 PAGE_TAGS |= {"table", "thead", "tbody", "tr", "th", "td", "pre", "div", "figure", "figcaption"}
 SVG_TAGS = {"svg", "defs", "g", "path", "use", "clippath", "rect", "text", "tspan"}
 PAGE_ATTRIBUTES = {"lang", "charset", "http-equiv", "content", "name", "id", "class"}
+SVG_ATTRIBUTES = {"xmlns", "xmlns:xlink", "width", "height", "viewbox", "version", "type"}
+SVG_ATTRIBUTES |= {"d", "style", "clip-path", "transform", "x", "y", "xlink:href", "href"}
 HOSTILE = {
     **HOSTILE_TEXT,
     "close-the-table": "</td></tr></table><script>alert(1)</script>",
@@ -179,6 +181,25 @@ def test_student_text_on_the_page_is_text(text: str) -> None:
         assert page.attributes <= PAGE_ATTRIBUTES, page.attributes
         shown = "".join(page.text)
         assert terminal(text) in shown and terminal(f"x{text}") in shown
+
+
+FOLDER_NAMES = {
+    "script": "<script>alert(1)</script>",
+    "image": '<img src=x onerror="alert(1)">',
+    "entity": "&lt;b&gt;",
+    "newline": "a\n<h1>b</h1>",
+    "bidi": "\u202egnp.exe",
+}
+
+
+def test_hostile_student_folders_are_read_and_shown_as_text(tmp_path: Path) -> None:
+    out = _results(tmp_path / "out", "amy", *FOLDER_NAMES.values())
+    written = write_class_report(out, students=["amy", *FOLDER_NAMES.values()], exercise="toy")
+    document = json.loads(written.json.read_text(encoding="utf-8"))
+    assert set(document["scores"]) == {"amy", *FOLDER_NAMES.values()}
+    page = parsed(written.html.read_text(encoding="utf-8"))
+    assert page.tags <= PAGE_TAGS | SVG_TAGS and "script" not in page.tags, page.tags
+    assert page.attributes <= PAGE_ATTRIBUTES | SVG_ATTRIBUTES, page.attributes - PAGE_ATTRIBUTES
 
 
 def test_hostile_item_ids_in_the_plots_stay_text() -> None:
