@@ -93,10 +93,12 @@ def _parser() -> argparse.ArgumentParser:
 
     batch_parser = commands.add_parser(
         "batch",
-        help="grade a whole class into per-student results, feedback and a CSV",
+        help="grade a whole class into per-student results, feedback, a CSV and a class report",
         description="Grade every submission under DIR: nbgrader's submitted/STUDENT/ASSIGNMENT/"
         " layout, one folder per student, or one notebook per student. Resumes: a student "
-        "whose files have not changed since the last run is not graded again.",
+        "whose files have not changed since the last run is not graded again. Also writes "
+        "OUT/report.html (open it in a browser) and OUT/report.json: the scores, each item's "
+        "passes and failures, and the hints given, grouped.",
         epilog="examples:\n  python -m autograder batch course/ --jobs 2 --csv grades.csv\n"
         "  python -m autograder batch course/ --gradebook course/gradebook.db",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -119,6 +121,19 @@ def _parser() -> argparse.ArgumentParser:
     batch_parser.add_argument(
         "--gradebook", type=Path, help="also write the scores into this nbgrader gradebook.db"
     )
+
+    diff_parser = commands.add_parser(
+        "diff",
+        help="compare two batch outputs: whose points changed, by how much",
+        description="Compare two batch outputs (e.g. before and after a rubric or tolerance "
+        "change): per student the items whose points changed and by how much, items whose "
+        "worth changed, students in only one of them, and how many went up, down or stayed. "
+        "Exits 0 when nothing changed, 1 when something did, 2 when an output cannot be read.",
+        epilog="example:\n  python -m autograder diff old_results/ batch_results/ || echo changed",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    diff_parser.add_argument("old", type=Path, help="the earlier batch's --out folder")
+    diff_parser.add_argument("new", type=Path, help="the later batch's --out folder")
 
     zip_parser = commands.add_parser(
         "gradescope",
@@ -198,6 +213,14 @@ def _batch(args: argparse.Namespace, exercise: Exercise) -> int:
     write_csv(csv_path, outcomes, rubric)
     print(summary(outcomes, time.monotonic() - began))
     print(terminal(f"Grades: {csv_path}; per-student results and feedback: {args.out}/"))
+    from autograder.classreport import write_class_report  # batch only: grade stays lean
+
+    report = write_class_report(
+        args.out, students=[o.student for o in outcomes], exercise=exercise.name
+    )
+    print(terminal(f"Class report: {report.html} (open it in a browser) and {report.json}."))
+    if report.note:
+        print(terminal(report.note), file=sys.stderr)
     if args.gradebook is not None:
         from autograder.gradebook import record
 
@@ -205,6 +228,15 @@ def _batch(args: argparse.Namespace, exercise: Exercise) -> int:
         count = record(args.gradebook, outcomes, rubric=rubric, assignment=assignment)
         print(f"Wrote {count} students' scores into {args.gradebook}.")
     return 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from autograder.regrade import compare, render_diff
+    from autograder.stored import read_batch
+
+    found = compare(read_batch(args.old), read_batch(args.new))
+    print(render_diff(found))
+    return 1 if found.anything else 0
 
 
 def _check(args: argparse.Namespace, exercise: Exercise) -> int:
@@ -229,6 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"deadline, so it cannot {args.command}: run python -m autograder check "
                 "NOTEBOOK instead."
             )
+        if args.command == "diff":
+            return _diff(args)
         spec = args.exercise = args.exercise or catalog.default_name()
         if args.command == "gradescope-run":  # never raises: results.json says what failed
             run_gradescope(root=args.root, exercise=spec)

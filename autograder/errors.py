@@ -5,7 +5,7 @@ Every message names the value, states the rule and says what to do next.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "GraderError", "SandboxError", "SubmissionError"]
+__all__ = ["ConfigError", "GraderError", "ResultsError", "SandboxError", "SubmissionError"]
 
 
 class GraderError(Exception):
@@ -22,3 +22,8 @@ class SandboxError(GraderError):
 
 class ConfigError(GraderError, ValueError):
     """A rubric, setting or command-line option is invalid."""
+
+
+class ResultsError(GraderError):
+    """Stored results cannot be read: a batch's output folder is missing, or a student's
+    results.json in it is not one the grader wrote."""

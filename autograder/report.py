@@ -4,6 +4,8 @@ The model (`GradeResult`) knows nothing of formats; this module renders it. The 
 Gradescope autograder specification: top-level `score`, `execution_time`, `output`, `tests`.
 Text that may quote the student goes through `markup`: in Markdown it is escaped or code, on a
 terminal its control characters are made visible. `write_results` always writes a valid file.
+Each test's `extra_data` (never shown to students) holds the item's id and, when it failed, the
+failure's raw summary, hint, mistake id and smallest input, for staff tools (`stored.py`).
 """
 
 from __future__ import annotations
@@ -61,6 +63,22 @@ def render_failure(failure: Failure, *, markdown: bool = True) -> str:
     return _truncate("\n\n".join(parts) if markdown else "\n".join(parts))
 
 
+def _staff_facts(item: ItemResult) -> dict[str, Any]:
+    """The item's machine-readable facts for staff tools (the class report, regrade diffs):
+    its id and, when it failed, the failure's raw text (bounded), which students see only as
+    the rendered `output`."""
+    facts: dict[str, Any] = {"id": item.id}
+    if item.failure is not None:
+        failure = item.failure
+        facts.update(
+            summary=_truncate(failure.summary),
+            hint=_truncate(failure.hint),
+            mistake=failure.mistake,
+            inputs=_truncate(failure.inputs),
+        )
+    return facts
+
+
 def _test(item: ItemResult, number: int) -> dict[str, Any]:
     if item.failure is None:
         output = f"Passed on {item.examples} checked inputs."
@@ -75,7 +93,7 @@ def _test(item: ItemResult, number: int) -> dict[str, Any]:
         "output": output,
         "output_format": "md",
         "visibility": item.visibility,
-        "extra_data": {"id": item.id},
+        "extra_data": _staff_facts(item),
     }
 
 

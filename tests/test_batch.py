@@ -141,6 +141,9 @@ def test_batch_command_prints_plain_progress_when_not_a_tty(tmp_path: Path) -> N
     assert "alice: 100/100" in done.stderr and "bob: 0/100" in done.stderr
     assert "2 submissions: 2 graded" in done.stdout
     assert (tmp_path / "grades.csv").is_file()
+    report = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
+    assert report["students"] == 2 and report["scores"] == {"alice": 100, "bob": 0}
+    assert f"Class report: {tmp_path / 'out' / 'report.html'}" in done.stdout
 
 
 def test_batch_command_rejects_zero_jobs(tmp_path: Path) -> None:

@@ -323,3 +323,32 @@ def test_the_confinement_goes_to_staff_only() -> None:
     assert "seccomp" not in document["output"]
     assert "  sandbox: basic, no Landlock, seccomp, uid 65534" in render_text(result)
     assert "extra_data" not in to_gradescope(GradeResult("a.ipynb", ()))
+
+
+def test_a_failed_items_facts_are_in_its_extra_data_for_staff_tools() -> None:
+    """The class report reads a failure's summary, hint, mistake and smallest input from
+    extra_data; what students see (output) is unchanged, and the file stays schema-valid."""
+    named = Failure(
+        "`weights` differs.", inputs="Q: (1, 2)", hint="Scale it.", mistake="no-scaling"
+    )
+    result = GradeResult(
+        "attention.ipynb",
+        (
+            ItemResult("a", "Item A", 10, 10, "visible", None, 50),
+            ItemResult("b", "Item B", 0, 5, "after_due_date", named, 7),
+            ItemResult("c", "Item C", 0, 5, "visible", Failure("x" * 50_000), 1),
+        ),
+    )
+    document = to_gradescope(result)
+    validate(document)
+    facts = [test["extra_data"] for test in document["tests"]]
+    assert facts[0] == {"id": "a"}
+    assert facts[1] == {
+        "id": "b",
+        "summary": "`weights` differs.",
+        "hint": "Scale it.",
+        "mistake": "no-scaling",
+        "inputs": "Q: (1, 2)",
+    }
+    assert len(facts[2]["summary"]) < MAX_OUTPUT_CHARS + 100 and facts[2]["hint"] == ""
+    assert document["tests"][1]["output"] == render_failure(named)
