@@ -67,6 +67,9 @@ def _escape(prose: str) -> str:
     return _WWW.sub(r"\1\\.", prose)
 
 
+_HARD_BREAK = re.compile(r"  +\n")
+
+
 def escaped(sentence: str) -> str:
     """A sentence of ours as Markdown: its code spans kept (re-fenced safely), the rest escaped.
 
@@ -89,7 +92,7 @@ def escaped(sentence: str) -> str:
         parts.append(code(content))
         position = searched = closing.end()
     parts.append(_escape(sentence[position:]))
-    return "".join(parts)
+    return _HARD_BREAK.sub(" \n", "".join(parts))  # two spaces before a newline make a <br>
 
 
 def _closing(sentence: str, opening: re.Match[str]) -> re.Match[str] | None:

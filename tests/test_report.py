@@ -11,7 +11,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from autograder.markup import code, escaped
@@ -300,6 +300,7 @@ _MARKDOWNISH = st.lists(
 
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(prose=_MARKDOWNISH, quoted=_MARKDOWNISH)
+@example(prose=" \n*", quoted="")  # two spaces before a newline: a hard line break
 def test_no_text_escapes_its_quoting(prose: str, quoted: str) -> None:
     """Whatever the text, a sentence renders with no tag but paragraphs and code, and a quoted
     part stays one code span holding exactly that text (line breaks as spaces)."""
