@@ -84,6 +84,15 @@ def dask_executor(
                 f"The Dask scheduler at {scheduler} has no worker after {wait_seconds:g} s: "
                 f"start one (dask worker {scheduler}) and try again."
             ) from None
+        threaded = sorted(address for address, n in client.nthreads().items() if n != 1)
+        if threaded:
+            raise ConfigError(
+                f"The Dask worker{'s' if len(threaded) > 1 else ''} {', '.join(threaded)} "
+                f"of {scheduler} run{'' if len(threaded) > 1 else 's'} several threads, but "
+                "each grading needs a worker process of its own (it forks a sandbox and, as "
+                "root, changes uid): start workers with one thread each (dask worker "
+                "ADDRESS --nthreads 1 --nworkers N) and try again."
+            )
         executor = client.get_executor(pure=False)  # every grading runs, and writes its files
         try:
             yield executor

@@ -142,6 +142,18 @@ def test_a_scheduler_without_workers_is_one_clear_error(distributed: Any) -> Non
             pass
 
 
+def test_workers_with_several_threads_are_refused(distributed: Any) -> None:
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=2, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        (worker,) = cluster.scheduler_info["workers"]
+        with (
+            pytest.raises(ConfigError, match=f"The Dask worker {worker} of .* runs several"),
+            dask_executor(cluster.scheduler_address, workers=1),
+        ):
+            pass
+
+
 @pytest.mark.slow
 def test_a_local_cluster_grades_a_class_as_the_process_pool_does_and_resumes(
     distributed: Any, tmp_path: Path
