@@ -93,11 +93,36 @@ def dask_executor(
                 "root, changes uid): start workers with one thread each (dask worker "
                 "ADDRESS --nthreads 1 --nworkers N) and try again."
             )
+        client.register_plugin(_quiet_worker(), name="autograder-quiet-random")
         executor = client.get_executor(pure=False)  # every grading runs, and writes its files
         try:
             yield executor
         finally:
             executor.shutdown(wait=False)
+
+
+def _quiet_worker() -> object:
+    """A worker plugin that silences a false alarm of Hypothesis's on Dask workers.
+
+    Hypothesis warns when the global `random` state changes while it draws an example, in case
+    a strategy uses it; on a Dask worker, the worker's own threads use `random` meanwhile. The
+    grader draws only from its own seeded generators, so the warning says nothing about the
+    grade (the tests compare every result with a process pool's)."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class QuietRandom(WorkerPlugin):  # type: ignore[misc]
+        def setup(self, worker: object) -> None:
+            import warnings
+
+            from hypothesis.errors import HypothesisDeprecationWarning
+
+            warnings.filterwarnings(
+                "ignore",
+                message="Do not use the `random` module inside strategies",
+                category=HypothesisDeprecationWarning,
+            )
+
+    return QuietRandom()
 
 
 def _connect(address: str) -> Client:

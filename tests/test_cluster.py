@@ -155,7 +155,7 @@ def test_workers_with_several_threads_are_refused(distributed: Any) -> None:
 
 
 @pytest.mark.slow
-def test_a_local_cluster_grades_a_class_as_the_process_pool_does_and_resumes(
+def test_dask_grades_a_class_as_the_process_pool_does_and_resumes(
     distributed: Any, tmp_path: Path
 ) -> None:
     course = make_class(tmp_path / "course")
@@ -171,6 +171,7 @@ def test_a_local_cluster_grades_a_class_as_the_process_pool_does_and_resumes(
     first = batch(*args)
     assert first.returncode == 0, first.stderr
     assert "4 submissions: 4 graded, 0 already done" in first.stdout, first.stdout
+    assert "Warning" not in first.stderr, first.stderr
     for student in CLASS:
         ours, theirs = tmp_path / "dask" / student, tmp_path / "pool" / student
         assert stable(ours / "results.json") == stable(theirs / "results.json"), student
@@ -181,6 +182,19 @@ def test_a_local_cluster_grades_a_class_as_the_process_pool_does_and_resumes(
     assert again.returncode == 0, again.stderr
     assert "4 submissions: 0 graded, 4 already done" in again.stdout, again.stdout
     assert (tmp_path / "dask" / "grades.csv").read_text() == (tmp_path / "pool.csv").read_text()
+
+    # A cluster that runs already, reached by its address.
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        remote = batch(
+            str(course), "--scheduler", cluster.scheduler_address, "--out", str(tmp_path / "remote")
+        )
+    assert remote.returncode == 0, remote.stderr
+    assert "4 submissions: 4 graded, 0 already done" in remote.stdout, remote.stdout
+    for student in CLASS:
+        ours, theirs = tmp_path / "remote" / student, tmp_path / "pool" / student
+        assert stable(ours / "results.json") == stable(theirs / "results.json"), student
 
 
 SLEEPER = "import time\ntime.sleep(10)"
