@@ -14,7 +14,8 @@ other part of the grader regrades everyone. Discovery and hashing never follow a
 anything but a regular file: a submission that is a link, a FIFO or a device is still listed,
 and its grading says why it was refused. Grading runs on any
 `concurrent.futures.Executor`: a process pool here, or a distributed engine's executor
-(e.g. Dask's `client.get_executor()`) on a cluster.
+(e.g. Dask's `client.get_executor()`, which `batch --scheduler` makes: `cluster.py`) on a
+cluster, whose workers grade only if their grader has the batch's fingerprint.
 """
 
 from __future__ import annotations
