@@ -14,7 +14,8 @@ other part of the grader regrades everyone. Discovery and hashing never follow a
 anything but a regular file: a submission that is a link, a FIFO or a device is still listed,
 and its grading says why it was refused. Grading runs on any
 `concurrent.futures.Executor`: a process pool here, or a distributed engine's executor
-(e.g. Dask's `client.get_executor()`) on a cluster.
+(e.g. Dask's `client.get_executor()`, which `batch --scheduler` makes: `cluster.py`) on a
+cluster, whose workers grade only if their grader has the batch's fingerprint.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import csv
 import hashlib
 import json
 import os
+import socket
 import stat
 import sys
 from collections.abc import Callable, Sequence
@@ -33,7 +35,7 @@ from pathlib import Path
 from typing import IO
 
 from autograder import catalog
-from autograder.errors import SubmissionError
+from autograder.errors import ConfigError, SubmissionError
 from autograder.fingerprint import grader_fingerprint
 from autograder.markup import code, escaped, terminal
 from autograder.pipeline import grade, ungraded
@@ -160,8 +162,17 @@ class _Key:
 
 def _grade_one(entry: Entry, exercise: str, out: Path, key: _Key) -> GradeResult:
     """Grade one entry and write its files (runs in a worker process, which finds the
-    exercise by the same name or folder)."""
+    exercise by the same name or folder, perhaps on another machine: it grades only if its
+    grader is the one that started the batch, or the scores would depend on the worker)."""
     found = catalog.find(exercise)
+    here = grader_fingerprint(found)
+    if here != key.grader:
+        raise ConfigError(
+            f"The grader on {socket.gethostname()} is not the one that started the batch "
+            f"(fingerprint {here[:12]}, expected {key.grader[:12]}): give every worker the same "
+            "grader, exercise, reference, grading secret and versions of Python, NumPy, "
+            "Hypothesis and nbformat, then run the batch again."
+        )
     result = grade(
         entry.path, rubric=catalog.graded_rubric(found), hidden=catalog.hidden_paths(found)
     )

@@ -12,10 +12,12 @@ import sys
 import time
 import traceback
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 from autograder import catalog
 from autograder.batch import Progress, discover, grade_all, summary, write_csv
+from autograder.cluster import dask_executor
 from autograder.errors import ConfigError, GraderError
 from autograder.exercise import Exercise
 from autograder.gradescope import DEFAULT_ROOT
@@ -100,7 +102,8 @@ def _parser() -> argparse.ArgumentParser:
         "OUT/report.html (open it in a browser) and OUT/report.json: the scores, each item's "
         "passes and failures, and the hints given, grouped.",
         epilog="examples:\n  python -m autograder batch course/ --jobs 2 --csv grades.csv\n"
-        "  python -m autograder batch course/ --gradebook course/gradebook.db",
+        "  python -m autograder batch course/ --gradebook course/gradebook.db\n"
+        "  python -m autograder batch course/ --scheduler tcp://head:8786",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     batch_parser.add_argument("folder", type=Path, help="the submissions (or the nbgrader course)")
@@ -108,7 +111,14 @@ def _parser() -> argparse.ArgumentParser:
         "--jobs",
         type=_positive,
         default=os.cpu_count() or 1,
-        help="parallel gradings (default: the number of cores)",
+        help="parallel gradings (default: the number of cores); with --scheduler local, the "
+        "number of Dask workers",
+    )
+    batch_parser.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="grade on a Dask cluster: a running scheduler's address (tcp://HOST:8786), or "
+        'local to start one here; needs pip install -e ".[dask]"',
     )
     batch_parser.add_argument(
         "--out",
@@ -206,9 +216,20 @@ def _batch(args: argparse.Namespace, exercise: Exercise) -> int:
     entries = discover(args.folder, assignment=exercise.nbgrader_assignment)
     progress = Progress(len(entries))
     began = time.monotonic()
-    outcomes = grade_all(
-        entries, out=args.out, exercise=args.exercise, jobs=args.jobs, on_done=progress.update
-    )
+    with ExitStack() as stack:
+        executor = (  # Dask's, closed when grading ends; None: grade_all's process pool
+            stack.enter_context(dask_executor(args.scheduler, workers=args.jobs))
+            if args.scheduler is not None
+            else None
+        )
+        outcomes = grade_all(
+            entries,
+            out=args.out,
+            exercise=args.exercise,
+            jobs=args.jobs,
+            executor=executor,
+            on_done=progress.update,
+        )
     csv_path = args.csv or args.out / "grades.csv"
     write_csv(csv_path, outcomes, rubric)
     print(summary(outcomes, time.monotonic() - began))
