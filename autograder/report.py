@@ -11,11 +11,10 @@ failure's raw summary, hint, mistake id and smallest input, for staff tools (`st
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from autograder.atomic import write_atomically
 from autograder.markup import code, code_block, escaped, terminal
 from autograder.rubric import Failure
 from autograder.sandbox.wire import clean_text
@@ -213,14 +212,7 @@ def write_results(path: Path, result: GradeResult, *, extra: dict[str, Any] | No
     fail (a bug of ours), it still says so in a valid file. Only the file system can fail."""
     path.parent.mkdir(parents=True, exist_ok=True)
     text = _results_text(result, extra)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".results-", suffix=".json")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomically(path, text)
 
 
 def render_check(result: GradeResult, *, later: tuple[str, ...]) -> str:

@@ -1,8 +1,14 @@
-"""Shared helpers: grade a piece of code as a submission, through the real pipeline."""
+"""Shared helpers: grade a piece of code as a submission through the real pipeline; install a
+student kit as a student does; set up a Gradescope zip as Gradescope does."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 import time
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,6 +38,51 @@ def grade_code(
             RUBRIC, box, run, limits=limits, deadline=time.monotonic() + 600, only=only
         )
     return {item.id: item for item in score(RUBRIC, outcomes)}
+
+
+def install_kit(kit: Path) -> Path:
+    """A fresh venv with nothing but pip, and the kit installed into it by pip, dependencies
+    and all, from the package index this machine reaches, exactly as the kit's README tells
+    students (pip's own cache is used, so wheels are fetched once per machine). Its python."""
+    venv = kit.parent / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    done = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", str(kit)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return python
+
+
+def gradescope_env(root: Path) -> dict[str, str]:
+    """The environment the zip's scripts run in, with `root` standing for /autograder."""
+    return {**os.environ, "AUTOGRADER_ROOT": str(root), "AUTOGRADER_PYTHON": sys.executable}
+
+
+def set_up_zip(archive: Path, root: Path) -> Path:
+    """`root` laid out as Gradescope's /autograder, with `archive` unpacked into `root/source`
+    and its setup.sh run, as Gradescope builds the image. Returns `root`."""
+    source = root / "source"
+    source.mkdir(parents=True)
+    with zipfile.ZipFile(archive) as unpacking:
+        unpacking.extractall(source)
+    for script in ("setup.sh", "run_autograder"):
+        (source / script).chmod(0o755)
+    shutil.copy2(source / "run_autograder", root / "run_autograder")
+    done = subprocess.run(
+        ["bash", str(source / "setup.sh")],
+        cwd=source,
+        env=gradescope_env(root),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "autograder setup done" in done.stdout
+    return root
 
 
 @pytest.fixture(scope="session")

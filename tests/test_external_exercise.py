@@ -21,7 +21,7 @@ import jsonschema
 import nbformat
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, install_kit, set_up_zip
 
 from autograder import catalog
 from autograder.exercise import Exercise
@@ -277,17 +277,7 @@ def kit(exercise: Exercise, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def kit_python(kit: Path) -> Path:
     """A fresh venv with nothing but pip, and the kit installed into it by pip."""
-    venv = kit.parent / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    done = subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", str(kit)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return python
+    return install_kit(kit)
 
 
 @pytest.mark.slow
@@ -353,30 +343,14 @@ def test_the_installed_kit_checks_its_own_exercise_like_the_grader(
 @pytest.fixture(scope="module")
 def gradescope_root(exercise: Exercise, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The zip built by the command line, unpacked and set up as test_gradescope does it."""
-    from test_gradescope import env
-
     root = tmp_path_factory.mktemp("gradescope") / "autograder"
-    source = root / "source"
-    source.mkdir(parents=True)
+    root.mkdir()
     done = autograder("gradescope", "--exercise", "softmax", "--out", str(root / "a.zip"))
     assert done.returncode == 0, done.stdout + done.stderr
     with zipfile.ZipFile(root / "a.zip") as archive:
         names = archive.namelist()
-        archive.extractall(source)
     assert "exercise/softmax_exercise/oracle.py" in names and "solutions/softmax.py" in names
-    for script in ("setup.sh", "run_autograder"):
-        (source / script).chmod(0o755)
-    shutil.copy2(source / "run_autograder", root / "run_autograder")
-    done = subprocess.run(
-        ["bash", str(source / "setup.sh")],
-        cwd=source,
-        env=env(root),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return root
+    return set_up_zip(root / "a.zip", root)
 
 
 @pytest.mark.slow

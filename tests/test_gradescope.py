@@ -16,7 +16,7 @@ from pathlib import Path
 import jsonschema
 import nbformat
 import pytest
-from conftest import REFERENCE_SOURCE, ROOT
+from conftest import REFERENCE_SOURCE, ROOT, gradescope_env, set_up_zip
 from test_hostile import TAMPERING, WRONG
 
 from autograder.catalog import find, rubric_of
@@ -69,31 +69,14 @@ def test_zip_of_a_course_without_a_secret_makes_one_and_keeps_it(
     assert made != (Path(__file__).parent.parent / "solutions" / "grading_secret.txt").read_bytes()
 
 
-def env(root: Path) -> dict[str, str]:
-    return {**os.environ, "AUTOGRADER_ROOT": str(root), "AUTOGRADER_PYTHON": sys.executable}
+env = gradescope_env
 
 
 def unpacked(root: Path, exercise: str) -> Path:
     """`root` laid out as Gradescope's /autograder, with the zip for `exercise` set up in it."""
-    source = root / "source"
-    source.mkdir(parents=True)
+    root.mkdir(parents=True)
     build_zip(root / "autograder.zip", exercise=find(exercise))
-    with zipfile.ZipFile(root / "autograder.zip") as archive:
-        archive.extractall(source)
-    for script in ("setup.sh", "run_autograder"):
-        (source / script).chmod(0o755)
-    shutil.copy2(source / "run_autograder", root / "run_autograder")
-    done = subprocess.run(
-        ["bash", str(source / "setup.sh")],
-        cwd=source,
-        env=env(root),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "autograder setup done" in done.stdout
-    return root
+    return set_up_zip(root / "autograder.zip", root)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import REFERENCE_SOURCE, ROOT, grade_code
+from conftest import REFERENCE_SOURCE, ROOT, grade_code, install_kit
 from test_mutations import MUTANTS
 
 from autograder import sandbox
@@ -61,16 +61,8 @@ def student_python(kit: Path) -> Iterator[Path]:
     """A plain venv (no packages but pip) with the kit installed by pip, dependencies and all,
     from the package index this machine reaches, exactly as the kit's README tells students.
     pip's own cache is used, so the wheels are fetched once per machine."""
-    venv = kit.parent / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    done = subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", str(kit)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    python = install_kit(kit)
+    venv = python.parent.parent
     probe = "import sys, numpy, hypothesis, nbformat; print(sys.prefix, numpy.__file__)"
     where = run(python, "-c", probe, cwd=kit.parent)
     assert where.stdout.split() == [str(venv), where.stdout.split()[1]], where.stderr
@@ -435,16 +427,7 @@ def test_a_kv_cache_kit_checks_its_own_exercise_by_default(tmp_path: Path) -> No
     assert "kv_cache-checker/autograder/kit_bank.json.gz" in names
     assert not any(name.endswith("kv_cache/oracle.py") or "/attention/" in name for name in names)
     assert "kv_cache-checker/autograder/exercises/kv_cache/rubric.py" in names
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    done = subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    python = install_kit(out)
     example = ROOT / "examples" / "kv_cache.ipynb"
     kit = run(python, "-m", "autograder", "check", str(example), cwd=tmp_path)
     assert kit.returncode == 0, kit.stderr

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from autograder.atomic import write_atomically
 from autograder.classreport import plots
 from autograder.classreport.document import to_json
 from autograder.classreport.model import build_report
@@ -44,14 +44,7 @@ def _write(path: Path, text: str) -> None:
             f"{path} exists and is not a regular file (a student's folder of that name?): "
             f"move it away, or write the batch into another --out folder."
         )
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomically(path, text)
 
 
 def write_class_report(
