@@ -152,11 +152,20 @@ def similarity(
     return round(float(max(shares)), 3)
 
 
-def _code(path: Path, notebook: str) -> str | None:
+def _code(path: Path, notebook: str, limit: int) -> str | None:
     try:
-        return "\n\n".join(read_submission(path, expected=notebook).cells)
+        return "\n\n".join(read_submission(path, expected=notebook).cells)[:limit]
     except SubmissionError:
         return None
+
+
+def _comparable() -> bool:
+    """Whether copydetect is installed (the instructor extra)."""
+    try:
+        import copydetect  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def shared_wrong_answers(
@@ -176,18 +185,21 @@ def shared_wrong_answers(
     released notebook's code cells, left out of the similarity. A student with no evidence file
     (not graded by this version) gives no evidence. Each group:
     `{"students": [NAMES], "items": [IDS], "inputs": n, "similarity": s, "pairs": [...]}`, with
-    `s` the highest similarity of its pairs (None when no two members' code could be read), and
-    each pair's own `students`, `items`, `inputs` and `similarity`.
+    `s` the highest similarity of its pairs (None when no two members' code could be read, or
+    copydetect is not installed: `pip install -e ".[instructor]"`), and each pair's own
+    `students`, `items`, `inputs` and `similarity`.
     """
     evidence = {student: read_answers(out / student / ANSWERS_FILE) for student in students}
     groups = shared_answers(evidence, settings=settings)
     codes: dict[str, str | None] = {}
-    boilerplate = "\n\n".join(template)
+    boilerplate = "\n\n".join(template)[: settings.code_chars]
+    comparable = bool(groups) and _comparable()
 
     def code_of(student: str) -> str | None:
         if student not in codes:
             path = submissions.get(student)
-            codes[student] = _code(path, notebook) if path is not None else None
+            found = _code(path, notebook, settings.code_chars) if path is not None else None
+            codes[student] = found if comparable else None
         return codes[student]
 
     found: list[dict[str, object]] = []

@@ -159,6 +159,9 @@ class Likeness:
     """copydetect's noise threshold: shorter matches of code tokens are ignored."""
     guarantee_tokens: int = 30
     """copydetect's guarantee threshold: matches this long are always found."""
+    code_chars: int = 200_000
+    """Code compared per student, at most (a notebook's first characters): a hostile notebook
+    with megabytes of code cannot stall the class report."""
 
 
 LIMITS = Limits()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from conftest import REFERENCE_SOURCE
 from test_batch import notebook
 
 from autograder.batch import discover, grade_all
-from autograder.evidence import ANSWERS_FILE, Answer, ItemEvidence, read_answers
+from autograder.evidence import ANSWERS_FILE, Answer, ItemEvidence, read_answers, write_answers
 from autograder.likeness import Group, Pair, shared_answers, shared_wrong_answers, similarity
 from autograder.settings import LIKENESS, Likeness
 
@@ -264,3 +265,53 @@ def test_similarity_sees_through_renamed_variables_and_leaves_the_template_out()
     assert similarity(HALF, COPY) >= 0.9
     assert similarity(HALF, INDEPENDENT) < 0.5
     assert similarity(HALF, REFERENCE_SOURCE, template=REFERENCE_SOURCE) < 0.5
+
+
+def _batch_output(root: Path) -> tuple[Path, dict[str, Path]]:
+    """A batch output where ann and ben agree on five answers, and cy agrees with no one."""
+    replies = {f"q{n}": f"x{n}" for n in range(LIKENESS.min_inputs)}
+    evidence = {"ann": replies, "ben": replies, "cy": {"q0": "other"}}
+    submissions = {}
+    for student, answered in evidence.items():
+        write_answers(root / "out" / student / ANSWERS_FILE, [answers("sdpa", answered)])
+        submissions[student] = root / f"{student}.py"
+        submissions[student].write_text(HALF if student != "cy" else SQUARED, encoding="utf-8")
+    return root / "out", submissions
+
+
+def test_the_report_gets_json_ready_groups_from_a_batch_output(tmp_path: Path) -> None:
+    out, submissions = _batch_output(tmp_path)
+    groups = shared_wrong_answers(out, ["ann", "ben", "cy", "dan"], submissions)
+    assert json.loads(json.dumps(groups)) == groups
+    assert groups == [
+        {
+            "students": ["ann", "ben"],
+            "items": ["sdpa"],
+            "inputs": LIKENESS.min_inputs,
+            "similarity": 1.0,
+            "pairs": [
+                {
+                    "students": ["ann", "ben"],
+                    "items": ["sdpa"],
+                    "inputs": LIKENESS.min_inputs,
+                    "similarity": 1.0,
+                }
+            ],
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    "hide",
+    ["copydetect-not-installed", "submission-unreadable"],
+)
+def test_similarity_is_none_when_it_cannot_be_computed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hide: str
+) -> None:
+    out, submissions = _batch_output(tmp_path)
+    if hide == "copydetect-not-installed":
+        monkeypatch.setitem(sys.modules, "copydetect", None)  # import raises ImportError
+    else:
+        submissions["ben"].write_bytes(b"")
+    (group,) = shared_wrong_answers(out, ["ann", "ben", "cy"], submissions)
+    assert group["students"] == ["ann", "ben"] and group["similarity"] is None
