@@ -150,7 +150,7 @@ class Likeness:
     of at least two distinct values) on at least this many inputs. One agreeing answer is
     already unlikely by chance; five keep out pairs whose different bugs happen to agree on the
     first failing input or two (the shrinker's path then follows each one's answers)."""
-    probe_examples: int = 20
+    probe_examples: int = 10
     """Random inputs an item failed with no named mistake is run on again, for evidence only
     (`checks.gather_evidence`): grading stops at the first failure, which is too little."""
     probe_seconds: float = 20.0
