@@ -9,6 +9,11 @@ Random examples are seeded by a key and the item's id (`settings.example_seed`):
 the key is the course's grading secret (`autograder.secret`), so a regrade draws the same
 examples and nobody without the secret can know them in advance.
 
+Evidence for staff (`evidence.py`): while an item runs, the replies of the student's code to
+the cases it fails are kept as digests, and an item failed with no catalogued mistake keeps
+them (`Outcome.answers`); `gather_evidence` (batch only, after the grade is settled) runs such
+items on a few more inputs. Neither touches a verdict, a point or a word of feedback.
+
 Blame: a Hypothesis error is the student's only when it is flakiness of their code (a check
 failed on an input, then passed or failed differently on the same input again). Any other
 (an invalid strategy, an unsatisfiable filter, ...) is a bug of the rubric: it is raised as a
