@@ -6,6 +6,9 @@ Layouts found under DIR (the first that matches):
 * one folder per student (e.g. a Gradescope "export submissions" folder): `{student}/...`;
 * a flat folder of notebooks: `{student}.ipynb`.
 
+Staff-only evidence of shared wrong answers goes to `OUT/{student}/answers.json` (`evidence.py`,
+compared by `likeness.py`), never into what a student sees.
+
 Each student gets `OUT/{student}/results.json` and `OUT/{student}/feedback.md`; `OUT/grades.csv`
 (or `--csv`) has one row per student. A result records the SHA-256 of what it graded and the
 fingerprint of the grader that graded it (`fingerprint.py`), so an interrupted batch resumes
@@ -36,6 +39,7 @@ from typing import IO
 
 from autograder import catalog
 from autograder.errors import ConfigError, SubmissionError
+from autograder.evidence import ANSWERS_FILE, evidence_of, write_answers
 from autograder.fingerprint import grader_fingerprint
 from autograder.markup import code, escaped, terminal
 from autograder.pipeline import grade, ungraded
@@ -174,7 +178,10 @@ def _grade_one(entry: Entry, exercise: str, out: Path, key: _Key) -> GradeResult
             "Hypothesis and nbformat, then run the batch again."
         )
     result = grade(
-        entry.path, rubric=catalog.graded_rubric(found), hidden=catalog.hidden_paths(found)
+        entry.path,
+        rubric=catalog.graded_rubric(found),
+        hidden=catalog.hidden_paths(found),
+        evidence=True,
     )
     folder = out / entry.student
     _write_student(folder, result, key)
@@ -185,6 +192,7 @@ def _write_student(folder: Path, result: GradeResult, key: _Key) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "feedback.md").write_text(_feedback(result), encoding="utf-8")
     extra = {"submission_sha256": key.submission, "grader_fingerprint": key.grader}
+    write_answers(folder / ANSWERS_FILE, evidence_of(result))  # staff only, before results
     write_results(folder / "results.json", result, extra=extra)
 
 

@@ -9,6 +9,11 @@ Random examples are seeded by a key and the item's id (`settings.example_seed`):
 the key is the course's grading secret (`autograder.secret`), so a regrade draws the same
 examples and nobody without the secret can know them in advance.
 
+Evidence for staff (`evidence.py`): while an item runs, the replies of the student's code to
+the cases it fails are kept as digests, and an item failed with no catalogued mistake keeps
+them (`Outcome.answers`); `gather_evidence` (batch only, after the grade is settled) runs such
+items on a few more inputs. Neither touches a verdict, a point or a word of feedback.
+
 Blame: a Hypothesis error is the student's only when it is flakiness of their code (a check
 failed on an input, then passed or failed differently on the same input again). Any other
 (an invalid strategy, an unsatisfiable filter, ...) is a bug of the rubric: it is raised as a
@@ -21,22 +26,23 @@ import dataclasses
 import difflib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 from hypothesis import given, seed
 from hypothesis import settings as hypothesis_settings
 from hypothesis.errors import FlakyBackendFailure, FlakyFailure
 
 from autograder.errors import ConfigError
+from autograder.evidence import Answer, Observed, unexplained
 from autograder.markup import code
 from autograder.oracle import BankMiss, consulting
 from autograder.rubric import CheckFailed, Failure, Item, Rubric
-from autograder.sandbox import NotebookRun, Sandbox, StudentRaised, WorkerLost
+from autograder.sandbox import NotebookRun, Sandbox, Session, StudentRaised, WorkerLost
 from autograder.secret import load_secret
-from autograder.settings import HYPOTHESIS, LIMITS, Limits, example_seed
+from autograder.settings import HYPOTHESIS, LIKENESS, LIMITS, Likeness, Limits, example_seed
 
-__all__ = ["Outcome", "explore", "run_checks", "run_item"]
+__all__ = ["Outcome", "explore", "gather_evidence", "run_checks", "run_item"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,12 @@ class Outcome:
     """None when every example passed."""
     examples: int
     """How many cases were checked."""
+    unexplained: bool = field(default=False, compare=False, repr=False)
+    """A check judged the student's answers wrong and named no catalogued mistake: neither the
+    reference nor a known mistake explains them (`gather_evidence` looks further)."""
+    answers: tuple[Answer, ...] = field(default=(), compare=False, repr=False)
+    """The student's answers the verdict leaves unexplained (`evidence.unexplained`): staff
+    evidence of shared wrong code, never part of the grade or the feedback."""
 
     @property
     def passed(self) -> bool:
@@ -313,19 +325,27 @@ def run_item(
     item_deadline = min(deadline, time.monotonic() + limits.item_seconds)
     checked: list[Any] = []
     """The cases checked so far, in order; the last one is the reported failure's."""
-    with box.session(deadline=item_deadline) as session:
+    answers: list[Answer] = []
+    """The student's replies to the failing cases checked so far (`evidence.Observed`)."""
+    with box.session(deadline=item_deadline) as opened:
+        observed = Observed(opened)
+        session = cast(Session, observed)  # it stands for the session (call, get, set)
 
         def judge(case: Any) -> None:
             nonlocal examples
             examples += 1
             checked.append(case)
+            observed.begin()
+            wrong = False  # a stopped worker says nothing about the answers: only a verdict
             try:
                 item.check(session, case)
             except CheckFailed as failed:
+                wrong = True
                 raise CheckFailed(
                     _with_case(failed.failure, case), explain=failed.explain
                 ) from None
             except StudentRaised as error:
+                wrong = True
                 failure = _raised(error, item)
                 if error.is_a("NotImplementedError"):  # a stub fails on every input
                     checked.clear()
@@ -336,6 +356,8 @@ def run_item(
                 raise _Abort(_with_case(Failure(f"Stopped: {lost}."), case)) from None
             except BankMiss:  # a student kit has answers for the public checks' inputs only
                 raise _Abort(_NOT_IN_KIT) from None
+            finally:
+                answers.extend(observed.end(case, failed=wrong))
 
         try:
             for case in item.cases:
@@ -353,14 +375,16 @@ def run_item(
                     reported,
                     item_deadline,
                 )
-            return Outcome(item.id, reported, examples)
+            kept = unexplained(reported, answers)
+            return Outcome(item.id, reported, examples, not reported.mistake, kept)
         except _Abort as aborted:
             return Outcome(item.id, aborted.failure, examples)
         except FlakyFailure as error:
             failure = _flakiness(error)
             if failure is None:
                 raise _broken(item, error) from error
-            return Outcome(item.id, failure, examples)
+            kept = unexplained(failure, answers)
+            return Outcome(item.id, failure, examples, not failure.mistake, kept)
         except Exception as error:
             if type(error).__module__.startswith("hypothesis"):
                 raise _broken(item, error) from error
@@ -392,3 +416,78 @@ def run_checks(
         return tuple(
             run_item(item, box, run, limits=limits, deadline=deadline, key=key) for item in items
         )
+
+
+class _Stop(BaseException):
+    """Ends probing at once (the worker is gone); a BaseException, so Hypothesis lets it by."""
+
+
+def _probe(
+    item: Item[Any], box: Sandbox, key: bytes | None, deadline: float, examples: int
+) -> list[Answer]:
+    """The student's answers to the failing cases among `item`'s exhaustive cases and
+    `examples` random ones drawn for evidence (seeded by `key` and the item, the same for
+    every student; never shrunk); nothing a check says here reaches the grade."""
+    answers: list[Answer] = []
+    drawn = dataclasses.replace(item, id=f"{item.id}:evidence", max_examples=examples)
+
+    def test(session: Observed, case: Any) -> None:
+        session.begin()
+        wrong = False
+        try:
+            item.check(cast(Session, session), case)
+        except (CheckFailed, StudentRaised):
+            wrong = True
+        except (WorkerLost, BankMiss):
+            raise _Stop from None
+        finally:
+            answers.extend(session.end(case, failed=wrong))
+
+    try:
+        with box.session(deadline=deadline) as opened:
+            observed = Observed(opened)
+            for case in item.cases:
+                test(observed, case)
+            if item.strategy is not None and key is not None and examples:
+                explore(drawn, key, lambda case: test(observed, case))
+    except _Stop:
+        pass
+    except Exception:  # evidence is best effort: it never fails a grade
+        pass
+    return answers
+
+
+def gather_evidence(
+    rubric: Rubric,
+    box: Sandbox | None,
+    outcomes: Sequence[Outcome],
+    *,
+    deadline: float,
+    key: bytes | None = None,
+    settings: Likeness = LIKENESS,
+) -> tuple[Outcome, ...]:
+    """`outcomes` with more evidence on each item whose answers a check found wrong with no
+    catalogued mistake (`Outcome.unexplained`): the student's code is run once more on the
+    item's exhaustive cases and `settings.probe_examples` random ones, in a fresh worker, and
+    its answers to the failing ones are added. A grade stops at the first failure; the
+    evidence needs more inputs than that to tell shared code from chance.
+
+    Points, verdicts and feedback are not touched (call it after the printed output is taken:
+    the student's code prints again here). It spends at most `settings.probe_seconds` and stops
+    at `deadline`; correct items cost nothing.
+    """
+    wanted = {o.item_id for o in outcomes if o.unexplained}
+    if box is None or not wanted:
+        return tuple(outcomes)
+    items = {item.id: item for item in rubric.items}
+    if key is None and any(items[i].strategy is not None for i in wanted):
+        key = load_secret()
+    stop = min(deadline, time.monotonic() + settings.probe_seconds)
+    gathered = []
+    with consulting(rubric.oracle):
+        for outcome in outcomes:
+            if outcome.item_id in wanted and time.monotonic() < stop:
+                more = _probe(items[outcome.item_id], box, key, stop, settings.probe_examples)
+                outcome = dataclasses.replace(outcome, answers=(*outcome.answers, *more))
+            gathered.append(outcome)
+    return tuple(gathered)

@@ -235,9 +235,17 @@ def _batch(args: argparse.Namespace, exercise: Exercise) -> int:
     print(summary(outcomes, time.monotonic() - began))
     print(terminal(f"Grades: {csv_path}; per-student results and feedback: {args.out}/"))
     from autograder.classreport import write_class_report  # batch only: grade stays lean
+    from autograder.likeness import shared_wrong_answers
 
+    students = [o.student for o in outcomes]
+    shared = shared_wrong_answers(
+        args.out,
+        students,
+        {entry.student: entry.path for entry in entries},
+        notebook=exercise.notebook,
+    )
     report = write_class_report(
-        args.out, students=[o.student for o in outcomes], exercise=exercise.name
+        args.out, students=students, exercise=exercise.name, shared_wrong_answers=shared
     )
     print(terminal(f"Class report: {report.html} (open it in a browser) and {report.json}."))
     if report.note:

@@ -13,7 +13,7 @@ import traceback
 from pathlib import Path
 
 from autograder import sandbox
-from autograder.checks import run_checks
+from autograder.checks import gather_evidence, run_checks
 from autograder.errors import SubmissionError
 from autograder.markup import code
 from autograder.rubric import Failure, Rubric
@@ -62,12 +62,14 @@ def grade(
     limits: Limits = LIMITS,
     public_only: bool = False,
     hidden: tuple[Path, ...] = (),
+    evidence: bool = False,
 ) -> GradeResult:
     """Grade the submission at `path` (a notebook, a .py file, or a folder holding one).
 
     `public_only` checks only the items students see before the deadline (`check` command).
     `hidden` are paths the student's code must not read besides the grader and `solutions/`
-    (the exercise's package and reference: `catalog.hidden_paths`).
+    (the exercise's package and reference: `catalog.hidden_paths`). `evidence` also gathers
+    the staff-only evidence of shared wrong answers (`checks.gather_evidence`; batch does).
     """
     if public_only:
         rubric = rubric.with_items([item for item in rubric.items if item.visibility == "visible"])
@@ -82,6 +84,8 @@ def grade(
         with sandbox.started(submission.cells, limits=limits, extra_secrets=hidden) as (box, run):
             outcomes = run_checks(rubric, box, run, limits=limits, deadline=deadline)
             output = box.output() if box is not None else run.output
+            if evidence:  # after the output is taken: the student's code runs again
+                outcomes = gather_evidence(rubric, box, outcomes, deadline=deadline)
         items = score(rubric, outcomes)
     except Exception as error:  # a bug of ours: still a valid result, details for staff
         return ungraded(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from autograder.checks import Outcome
 from autograder.errors import ConfigError
+from autograder.evidence import Answer
 from autograder.rubric import Failure, Rubric, Visibility
 
 __all__ = ["GradeResult", "ItemResult", "score"]
@@ -25,6 +26,9 @@ class ItemResult:
     """Why the item lost its points; None when it passed."""
     examples: int
     """How many cases were checked."""
+    answers: tuple[Answer, ...] = field(default=(), compare=False, repr=False)
+    """The answers the verdict leaves unexplained (`Outcome.answers`): staff evidence, written
+    apart (`evidence.write_answers`), never in results.json or the feedback."""
 
     @property
     def passed(self) -> bool:
@@ -77,6 +81,7 @@ def score(rubric: Rubric, outcomes: Sequence[Outcome]) -> tuple[ItemResult, ...]
                 item.visibility,
                 outcome.failure,
                 outcome.examples,
+                outcome.answers,
             )
         )
     return tuple(results)

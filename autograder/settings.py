@@ -18,9 +18,11 @@ from hypothesis.internal.constants_ast import Constants as _Constants
 __all__ = [
     "HYPOTHESIS",
     "KIT_EXAMPLES_KEY",
+    "LIKENESS",
     "LIMITS",
     "SINGLE_THREADED",
     "TOLERANCE",
+    "Likeness",
     "Limits",
     "Tolerance",
     "example_seed",
@@ -137,5 +139,31 @@ class Tolerance:
 #: core to use), and one thread keeps floating-point sums independent of thread scheduling.
 SINGLE_THREADED = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
+
+@dataclass(frozen=True)
+class Likeness:
+    """When students' wrong answers count as shared (`likeness.py`); it never changes a grade,
+    it decides which students a person is asked to look at."""
+
+    min_inputs: int = 5
+    """Two students are a pair when they gave the same unexplained answer (bit for bit, arrays
+    of at least two distinct values) on at least this many inputs. One agreeing answer is
+    already unlikely by chance; five keep out pairs whose different bugs happen to agree on the
+    first failing input or two (the shrinker's path then follows each one's answers)."""
+    probe_examples: int = 10
+    """Random inputs an item failed with no named mistake is run on again, for evidence only
+    (`checks.gather_evidence`): grading stops at the first failure, which is too little."""
+    probe_seconds: float = 20.0
+    """Wall time for those runs, all items of one submission together."""
+    noise_tokens: int = 25
+    """copydetect's noise threshold: shorter matches of code tokens are ignored."""
+    guarantee_tokens: int = 30
+    """copydetect's guarantee threshold: matches this long are always found."""
+    code_chars: int = 200_000
+    """Code compared per student, at most (a notebook's first characters): a hostile notebook
+    with megabytes of code cannot stall the class report."""
+
+
 LIMITS = Limits()
 TOLERANCE = Tolerance()
+LIKENESS = Likeness()
