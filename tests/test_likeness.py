@@ -315,3 +315,43 @@ def test_similarity_is_none_when_it_cannot_be_computed(
         submissions["ben"].write_bytes(b"")
     (group,) = shared_wrong_answers(out, ["ann", "ben", "cy"], submissions)
     assert group["students"] == ["ann", "ben"] and group["similarity"] is None
+
+
+@pytest.mark.slow
+def test_the_batch_command_reports_the_pair_in_report_json(tmp_path: Path) -> None:
+    """Through the command line: the class report's `shared_wrong_answers` holds the copied
+    pair, and neither the correct students nor those sharing a catalogued mistake."""
+    import subprocess
+
+    course = tmp_path / "course"
+    for student, code in {
+        "ann": HALF,
+        "ben": COPY,
+        "dan": NO_SCALING,
+        "eve": NO_SCALING,
+        "gil": REFERENCE_SOURCE,
+        "hal": REFERENCE_SOURCE,
+    }.items():
+        notebook(course / "submitted" / student / "attention" / "attention.ipynb", code)
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "autograder",
+            "batch",
+            str(course),
+            "--out",
+            str(out),
+            "--jobs",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    groups = report["shared_wrong_answers"]
+    assert [group["students"] for group in groups] == [["ann", "ben"]]
+    assert groups[0]["inputs"] >= LIKENESS.min_inputs and groups[0]["similarity"] >= 0.9
