@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import nbformat
@@ -28,7 +29,7 @@ from autograder.catalog import rubric_of
 from autograder.pipeline import grade
 from autograder.report import write_results
 from autograder.sandbox import modes
-from autograder.sandbox.confinement import SANDBOX_UIDS, sandbox_user
+from autograder.sandbox.confinement import SANDBOX_UIDS, UidLease, lease_uid, sandbox_user
 from autograder.scoring import GradeResult
 from autograder.settings import Limits
 
@@ -646,12 +647,13 @@ def test_a_worker_that_kills_the_zygote_costs_that_item_only(
     assert result.score == 100 - sum(i.points for i in RUBRIC.items if i.id in lost)
 
 
-def sandbox_processes() -> list[int]:
-    """Processes running as one of the uids leased to gradings (none once a grading ends)."""
+def sandbox_processes(uids: Sequence[int] = SANDBOX_UIDS) -> list[int]:
+    """Processes running as one of `uids` (by default any uid leased to gradings; none of a
+    grading's own once it ends)."""
     found = []
     for entry in os.scandir("/proc"):
         try:
-            if entry.name.isdigit() and entry.stat().st_uid in SANDBOX_UIDS:
+            if entry.name.isdigit() and entry.stat().st_uid in uids:
                 found.append(int(entry.name))
         except OSError:
             pass
@@ -851,10 +853,22 @@ def namespace_mode() -> bool:
 @pytest.mark.skipif(CHILD_IS_ROOT, reason="the child would run as root")
 @pytest.mark.parametrize("attack", ESCAPES.values(), ids=ESCAPES.keys())
 def test_escape_attempts_fail_and_cost_nothing(
-    request: pytest.FixtureRequest, tmp_path: Path, bait: Bait, attack: str
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    bait: Bait,
+    attack: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     if request.node.callspec.id in HELD_WITH_NAMESPACES_ONLY and not namespace_mode():
         pytest.skip("basic mode does not prevent this (SECURITY.md)")
+    leased: list[int] = []  # this grading's own uids: other gradings may run meanwhile
+
+    def recorded(*args: Any, **options: Any) -> UidLease:
+        lease = lease_uid(*args, **options)
+        leased.append(lease.uid)
+        return lease
+
+    monkeypatch.setattr("autograder.sandbox.launch.lease_uid", recorded)
     began = time.monotonic()
     result = graded(tmp_path, [REFERENCE_SOURCE, attack.format(**bait.fields())])
     took = time.monotonic() - began
@@ -862,7 +876,8 @@ def test_escape_attempts_fail_and_cost_nothing(
     assert not [note for note in result.notes if "ESCAPED" in note], result.notes
     assert took < 30, "grading waited for a process the submission left behind"
     if os.geteuid() == 0:
-        assert sandbox_processes() == [], "a process of the submission outlived its grading"
+        assert leased, "the grading ran under a uid of its own"
+        assert sandbox_processes(leased) == [], "a process of the submission outlived its grading"
     time.sleep(2.5 if "keep-a-process-alive" in attack else 0.1)
     assert bait.reached() == []
 
