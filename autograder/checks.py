@@ -9,6 +9,11 @@ Random examples are seeded by a key and the item's id (`settings.example_seed`):
 the key is the course's grading secret (`autograder.secret`), so a regrade draws the same
 examples and nobody without the secret can know them in advance.
 
+Work done once per process, not per student (`drawn.py`): the cases of an item every case of
+which passed are kept, and the next student is checked on them first, without Hypothesis; any
+failure there sends the item through the full run below, in a fresh worker, as if nothing had
+been kept.
+
 Blame: a Hypothesis error is the student's only when it is flakiness of their code (a check
 failed on an input, then passed or failed differently on the same input again). Any other
 (an invalid strategy, an unsatisfiable filter, ...) is a bug of the rubric: it is raised as a
@@ -28,6 +33,7 @@ from hypothesis import given, seed
 from hypothesis import settings as hypothesis_settings
 from hypothesis.errors import FlakyBackendFailure, FlakyFailure
 
+from autograder import drawn
 from autograder.errors import ConfigError
 from autograder.markup import code
 from autograder.oracle import BankMiss, consulting
@@ -309,6 +315,12 @@ def run_item(
         return Outcome(
             item.id, Failure("Not checked: the time for grading this submission ran out."), 0
         )
+    if item.strategy is not None:  # seen passing in this process: its cases again, in order
+        key = load_secret() if key is None else key
+        kept = drawn.recall(item, key)
+        replay_deadline = min(deadline, time.monotonic() + limits.item_seconds)
+        if kept is not None and drawn.passes(kept, box, deadline=replay_deadline):
+            return Outcome(item.id, None, len(kept.cases))
     examples = 0
     item_deadline = min(deadline, time.monotonic() + limits.item_seconds)
     checked: list[Any] = []
@@ -342,6 +354,7 @@ def run_item(
                 judge(case)
             if item.strategy is not None:
                 explore(item, load_secret() if key is None else key, judge)
+                drawn.remember(item, load_secret() if key is None else key, checked)
         except CheckFailed as failed:
             reported = _explained(failed)
             if checked:  # was it the input, or what the worker kept from earlier calls?

@@ -13,6 +13,12 @@ kinds, chosen explicitly by `catalog.py`:
 
 While a rubric's checks run, the core makes its oracle the one `ask` consults (`consulting`).
 
+The live oracle keeps what it answered (bounded: `settings.Caches`), so a grading process
+computes each answer once for all the students it grades (the cases Hypothesis draws are the
+same for every student who passes). An answer's arrays are read-only, and every `ask` gets
+containers (tuples, lists, dicts) of its own: a check that wrote into an answer would raise
+at once, for every student alike, instead of changing the next student's expected value.
+
 A bank is gzip-compressed JSON: arrays travel as dtype, shape and base64 bytes; cases (the
 frozen dataclasses listed in `Exercise.cases`) as their class name and fields. Nothing in it
 is pickled or executed, and it can build no object of a type the exercise does not list.
@@ -25,6 +31,8 @@ import dataclasses
 import gzip
 import hashlib
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -33,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from autograder.errors import ConfigError, GraderError
+from autograder.settings import CACHES
 
 if TYPE_CHECKING:
     from autograder.exercise import Answers
@@ -42,10 +51,13 @@ __all__ = [
     "BankMiss",
     "LiveOracle",
     "Oracle",
+    "Preloaded",
     "ask",
+    "consulted",
     "consulting",
     "digest",
     "dump_bank",
+    "frozen",
     "load_bank",
 ]
 
@@ -100,13 +112,68 @@ class Oracle:
         raise NotImplementedError
 
 
-class LiveOracle(Oracle):
-    """Computes every answer (from the reference solution); can record what it answers."""
+class _Unkept(Exception):
+    """An answer holds a value `_frozen` cannot make read-only (it is not kept)."""
 
-    def __init__(self, answers: Answers) -> None:
+
+def _frozen(value: object) -> tuple[object, int]:
+    """`value` with its arrays copied read-only, and how many bytes they hold; `_Unkept` for a
+    value of any other kind than arrays, scalars, tuples, lists and dicts of them."""
+    if value is None or isinstance(value, (bool, int, float, str, np.generic)):
+        return value, 0
+    if isinstance(value, np.ndarray):
+        if value.dtype.hasobject:
+            raise _Unkept
+        array = np.array(value, copy=True)
+        array.flags.writeable = False
+        return array, array.nbytes
+    if isinstance(value, (tuple, list)):
+        parts = [_frozen(item) for item in value]
+        items = [part for part, _ in parts]
+        return (tuple(items) if isinstance(value, tuple) else items), sum(n for _, n in parts)
+    if type(value) is dict:
+        total = 0
+        mapping = {}
+        for key, item in value.items():
+            mapping[key], size = _frozen(item)
+            total += size
+        return mapping, total
+    raise _Unkept
+
+
+def _thawed(value: object) -> object:
+    """A kept answer with containers of its own (its read-only arrays are shared)."""
+    if isinstance(value, tuple):
+        return tuple(_thawed(item) for item in value)
+    if isinstance(value, list):
+        return [_thawed(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _thawed(item) for key, item in value.items()}
+    return value
+
+
+def frozen(value: object) -> object | None:
+    """`value` as the live oracle keeps it (read-only arrays), or None if it cannot be kept."""
+    try:
+        return _frozen(value)[0]
+    except _Unkept:
+        return None
+
+
+class LiveOracle(Oracle):
+    """Computes every answer (from the reference solution), once per question while it is
+    kept (`settings.Caches`); can record what it answers."""
+
+    def __init__(
+        self, answers: Answers, *, keep: int = CACHES.answers, keep_bytes: int = CACHES.answer_bytes
+    ) -> None:
         self.answers = answers
         self.recorded: dict[str, object] | None = None
         """While recording: every answer given, by key."""
+        self._keep, self._keep_bytes = keep, keep_bytes
+        self._kept: OrderedDict[str, tuple[object, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
 
     def ask(self, name: str, *args: object) -> Any:
         try:
@@ -114,10 +181,41 @@ class LiveOracle(Oracle):
         except KeyError:
             known = ", ".join(sorted(self.answers.functions))
             raise ConfigError(f"The oracle has no question {name!r}; it answers {known}.") from None
-        answer = function(*args)
+        try:
+            key: str | None = digest(name, args)
+        except ConfigError:  # an argument it cannot key: computed every time, as asked
+            key = None
+        with self._lock:
+            found = self._kept.get(key) if key is not None else None
+            if found is not None:
+                self._kept.move_to_end(key)  # type: ignore[arg-type]
+        if found is not None:
+            answer = _thawed(found[0])
+        else:
+            answer = function(*args)
+            try:
+                kept, size = _frozen(answer)
+            except _Unkept:
+                kept, size = None, 0
+            if kept is not None:
+                answer = _thawed(kept)
+                if key is not None:
+                    self._keep_answer(key, kept, size)
         if self.recorded is not None:
             self.recorded[digest(name, args)] = answer
         return answer
+
+    def _keep_answer(self, key: str, answer: object, size: int) -> None:
+        if self._keep <= 0 or size > self._keep_bytes:
+            return
+        with self._lock:
+            if key in self._kept:
+                return
+            self._kept[key] = (answer, size)
+            self._bytes += size
+            while len(self._kept) > self._keep or self._bytes > self._keep_bytes:
+                _, (_, dropped) = self._kept.popitem(last=False)
+                self._bytes -= dropped
 
     @contextmanager
     def recording(self) -> Iterator[dict[str, object]]:
@@ -128,6 +226,25 @@ class LiveOracle(Oracle):
             yield answers
         finally:
             self.recorded = None
+
+
+class Preloaded(Oracle):
+    """Answers recorded elsewhere (key -> answer, kept read-only) first, then `fallback`'s."""
+
+    def __init__(self, answers: Mapping[str, object], fallback: Oracle | None) -> None:
+        self.kept = answers
+        self.fallback = fallback
+
+    def ask(self, name: str, *args: object) -> Any:
+        try:
+            found = self.kept.get(digest(name, args))
+        except ConfigError:
+            found = None
+        if found is not None:
+            return _thawed(found)
+        if self.fallback is None:
+            raise BankMiss(f"no recorded answer for {name}")
+        return self.fallback.ask(name, *args)
 
 
 class Bank(Oracle):
@@ -155,6 +272,11 @@ def consulting(oracle: Oracle | None) -> Iterator[None]:
         yield
     finally:
         _CURRENT.reset(token)
+
+
+def consulted() -> Oracle | None:
+    """The oracle `ask` consults now (None outside a graded rubric's checks)."""
+    return _CURRENT.get()
 
 
 def ask(name: str, *args: object) -> Any:

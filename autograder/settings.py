@@ -16,11 +16,13 @@ from hypothesis.internal.conjecture import providers as _providers
 from hypothesis.internal.constants_ast import Constants as _Constants
 
 __all__ = [
+    "CACHES",
     "HYPOTHESIS",
     "KIT_EXAMPLES_KEY",
     "LIMITS",
     "SINGLE_THREADED",
     "TOLERANCE",
+    "Caches",
     "Limits",
     "Tolerance",
     "example_seed",
@@ -137,5 +139,20 @@ class Tolerance:
 #: core to use), and one thread keeps floating-point sums independent of thread scheduling.
 SINGLE_THREADED = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
+
+@dataclass(frozen=True)
+class Caches:
+    """What a grading process keeps for the next student (the same for every student, so no
+    grade depends on these sizes: a smaller cache only computes again what it dropped)."""
+
+    drawn_items: int = 256
+    """Items whose cases of a fully passing run are kept (`autograder.drawn`), per course key."""
+    answers: int = 8192
+    """Answers of the reference kept by the live oracle (`oracle.LiveOracle`)."""
+    answer_bytes: int = 64 << 20
+    """The arrays of those answers hold at most this much; the oldest are dropped first."""
+
+
 LIMITS = Limits()
 TOLERANCE = Tolerance()
+CACHES = Caches()
