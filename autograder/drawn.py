@@ -12,8 +12,8 @@ to the smallest input), so a failing student gets the same report either way.
 
 What is kept is bounded (`settings.Caches.drawn_items`) and keyed by a hash of the key and by
 the item itself (the same object: a rubric rebuilt with other points or cases holds other
-items, which start cold). A Gradescope zip may ship the cases with the reference's answers to
-them (`shipped.py`): `preload` adds them, and the answers are consulted during the replay only.
+items, which start cold). A Gradescope zip may ship the cases (`shipped.py`), which are then
+kept from the start.
 """
 
 from __future__ import annotations
@@ -21,11 +21,10 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from autograder.oracle import Preloaded, consulted, consulting
 from autograder.rubric import Item
 from autograder.sandbox import Sandbox
 from autograder.settings import CACHES
@@ -36,11 +35,10 @@ __all__ = ["Drawn", "forget", "passes", "recall", "remember"]
 @dataclass(frozen=True)
 class Drawn:
     """The cases of a fully passing run of `item`, in the order they were checked (its
-    exhaustive cases first), and answers recorded for them (a shipped bundle's)."""
+    exhaustive cases first)."""
 
     item: Item[Any]
     cases: tuple[Any, ...]
-    answers: Mapping[str, object] = field(default_factory=dict)
 
 
 _KEPT: OrderedDict[tuple[bytes, str], Drawn] = OrderedDict()
@@ -64,15 +62,13 @@ def recall(item: Item[Any], key: bytes) -> Drawn | None:
         return found
 
 
-def remember(
-    item: Item[Any], key: bytes, cases: Sequence[Any], answers: Mapping[str, object] = {}
-) -> None:
+def remember(item: Item[Any], key: bytes, cases: Sequence[Any]) -> None:
     """Keep `cases`, checked in this order on a run of `item` in which every one passed."""
     if item.strategy is None or CACHES.drawn_items <= 0:
         return
     slot = _slot(item, key)
     with _LOCK:
-        _KEPT[slot] = Drawn(item, tuple(cases), answers)
+        _KEPT[slot] = Drawn(item, tuple(cases))
         _KEPT.move_to_end(slot)
         while len(_KEPT) > CACHES.drawn_items:
             _KEPT.popitem(last=False)
@@ -88,10 +84,8 @@ def passes(drawn: Drawn, box: Sandbox, *, deadline: float) -> bool:
     """Whether every case of `drawn` passes, checked in order in one fresh worker. Anything
     else (a wrong answer, an exception, a lost worker, a missing answer) is False: the item is
     then checked from scratch, and nothing of this replay is reported."""
-    oracle = consulted()
-    asked = Preloaded(drawn.answers, oracle) if drawn.answers else oracle
     try:
-        with consulting(asked), box.session(deadline=deadline) as session:
+        with box.session(deadline=deadline) as session:
             for case in drawn.cases:
                 drawn.item.check(session, case)
     except Exception:

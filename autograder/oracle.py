@@ -13,11 +13,11 @@ kinds, chosen explicitly by `catalog.py`:
 
 While a rubric's checks run, the core makes its oracle the one `ask` consults (`consulting`).
 
-The live oracle keeps what it answered (bounded: `settings.Caches`), so a grading process
-computes each answer once for all the students it grades (the cases Hypothesis draws are the
-same for every student who passes). An answer's arrays are read-only, and every `ask` gets
-containers (tuples, lists, dicts) of its own: a check that wrote into an answer would raise
-at once, for every student alike, instead of changing the next student's expected value.
+The live oracle keeps what it answered about each case (bounded: `settings.Caches`), so a
+grading process computes each answer once for all the students it grades (the cases replayed
+for them are the very same objects: `drawn.py`). An answer's arrays are read-only, and every
+`ask` gets containers (tuples, lists, dicts) of its own: a check that wrote into an answer
+would raise at once, for every student alike, instead of changing the next one's answer.
 
 A bank is gzip-compressed JSON: arrays travel as dtype, shape and base64 bytes; cases (the
 frozen dataclasses listed in `Exercise.cases`) as their class name and fields. Nothing in it
@@ -51,12 +51,12 @@ __all__ = [
     "BankMiss",
     "LiveOracle",
     "Oracle",
-    "Preloaded",
     "ask",
-    "consulted",
     "consulting",
+    "decode_value",
     "digest",
     "dump_bank",
+    "encode_value",
     "frozen",
     "load_bank",
 ]
@@ -160,6 +160,42 @@ def frozen(value: object) -> object | None:
         return None
 
 
+_PLAIN = (type(None), bool, int, float, str)
+
+
+def _frozen_case(value: object) -> bool:
+    params = getattr(type(value), "__dataclass_params__", None)
+    return params is not None and bool(params.frozen)
+
+
+def _question(name: str, args: tuple[object, ...]) -> tuple[object, ...] | None:
+    """The key of `name(*args)` among kept answers: plain values by value, cases (frozen
+    dataclasses: the same drawn case object comes back for every student) by identity; None
+    for any other argument (an array, a list: computed every time, as asked)."""
+    key: list[object] = [name]
+    for arg in args:
+        if type(arg) in _PLAIN:
+            key.append((type(arg), arg))
+        elif _frozen_case(arg):
+            key.append(id(arg))
+        else:
+            return None
+    return tuple(key)
+
+
+def _nbytes(value: object) -> int:
+    """The bytes the arrays in `value` (containers and dataclasses included) hold."""
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, (tuple, list)):
+        return sum(_nbytes(item) for item in value)
+    if isinstance(value, dict):
+        return sum(_nbytes(item) for item in value.values())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return sum(_nbytes(getattr(value, f.name)) for f in dataclasses.fields(value))
+    return 0
+
+
 class LiveOracle(Oracle):
     """Computes every answer (from the reference solution), once per question while it is
     kept (`settings.Caches`); can record what it answers."""
@@ -171,7 +207,9 @@ class LiveOracle(Oracle):
         self.recorded: dict[str, object] | None = None
         """While recording: every answer given, by key."""
         self._keep, self._keep_bytes = keep, keep_bytes
-        self._kept: OrderedDict[str, tuple[object, int]] = OrderedDict()
+        self._kept: OrderedDict[tuple[object, ...], tuple[object, int, tuple[object, ...]]] = (
+            OrderedDict()
+        )
         self._bytes = 0
         self._lock = threading.Lock()
 
@@ -181,10 +219,7 @@ class LiveOracle(Oracle):
         except KeyError:
             known = ", ".join(sorted(self.answers.functions))
             raise ConfigError(f"The oracle has no question {name!r}; it answers {known}.") from None
-        try:
-            key: str | None = digest(name, args)
-        except ConfigError:  # an argument it cannot key: computed every time, as asked
-            key = None
+        key = _question(name, args)
         with self._lock:
             found = self._kept.get(key) if key is not None else None
             if found is not None:
@@ -200,21 +235,23 @@ class LiveOracle(Oracle):
             if kept is not None:
                 answer = _thawed(kept)
                 if key is not None:
-                    self._keep_answer(key, kept, size)
+                    self._keep_answer(key, kept, size + _nbytes(args), args)
         if self.recorded is not None:
             self.recorded[digest(name, args)] = answer
         return answer
 
-    def _keep_answer(self, key: str, answer: object, size: int) -> None:
+    def _keep_answer(
+        self, key: tuple[object, ...], answer: object, size: int, args: tuple[object, ...]
+    ) -> None:
         if self._keep <= 0 or size > self._keep_bytes:
             return
         with self._lock:
             if key in self._kept:
                 return
-            self._kept[key] = (answer, size)
+            self._kept[key] = (answer, size, args)
             self._bytes += size
             while len(self._kept) > self._keep or self._bytes > self._keep_bytes:
-                _, (_, dropped) = self._kept.popitem(last=False)
+                _, (_, dropped, _) = self._kept.popitem(last=False)
                 self._bytes -= dropped
 
     @contextmanager
@@ -226,25 +263,6 @@ class LiveOracle(Oracle):
             yield answers
         finally:
             self.recorded = None
-
-
-class Preloaded(Oracle):
-    """Answers recorded elsewhere (key -> answer, kept read-only) first, then `fallback`'s."""
-
-    def __init__(self, answers: Mapping[str, object], fallback: Oracle | None) -> None:
-        self.kept = answers
-        self.fallback = fallback
-
-    def ask(self, name: str, *args: object) -> Any:
-        try:
-            found = self.kept.get(digest(name, args))
-        except ConfigError:
-            found = None
-        if found is not None:
-            return _thawed(found)
-        if self.fallback is None:
-            raise BankMiss(f"no recorded answer for {name}")
-        return self.fallback.ask(name, *args)
 
 
 class Bank(Oracle):
@@ -272,11 +290,6 @@ def consulting(oracle: Oracle | None) -> Iterator[None]:
         yield
     finally:
         _CURRENT.reset(token)
-
-
-def consulted() -> Oracle | None:
-    """The oracle `ask` consults now (None outside a graded rubric's checks)."""
-    return _CURRENT.get()
 
 
 def ask(name: str, *args: object) -> Any:
@@ -347,6 +360,16 @@ def _decode(node: object, kinds: Mapping[str, type]) -> object:
 
 def _kinds(cases: Sequence[type]) -> dict[str, type]:
     return {kind.__qualname__: kind for kind in cases}
+
+
+def encode_value(value: object, *, kinds: Sequence[type]) -> object:
+    """`value` (arrays, scalars, containers and the case types `kinds`) as JSON data."""
+    return _encode(value, _kinds(kinds))
+
+
+def decode_value(node: object, *, kinds: Sequence[type]) -> object:
+    """The value `encode_value` wrote as `node`."""
+    return _decode(node, _kinds(kinds))
 
 
 def dump_bank(

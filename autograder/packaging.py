@@ -3,7 +3,8 @@
 The zip holds `setup.sh` and `run_autograder` at its root (Gradescope's layout), the grader
 package, the exercise's package (bundled ones are inside the grader's; any other goes under
 `exercise/`), its reference solution (`solutions/`), the course's grading secret (created now
-if the course has none yet: see `autograder/secret.py`) and a pinned `requirements.txt`: what
+if the course has none yet: see `autograder/secret.py`), the cases its items draw under that
+secret (`shipped.py`: grading checks them first) and a pinned `requirements.txt`: what
 grading needs and nothing else (no Jupyter, no conda, no Docker). `run_autograder` names the
 exercise by the folder the zip ships it in, so the zip grades the exercise it was built for.
 """
@@ -93,9 +94,11 @@ def _run_autograder(place: str) -> bytes:
     return text.replace(_RUN, f'{_RUN} --exercise "$ROOT/source/{place}"').encode()
 
 
-def build_zip(out: Path, *, exercise: Exercise) -> list[str]:
+def build_zip(out: Path, *, exercise: Exercise, drawn: bool = True) -> list[str]:
     """Write the Gradescope autograder zip for `exercise` to `out`; returns the names it holds.
 
+    With `drawn`, `solutions/` also holds the cases each item draws when every one passes
+    (`shipped.py`), which a grader identical to this one checks first instead of drawing them.
     The zip is reproducible: the same sources (and grading secret) give the same bytes.
     """
     reference = exercise.reference_file()
@@ -111,6 +114,10 @@ def build_zip(out: Path, *, exercise: Exercise) -> list[str]:
     }
     if reference.name == FILE_NAME:
         raise ConfigError(f"A reference solution may not be called {FILE_NAME}: rename it.")
+    if drawn:
+        from autograder.shipped import build, file_name  # it fingerprints the grader's files
+
+        files[f"solutions/{file_name(exercise)}"] = (build(exercise), False)
     for name, path in {**package_files(), **shipped}.items():
         files[name] = (path.read_bytes(), path.parent.name == "templates")
     write_zip(out, files)
