@@ -94,6 +94,17 @@ def _run_autograder(place: str) -> bytes:
     return text.replace(_RUN, f'{_RUN} --exercise "$ROOT/source/{place}"').encode()
 
 
+_SHIP = "-m autograder.shipped"
+
+
+def _setup(place: str) -> bytes:
+    """The setup.sh script, naming the folder of the exercise whose drawn cases it refreshes."""
+    text = (_PACKAGE / "templates" / "setup.sh").read_text(encoding="utf-8")
+    if text.count(_SHIP) != 1:
+        raise ConfigError("templates/setup.sh must run `autograder.shipped` exactly once.")
+    return text.replace(_SHIP, f'{_SHIP} "$SOURCE/{place}"').encode()
+
+
 def build_zip(out: Path, *, exercise: Exercise, drawn: bool = True) -> list[str]:
     """Write the Gradescope autograder zip for `exercise` to `out`; returns the names it holds.
 
@@ -106,7 +117,7 @@ def build_zip(out: Path, *, exercise: Exercise, drawn: bool = True) -> list[str]
         raise ConfigError(f"No reference solution at {reference}: add it before packaging.")
     place, shipped = exercise_files(exercise)
     files: dict[str, tuple[bytes, bool]] = {
-        "setup.sh": ((_PACKAGE / "templates" / "setup.sh").read_bytes(), True),
+        "setup.sh": (_setup(place), True),
         "run_autograder": (_run_autograder(place), True),
         "requirements.txt": (REQUIREMENTS.encode(), False),
         f"solutions/{reference.name}": (reference.read_bytes(), False),

@@ -12,14 +12,18 @@ Hypothesis run, in a fresh worker, at the first failure.
 They are used only by the grader they were built for: the file records the grader's
 fingerprint (`fingerprint.py`: its files, the exercise, the reference, the secret, the versions
 of Python, NumPy and Hypothesis); any other grader, a damaged file or none at all grades as if
-there were none. The expected answers are not shipped: they are computed where the grading
-runs, as always.
+there were none. Gradescope's image may run another Python or NumPy than the machine that
+built the zip: its setup.sh runs `python -m autograder.shipped EXERCISE` (`refresh`), which
+builds them again there when the shipped ones do not fit. The expected answers are not
+shipped: they are computed where the grading runs, as always.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import os
+import sys
 from typing import Any
 
 from autograder import drawn
@@ -31,7 +35,7 @@ from autograder.reference import solutions_dir
 from autograder.rubric import Item
 from autograder.secret import load_secret
 
-__all__ = ["build", "file_name", "load", "preload"]
+__all__ = ["build", "drawn_cases", "file_name", "load", "preload", "refresh"]
 
 _VERSION = 1
 
@@ -103,3 +107,21 @@ def preload(exercise: Exercise) -> bool:
                 drawn.remember(item, key, found[item.id])
     _DONE[slot] = bool(found)
     return bool(found)
+
+
+def refresh(exercise: Exercise) -> str:
+    """Make the solutions folder's file fit this grader (build it again unless it does); what
+    was done, in a few words."""
+    path = solutions_dir() / file_name(exercise)
+    if path.is_file() and load(exercise, path.read_bytes()) is not None:
+        return f"the drawn cases in {path} fit this grader"
+    draft = path.with_name(f".{path.name}.{os.getpid()}")
+    draft.write_bytes(build(exercise))
+    os.replace(draft, path)
+    return f"drew the cases again for this grader into {path}"
+
+
+if __name__ == "__main__":  # setup.sh: python -m autograder.shipped EXERCISE
+    from autograder import catalog
+
+    print(f"autograder setup: {refresh(catalog.find(sys.argv[1]))}")
