@@ -142,6 +142,24 @@ def test_the_live_oracle_computes_a_question_once_and_its_answers_are_read_only(
     assert CALLS == ["pair 3", "whatever", "whatever"]
 
 
+def _square(case: Number | np.ndarray) -> int:
+    CALLS.append("square")
+    return 9
+
+
+def test_the_live_oracle_keeps_answers_about_a_case_by_the_case_object_itself() -> None:
+    CALLS.clear()
+    live = LiveOracle(Answers({"square": _square}, lambda case: []))
+    case = Number(3)
+    live.ask("square", case)
+    live.ask("square", case)  # the replayed case: the very same object
+    assert CALLS == ["square"]
+    live.ask("square", Number(3))  # an equal case made anew is computed again
+    live.ask("square", np.array([3]))  # as is an argument that could change in place
+    live.ask("square", np.array([3]))
+    assert CALLS == ["square"] * 4
+
+
 @pytest.mark.parametrize(
     ("options", "computed"),
     [
