@@ -224,6 +224,9 @@ def graded_rubric(exercise: Exercise) -> Rubric:
     """`exercise`'s rubric with this installation's oracle: live in the grader; in a kit, the
     recorded answers, its public items checking the inputs recorded for them."""
     if installed_kit() is None:
+        from autograder.shipped import preload  # the cases a zip ships, if any fit
+
+        preload(exercise)
         return exercise.rubric.with_oracle(live_oracle(exercise))
     answers, cases = load_bank(KIT_BANK.read_bytes(), kinds=exercise.cases)
     return kit_rubric(exercise.rubric, cases).with_oracle(Bank(answers))

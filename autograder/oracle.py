@@ -13,6 +13,12 @@ kinds, chosen explicitly by `catalog.py`:
 
 While a rubric's checks run, the core makes its oracle the one `ask` consults (`consulting`).
 
+The live oracle keeps what it answered about each case (bounded: `settings.Caches`), so a
+grading process computes each answer once for all the students it grades (the cases replayed
+for them are the very same objects: `drawn.py`). An answer's arrays are read-only, and every
+`ask` gets containers (tuples, lists, dicts) of its own: a check that wrote into an answer
+would raise at once, for every student alike, instead of changing the next one's answer.
+
 A bank is gzip-compressed JSON: arrays travel as dtype, shape and base64 bytes; cases (the
 frozen dataclasses listed in `Exercise.cases`) as their class name and fields. Nothing in it
 is pickled or executed, and it can build no object of a type the exercise does not list.
@@ -25,6 +31,8 @@ import dataclasses
 import gzip
 import hashlib
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -33,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from autograder.errors import ConfigError, GraderError
+from autograder.settings import CACHES
 
 if TYPE_CHECKING:
     from autograder.exercise import Answers
@@ -44,8 +53,11 @@ __all__ = [
     "Oracle",
     "ask",
     "consulting",
+    "decode_value",
     "digest",
     "dump_bank",
+    "encode_value",
+    "frozen",
     "load_bank",
 ]
 
@@ -100,13 +112,106 @@ class Oracle:
         raise NotImplementedError
 
 
-class LiveOracle(Oracle):
-    """Computes every answer (from the reference solution); can record what it answers."""
+class _Unkept(Exception):
+    """An answer holds a value `_frozen` cannot make read-only (it is not kept)."""
 
-    def __init__(self, answers: Answers) -> None:
+
+def _frozen(value: object) -> tuple[object, int]:
+    """`value` with its arrays copied read-only, and how many bytes they hold; `_Unkept` for a
+    value of any other kind than arrays, scalars, tuples, lists and dicts of them."""
+    if value is None or isinstance(value, (bool, int, float, str, np.generic)):
+        return value, 0
+    if isinstance(value, np.ndarray):
+        if value.dtype.hasobject:
+            raise _Unkept
+        array = np.array(value, copy=True)
+        array.flags.writeable = False
+        return array, array.nbytes
+    if isinstance(value, (tuple, list)):
+        parts = [_frozen(item) for item in value]
+        items = [part for part, _ in parts]
+        return (tuple(items) if isinstance(value, tuple) else items), sum(n for _, n in parts)
+    if type(value) is dict:
+        total = 0
+        mapping = {}
+        for key, item in value.items():
+            mapping[key], size = _frozen(item)
+            total += size
+        return mapping, total
+    raise _Unkept
+
+
+def _thawed(value: object) -> object:
+    """A kept answer with containers of its own (its read-only arrays are shared)."""
+    if isinstance(value, tuple):
+        return tuple(_thawed(item) for item in value)
+    if isinstance(value, list):
+        return [_thawed(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _thawed(item) for key, item in value.items()}
+    return value
+
+
+def frozen(value: object) -> object | None:
+    """`value` as the live oracle keeps it (read-only arrays), or None if it cannot be kept."""
+    try:
+        return _frozen(value)[0]
+    except _Unkept:
+        return None
+
+
+_PLAIN = (type(None), bool, int, float, str)
+
+
+def _frozen_case(value: object) -> bool:
+    params = getattr(type(value), "__dataclass_params__", None)
+    return params is not None and bool(params.frozen)
+
+
+def _question(name: str, args: tuple[object, ...]) -> tuple[object, ...] | None:
+    """The key of `name(*args)` among kept answers: plain values by value, cases (frozen
+    dataclasses: the same drawn case object comes back for every student) by identity; None
+    for any other argument (an array, a list: computed every time, as asked)."""
+    key: list[object] = [name]
+    for arg in args:
+        if type(arg) in _PLAIN:
+            key.append((type(arg), arg))
+        elif _frozen_case(arg):
+            key.append(id(arg))
+        else:
+            return None
+    return tuple(key)
+
+
+def _nbytes(value: object) -> int:
+    """The bytes the arrays in `value` (containers and dataclasses included) hold."""
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, (tuple, list)):
+        return sum(_nbytes(item) for item in value)
+    if isinstance(value, dict):
+        return sum(_nbytes(item) for item in value.values())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return sum(_nbytes(getattr(value, f.name)) for f in dataclasses.fields(value))
+    return 0
+
+
+class LiveOracle(Oracle):
+    """Computes every answer (from the reference solution), once per question while it is
+    kept (`settings.Caches`); can record what it answers."""
+
+    def __init__(
+        self, answers: Answers, *, keep: int = CACHES.answers, keep_bytes: int = CACHES.answer_bytes
+    ) -> None:
         self.answers = answers
         self.recorded: dict[str, object] | None = None
         """While recording: every answer given, by key."""
+        self._keep, self._keep_bytes = keep, keep_bytes
+        self._kept: OrderedDict[tuple[object, ...], tuple[object, int, tuple[object, ...]]] = (
+            OrderedDict()
+        )
+        self._bytes = 0
+        self._lock = threading.Lock()
 
     def ask(self, name: str, *args: object) -> Any:
         try:
@@ -114,10 +219,40 @@ class LiveOracle(Oracle):
         except KeyError:
             known = ", ".join(sorted(self.answers.functions))
             raise ConfigError(f"The oracle has no question {name!r}; it answers {known}.") from None
-        answer = function(*args)
+        key = _question(name, args)
+        with self._lock:
+            found = self._kept.get(key) if key is not None else None
+            if found is not None:
+                self._kept.move_to_end(key)  # type: ignore[arg-type]
+        if found is not None:
+            answer = _thawed(found[0])
+        else:
+            answer = function(*args)
+            try:
+                kept, size = _frozen(answer)
+            except _Unkept:
+                kept, size = None, 0
+            if kept is not None:
+                answer = _thawed(kept)
+                if key is not None:
+                    self._keep_answer(key, kept, size + _nbytes(args), args)
         if self.recorded is not None:
             self.recorded[digest(name, args)] = answer
         return answer
+
+    def _keep_answer(
+        self, key: tuple[object, ...], answer: object, size: int, args: tuple[object, ...]
+    ) -> None:
+        if self._keep <= 0 or size > self._keep_bytes:
+            return
+        with self._lock:
+            if key in self._kept:
+                return
+            self._kept[key] = (answer, size, args)
+            self._bytes += size
+            while len(self._kept) > self._keep or self._bytes > self._keep_bytes:
+                _, (_, dropped, _) = self._kept.popitem(last=False)
+                self._bytes -= dropped
 
     @contextmanager
     def recording(self) -> Iterator[dict[str, object]]:
@@ -225,6 +360,16 @@ def _decode(node: object, kinds: Mapping[str, type]) -> object:
 
 def _kinds(cases: Sequence[type]) -> dict[str, type]:
     return {kind.__qualname__: kind for kind in cases}
+
+
+def encode_value(value: object, *, kinds: Sequence[type]) -> object:
+    """`value` (arrays, scalars, containers and the case types `kinds`) as JSON data."""
+    return _encode(value, _kinds(kinds))
+
+
+def decode_value(node: object, *, kinds: Sequence[type]) -> object:
+    """The value `encode_value` wrote as `node`."""
+    return _decode(node, _kinds(kinds))
 
 
 def dump_bank(

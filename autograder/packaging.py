@@ -3,7 +3,8 @@
 The zip holds `setup.sh` and `run_autograder` at its root (Gradescope's layout), the grader
 package, the exercise's package (bundled ones are inside the grader's; any other goes under
 `exercise/`), its reference solution (`solutions/`), the course's grading secret (created now
-if the course has none yet: see `autograder/secret.py`) and a pinned `requirements.txt`: what
+if the course has none yet: see `autograder/secret.py`), the cases its items draw under that
+secret (`shipped.py`: grading checks them first) and a pinned `requirements.txt`: what
 grading needs and nothing else (no Jupyter, no conda, no Docker). `run_autograder` names the
 exercise by the folder the zip ships it in, so the zip grades the exercise it was built for.
 """
@@ -93,9 +94,22 @@ def _run_autograder(place: str) -> bytes:
     return text.replace(_RUN, f'{_RUN} --exercise "$ROOT/source/{place}"').encode()
 
 
-def build_zip(out: Path, *, exercise: Exercise) -> list[str]:
+_SHIP = "-m autograder.shipped"
+
+
+def _setup(place: str) -> bytes:
+    """The setup.sh script, naming the folder of the exercise whose drawn cases it refreshes."""
+    text = (_PACKAGE / "templates" / "setup.sh").read_text(encoding="utf-8")
+    if text.count(_SHIP) != 1:
+        raise ConfigError("templates/setup.sh must run `autograder.shipped` exactly once.")
+    return text.replace(_SHIP, f'{_SHIP} "$SOURCE/{place}"').encode()
+
+
+def build_zip(out: Path, *, exercise: Exercise, drawn: bool = True) -> list[str]:
     """Write the Gradescope autograder zip for `exercise` to `out`; returns the names it holds.
 
+    With `drawn`, `solutions/` also holds the cases each item draws when every one passes
+    (`shipped.py`), which a grader identical to this one checks first instead of drawing them.
     The zip is reproducible: the same sources (and grading secret) give the same bytes.
     """
     reference = exercise.reference_file()
@@ -103,7 +117,7 @@ def build_zip(out: Path, *, exercise: Exercise) -> list[str]:
         raise ConfigError(f"No reference solution at {reference}: add it before packaging.")
     place, shipped = exercise_files(exercise)
     files: dict[str, tuple[bytes, bool]] = {
-        "setup.sh": ((_PACKAGE / "templates" / "setup.sh").read_bytes(), True),
+        "setup.sh": (_setup(place), True),
         "run_autograder": (_run_autograder(place), True),
         "requirements.txt": (REQUIREMENTS.encode(), False),
         f"solutions/{reference.name}": (reference.read_bytes(), False),
@@ -111,6 +125,10 @@ def build_zip(out: Path, *, exercise: Exercise) -> list[str]:
     }
     if reference.name == FILE_NAME:
         raise ConfigError(f"A reference solution may not be called {FILE_NAME}: rename it.")
+    if drawn:
+        from autograder.shipped import build, file_name  # it fingerprints the grader's files
+
+        files[f"solutions/{file_name(exercise)}"] = (build(exercise), False)
     for name, path in {**package_files(), **shipped}.items():
         files[name] = (path.read_bytes(), path.parent.name == "templates")
     write_zip(out, files)

@@ -16,12 +16,14 @@ from hypothesis.internal.conjecture import providers as _providers
 from hypothesis.internal.constants_ast import Constants as _Constants
 
 __all__ = [
+    "CACHES",
     "HYPOTHESIS",
     "KIT_EXAMPLES_KEY",
     "LIKENESS",
     "LIMITS",
     "SINGLE_THREADED",
     "TOLERANCE",
+    "Caches",
     "Likeness",
     "Limits",
     "Tolerance",
@@ -141,6 +143,19 @@ SINGLE_THREADED = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM
 
 
 @dataclass(frozen=True)
+class Caches:
+    """What a grading process keeps for the next student (the same for every student, so no
+    grade depends on these sizes: a smaller cache only computes again what it dropped)."""
+
+    drawn_items: int = 256
+    """Items whose cases of a fully passing run are kept (`autograder.drawn`), per course key."""
+    answers: int = 8192
+    """Answers of the reference kept by the live oracle (`oracle.LiveOracle`)."""
+    answer_bytes: int = 64 << 20
+    """The arrays of those answers hold at most this much; the oldest are dropped first."""
+
+
+@dataclass(frozen=True)
 class Likeness:
     """When students' wrong answers count as shared (`likeness.py`); it never changes a grade,
     it decides which students a person is asked to look at."""
@@ -166,4 +181,5 @@ class Likeness:
 
 LIMITS = Limits()
 TOLERANCE = Tolerance()
+CACHES = Caches()
 LIKENESS = Likeness()

@@ -8,6 +8,8 @@ NumPy's comparison helpers). Then it grades the class with `nbgrader autograde` 
 visible and hidden tests, in the student's kernel) and with `python -m autograder batch
 --jobs 1` and `--jobs 2`, and prints wall time per submission, the speed-up, whether each tool
 gave the expected verdicts, and how often the two tools rank a pair of students differently.
+`--correct-only` grades a class of correct vectorised notebooks only (issue 18's "CPU per
+correct notebook"). CPU counts each tool and everything it starts (bench_grade.CpuMeter).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_grade import LOOPS, REFERENCE, student_notebook
+from bench_grade import LOOPS, REFERENCE, CpuMeter, student_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,12 +64,12 @@ class MultiHeadAttention:
 """
 
 
-def classroom(size: int) -> dict[str, tuple[str, str]]:
+def classroom(size: int, *, correct_only: bool = False) -> dict[str, tuple[str, str]]:
     """student -> (kind, source); kinds: correct, loops, buggy, hostile."""
     kinds: list[tuple[str, str]] = []
     for index in range(size):
         slot = index % 8
-        if slot in (0, 1):
+        if slot in (0, 1) or correct_only:
             kinds.append(("correct", REFERENCE))
         elif slot == 2:
             kinds.append(("loops", LOOPS))
@@ -137,28 +139,35 @@ def rank_disagreements(
     return count
 
 
-def timed(command: list[str], cwd: Path) -> float:
+def timed(command: list[str], cwd: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of `command` and everything it starts."""
+    meter = CpuMeter()
     began = time.perf_counter()
-    subprocess.run(command, cwd=cwd, check=True, capture_output=True)
-    return time.perf_counter() - began
+    subprocess.run(command, cwd=cwd, check=True, capture_output=True, preexec_fn=meter.enter)
+    return time.perf_counter() - began, meter.seconds()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--students", type=int, default=40)
-    size = parser.parse_args().students
-    students = classroom(size)
+    parser.add_argument("--correct-only", action="store_true", help="correct notebooks only")
+    parser.add_argument("--no-nbgrader", action="store_true", help="time our batch only")
+    args = parser.parse_args()
+    size = args.students
+    students = classroom(size, correct_only=args.correct_only)
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch) / "course"
         make_course(folder, students)
-        rows = []
-        seconds = timed([sys.executable, "-m", "nbgrader", "autograde", "attention"], folder)
-        nb_scores = nbgrader_scores(folder)
-        rows.append(("nbgrader autograde", seconds, verdicts_ok(nb_scores, 10.0, students)))
+        rows: list[tuple[str, float, float, str]] = []
+        nb_scores: dict[str, float] = {}
+        if not args.no_nbgrader:
+            wall, cpu = timed([sys.executable, "-m", "nbgrader", "autograde", "attention"], folder)
+            nb_scores = nbgrader_scores(folder)
+            rows.append(("nbgrader autograde", wall, cpu, verdicts_ok(nb_scores, 10.0, students)))
         ours: dict[str, float] = {}
         for jobs in (1, 2):
             out = Path(scratch) / f"ours-{jobs}"
-            seconds = timed(
+            wall, cpu = timed(
                 [
                     sys.executable,
                     "-m",
@@ -174,7 +183,7 @@ def main() -> None:
             )
             ours = our_scores(out / "grades.csv")
             rows.append(
-                (f"autograder batch --jobs {jobs}", seconds, verdicts_ok(ours, 100.0, students))
+                (f"autograder batch --jobs {jobs}", wall, cpu, verdicts_ok(ours, 100.0, students))
             )
     base = rows[0][1] / size
     print(
@@ -183,10 +192,12 @@ def main() -> None:
         f"{sum(k.startswith('buggy') for k, _ in students.values())} buggy, "
         f"{sum(k == 'hostile' for k, _ in students.values())} hostile)\n"
     )
-    print(f"{'tool':28} {'s/submission':>12} {'speed-up':>9}  verdicts")
-    for name, seconds, verdicts in rows:
+    print(f"{'tool':28} {'s/submission':>12} {'cpu s/sub':>9} {'speed-up':>9}  verdicts")
+    for name, seconds, cpu, verdicts in rows:
         per = seconds / size
-        print(f"{name:28} {per:12.2f} {base / per:8.1f}x  {verdicts}")
+        print(f"{name:28} {per:12.2f} {cpu / size:9.2f} {base / per:8.1f}x  {verdicts}")
+    if args.no_nbgrader:
+        return
     honest = {s: v for s, v in ours.items() if students[s][0] != "hostile"}
     disagreements = rank_disagreements(honest, nb_scores, 100.0, 10.0)
     print(

@@ -172,6 +172,38 @@ def test_gradescope_and_local_grading_draw_the_same_examples(autograder_root: Pa
     assert all(len(cases) >= 45 for cases in drawn["local"].values())
 
 
+FITS = """
+from autograder import catalog, shipped
+print(shipped.preload(catalog.find("autograder/exercises/attention")))
+"""
+
+
+def test_setup_leaves_drawn_cases_that_fit_the_image_and_draws_them_again_if_not(
+    autograder_root: Path,
+) -> None:
+    source = autograder_root / "source"
+    python = str(autograder_root / "venv" / "bin" / "python")
+    assert '-m autograder.shipped "$SOURCE/autograder/exercises/attention"' in (
+        source / "setup.sh"
+    ).read_text(encoding="utf-8")
+
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            [python, *args], cwd=source, env=env(autograder_root), capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    path = source / "solutions" / "attention.drawn.json.gz"
+    assert run("-c", FITS) == "True"  # the zip's, or those setup.sh drew for this image
+    path.write_bytes(b"damaged")
+    assert run("-c", FITS) == "False"  # grading would draw them, as without the file
+    assert "drew the cases again" in run(
+        "-m", "autograder.shipped", "autograder/exercises/attention"
+    )
+    assert run("-c", FITS) == "True"
+
+
 def test_tampering_notebook_scores_nothing(autograder_root: Path) -> None:
     tamper = [TAMPERING["write-fake-results"], TAMPERING["read-the-reference"]]
     document = submit(autograder_root, [WRONG, *tamper])

@@ -83,7 +83,9 @@ def test_the_kit_holds_no_solution_and_no_oracle(kit: Path) -> None:
     assert BANK in names and "attention-checker/autograder/kit.json" in names
     assert "attention-checker/pyproject.toml" in names
     assert not [
-        n for n in names if "solutions" in n or n.endswith("/exercises/attention/oracle.py")
+        n
+        for n in names
+        if "solutions" in n or ".drawn." in n or n.endswith("/exercises/attention/oracle.py")
     ]
     assert not [n for n in names if "/exercises/kv_cache/" in n]  # one exercise per kit
     reference = (ROOT / "solutions" / "attention.py").read_text(encoding="utf-8")
