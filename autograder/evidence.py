@@ -27,8 +27,6 @@ score or a word of feedback.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -38,8 +36,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from autograder.oracle import canonical_digest
 from autograder.rubric import Failure
-from autograder.sandbox import Handle, Opaque, Session
+from autograder.sandbox import Handle, Session
 
 if TYPE_CHECKING:
     from autograder.scoring import GradeResult
@@ -80,43 +79,10 @@ class ItemEvidence:
     answers: tuple[Answer, ...]
 
 
-def _feed(value: object, out: Any) -> None:
-    """Feed a stable description of `value` into the hash `out` (the same on every machine)."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        out.update(f"{type(value).__name__}:{value!r};".encode())
-    elif isinstance(value, np.ndarray):
-        array = np.ascontiguousarray(value)
-        out.update(f"array:{array.dtype.str}:{array.shape};".encode())
-        out.update(array.tobytes())
-    elif isinstance(value, np.generic):
-        _feed(np.asarray(value), out)
-    elif isinstance(value, (tuple, list)):
-        out.update(f"{type(value).__name__}:{len(value)}[".encode())
-        for item in value:
-            _feed(item, out)
-        out.update(b"]")
-    elif isinstance(value, Mapping):
-        out.update(f"dict:{len(value)}{{".encode())
-        for key in sorted(value, key=repr):
-            _feed(key, out)
-            _feed(value[key], out)
-        out.update(b"}")
-    elif isinstance(value, Opaque):
-        out.update(f"opaque:{value.type_name}:{value.repr!r};".encode())
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        out.update(f"{type(value).__qualname__}(".encode())
-        for field in dataclasses.fields(value):
-            _feed(field.name, out)
-            _feed(getattr(value, field.name), out)
-        out.update(b")")
-    else:  # not expected from the wire or a case; still stable within one grader version
-        out.update(f"other:{type(value).__qualname__}:{value!r};".encode())
-
-
 def _digest(*parts: object) -> str:
-    out = hashlib.sha256()
-    _feed(parts, out)
-    return out.hexdigest()
+    """SHA-256 of `parts`, as the oracle keys its questions; a value of a kind neither the
+    wire nor a case holds is described by its type and repr rather than refused."""
+    return canonical_digest(*parts, strict=False)
 
 
 def _constant(array: np.ndarray) -> bool:
