@@ -3,6 +3,7 @@ student kit as a student does; set up a Gradescope zip as Gradescope does."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -11,6 +12,7 @@ import time
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +25,8 @@ from autograder.settings import LIMITS, Limits
 ROOT = Path(__file__).resolve().parent.parent
 RUBRIC = rubric_of("attention")
 REFERENCE_SOURCE = (ROOT / "solutions" / "attention.py").read_text(encoding="utf-8")
+SCHEMA = json.loads((ROOT / "tests" / "gradescope_results.schema.json").read_text())
+"""Gradescope's results.json format."""
 
 
 def grade_code(
@@ -60,6 +64,32 @@ def install_kit(kit: Path) -> Path:
 def gradescope_env(root: Path) -> dict[str, str]:
     """The environment the zip's scripts run in, with `root` standing for /autograder."""
     return {**os.environ, "AUTOGRADER_ROOT": str(root), "AUTOGRADER_PYTHON": sys.executable}
+
+
+def run_autograder(root: Path, files: dict[str, bytes]) -> dict[str, Any]:
+    """Submit `files` (name -> bytes) to the zip set up in `root` and run its run_autograder
+    as Gradescope does; the results.json it wrote, checked against Gradescope's schema."""
+    import jsonschema
+
+    for folder in ("submission", "results"):
+        shutil.rmtree(root / folder, ignore_errors=True)
+    (root / "submission").mkdir()
+    for name, data in files.items():
+        (root / "submission" / name).write_bytes(data)
+    done = subprocess.run(
+        [str(root / "run_autograder")],
+        cwd=root,
+        env=gradescope_env(root),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    document: dict[str, Any] = json.loads(
+        (root / "results" / "results.json").read_text(encoding="utf-8")
+    )
+    jsonschema.validate(document, SCHEMA)
+    return document
 
 
 def set_up_zip(archive: Path, root: Path) -> Path:

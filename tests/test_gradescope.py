@@ -16,7 +16,7 @@ from pathlib import Path
 import jsonschema
 import nbformat
 import pytest
-from conftest import REFERENCE_SOURCE, ROOT, gradescope_env, set_up_zip
+from conftest import REFERENCE_SOURCE, ROOT, SCHEMA, gradescope_env, run_autograder, set_up_zip
 from test_hostile import TAMPERING, WRONG
 
 from autograder.catalog import find, rubric_of
@@ -26,7 +26,6 @@ from autograder.secret import secret_path
 
 pytestmark = pytest.mark.slow
 
-SCHEMA = json.loads((Path(__file__).parent / "gradescope_results.schema.json").read_text())
 IS_ROOT = os.geteuid() == 0
 
 
@@ -85,26 +84,9 @@ def autograder_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def submit(root: Path, cells: list[str], name: str = "my attention.ipynb") -> dict[str, object]:
-    for folder in ("submission", "results"):
-        shutil.rmtree(root / folder, ignore_errors=True)
-    (root / "submission").mkdir()
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(cell) for cell in cells]
-    (root / "submission" / name).write_text(nbformat.writes(nb), encoding="utf-8")
-    done = subprocess.run(
-        [str(root / "run_autograder")],
-        cwd=root,
-        env=env(root),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    document: dict[str, object] = json.loads(
-        (root / "results" / "results.json").read_text(encoding="utf-8")
-    )
-    jsonschema.validate(document, SCHEMA)
-    return document
+    return run_autograder(root, {name: nbformat.writes(nb).encode()})
 
 
 def test_setup_compiles_the_grader_once_for_every_submission(autograder_root: Path) -> None:
@@ -262,19 +244,8 @@ def test_a_zip_grades_the_exercise_it_was_built_for(tmp_path: Path) -> None:
     assert '--exercise "$ROOT/source/autograder/exercises/kv_cache"' in script
     shipped = {p.name for p in (root / "source" / "autograder" / "exercises").iterdir()}
     assert "kv_cache" in shipped and "attention" not in shipped  # only its own exercise
-    (root / "submission").mkdir()
-    shutil.copy2(ROOT / "examples" / "kv_cache.ipynb", root / "submission" / "kv_cache.ipynb")
-    done = subprocess.run(
-        [str(root / "run_autograder")],
-        cwd=root,
-        env=env(root),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    document = json.loads((root / "results" / "results.json").read_text(encoding="utf-8"))
-    jsonschema.validate(document, SCHEMA)
+    example = (ROOT / "examples" / "kv_cache.ipynb").read_bytes()
+    document = run_autograder(root, {"kv_cache.ipynb": example})
     ids = {test["extra_data"]["id"]: test["score"] for test in document["tests"]}
     assert set(ids) == {item.id for item in rubric_of("kv_cache").items}
     assert document["score"] == 85 and ids["decode_chunked"] == 0
