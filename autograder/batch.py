@@ -177,12 +177,7 @@ def _grade_one(entry: Entry, exercise: str, out: Path, key: _Key) -> GradeResult
             "grader, exercise, reference, grading secret and versions of Python, NumPy, "
             "Hypothesis and nbformat, then run the batch again."
         )
-    result = grade(
-        entry.path,
-        rubric=catalog.graded_rubric(found),
-        hidden=catalog.hidden_paths(found),
-        evidence=True,
-    )
+    result = grade(entry.path, rubric=catalog.graded_rubric(found), evidence=True)
     folder = out / entry.student
     _write_student(folder, result, key)
     return result

@@ -221,15 +221,18 @@ def kit_rubric(rubric: Rubric, cases: Mapping[str, Sequence[object]]) -> Rubric:
 
 
 def graded_rubric(exercise: Exercise) -> Rubric:
-    """`exercise`'s rubric with this installation's oracle: live in the grader; in a kit, the
-    recorded answers, its public items checking the inputs recorded for them."""
+    """`exercise`'s rubric with this installation's oracle (live in the grader; in a kit, the
+    recorded answers, its public items checking the inputs recorded for them), and the paths
+    the student's code must never read (`hidden_paths`)."""
     if installed_kit() is None:
         from autograder.shipped import preload  # the cases a zip ships, if any fit
 
         preload(exercise)
-        return exercise.rubric.with_oracle(live_oracle(exercise))
-    answers, cases = load_bank(KIT_BANK.read_bytes(), kinds=exercise.cases)
-    return kit_rubric(exercise.rubric, cases).with_oracle(Bank(answers))
+        rubric = exercise.rubric.with_oracle(live_oracle(exercise))
+    else:
+        answers, cases = load_bank(KIT_BANK.read_bytes(), kinds=exercise.cases)
+        rubric = kit_rubric(exercise.rubric, cases).with_oracle(Bank(answers))
+    return replace(rubric, hidden=hidden_paths(exercise))
 
 
 def rubric_of(spec: str) -> Rubric:

@@ -186,7 +186,7 @@ def _grade(args: argparse.Namespace, exercise: Exercise) -> int:
     rubric = catalog.graded_rubric(exercise)
     ensure_secret()  # the examples are seeded by it, here as in the Gradescope zip
     try:
-        result = grade(args.submission, rubric=rubric, hidden=catalog.hidden_paths(exercise))
+        result = grade(args.submission, rubric=rubric)
     except Exception as error:  # a bug of ours: the results file still says so
         result = ungraded(
             rubric,
@@ -273,8 +273,7 @@ def _check(args: argparse.Namespace, exercise: Exercise) -> int:
     if catalog.installed_kit() is None:  # in the course repository: the grader's own examples
         ensure_secret()
     rubric = catalog.graded_rubric(exercise)
-    hidden = catalog.hidden_paths(exercise)
-    result = grade(args.notebook, rubric=rubric, public_only=True, hidden=hidden)
+    result = grade(args.notebook, rubric=rubric, public_only=True)
     later = tuple(item.title for item in rubric.items if item.visibility != "visible")
     print(render_check(result, later=later))
     return 0

@@ -30,13 +30,12 @@ def run(*, root: Path = DEFAULT_ROOT, exercise: str) -> GradeResult:
     try:
         found = catalog.find(exercise)
         rubric = catalog.graded_rubric(found)
-        hidden = catalog.hidden_paths(found)
     except Exception:
         reason = "The autograder could not load its rubric; your instructor has the details."
         result = GradeResult("submission", (), (reason,), internal_error=traceback.format_exc())
     else:
         try:
-            result = grade(root / "submission", rubric=rubric, hidden=hidden)
+            result = grade(root / "submission", rubric=rubric)
         except Exception as error:
             result = ungraded(
                 rubric,

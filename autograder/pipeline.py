@@ -61,14 +61,13 @@ def grade(
     rubric: Rubric,
     limits: Limits = LIMITS,
     public_only: bool = False,
-    hidden: tuple[Path, ...] = (),
     evidence: bool = False,
 ) -> GradeResult:
     """Grade the submission at `path` (a notebook, a .py file, or a folder holding one).
 
     `public_only` checks only the items students see before the deadline (`check` command).
-    `hidden` are paths the student's code must not read besides the grader and `solutions/`
-    (the exercise's package and reference: `catalog.hidden_paths`). `evidence` also gathers
+    The child is kept from reading the grader, `solutions/` and `rubric.hidden` (the
+    exercise's package and reference, set by `catalog.graded_rubric`). `evidence` also gathers
     the staff-only evidence of shared wrong answers (`checks.gather_evidence`; batch does).
     """
     if public_only:
@@ -81,7 +80,10 @@ def grade(
         return ungraded(rubric, path.name, str(error), seconds=time.monotonic() - began)
     name = submission.path.name
     try:
-        with sandbox.started(submission.cells, limits=limits, extra_secrets=hidden) as (box, run):
+        with sandbox.started(submission.cells, limits=limits, extra_secrets=rubric.hidden) as (
+            box,
+            run,
+        ):
             outcomes = run_checks(rubric, box, run, limits=limits, deadline=deadline)
             output = box.output() if box is not None else run.output
             if evidence:  # after the output is taken: the student's code runs again

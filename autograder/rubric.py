@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 from hypothesis.strategies import SearchStrategy
@@ -116,6 +117,9 @@ class Rubric:
     """nbgrader grade cell id -> the item ids whose points that cell stands for."""
     oracle: Oracle | None = field(default=None, compare=False)
     """Where the checks' expected answers come from (set by the core, not by the exercise)."""
+    hidden: tuple[Path, ...] = field(default=(), compare=False)
+    """What the student's code must never read besides the grader and `solutions/` (set by
+    the core: the exercise's package and reference, wherever they are installed)."""
 
     def __post_init__(self) -> None:
         ids = [item.id for item in self.items]

@@ -47,6 +47,7 @@ def test_the_grader_attaches_the_live_oracle_once() -> None:
 def test_the_child_is_told_to_hide_the_package_and_the_reference() -> None:
     exercise = catalog.find("kv_cache")
     assert catalog.hidden_paths(exercise) == (exercise.folder, ROOT / "solutions" / "kv_cache.py")
+    assert catalog.graded_rubric(exercise).hidden == catalog.hidden_paths(exercise)
 
 
 def package(root: Path, name: str, init: str) -> Path:

@@ -249,7 +249,7 @@ def test_each_classic_mistake_loses_its_items_with_its_hint(
     source, lost, phrase = mistake
     (tmp_path / "softmax.py").write_text(source, encoding="utf-8")
     rubric = catalog.graded_rubric(exercise)
-    result = grade(tmp_path / "softmax.py", rubric=rubric, hidden=catalog.hidden_paths(exercise))
+    result = grade(tmp_path / "softmax.py", rubric=rubric)
     judged_on_right_answers = () if "softmax_values" not in lost else ("softmax_inputs_unchanged",)
     failed = {*lost, *judged_on_right_answers}
     expected = {item.id: 0 if item.id in failed else item.points for item in rubric.items}
@@ -493,7 +493,8 @@ def test_the_child_cannot_read_the_exercise_s_oracle_or_reference(
     path = tmp_path / "softmax.ipynb"
     nbformat.write(nb, str(path))
     rubric = catalog.graded_rubric(exercise)
-    result = grade(path, rubric=rubric, hidden=catalog.hidden_paths(exercise))
+    assert set(rubric.hidden) == {PACKAGE, REFERENCE}  # what the child is kept from
+    result = grade(path, rubric=rubric)
     assert "BLOCKED" in result.output and "PEEKED" not in result.output, result.output
     assert result.confinement, "the grade must have run in the sandbox"
     assert result.score == 0
