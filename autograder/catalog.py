@@ -100,17 +100,19 @@ def default_name() -> str:
 
 
 def _looks_like_path(spec: str) -> bool:
-    return "/" in spec or spec.startswith(".") or Path(spec).is_dir()
+    """A folder is named with a separator (`./softmax_exercise`, `/course/ex`); a bare word is
+    always a name, even where a folder of that name happens to be the current one's."""
+    return "/" in spec or spec.startswith((".", "~"))
 
 
 def portable(spec: str) -> str:
     """`spec` as another process finds the same exercise by: a folder made absolute."""
-    return str(Path(spec).resolve()) if _looks_like_path(spec) else spec
+    return str(Path(spec).expanduser().resolve()) if _looks_like_path(spec) else spec
 
 
 def find(spec: str) -> Exercise:
     """The exercise `spec` names: a registered name, or the folder of its package."""
-    exercise = _from_folder(Path(spec)) if _looks_like_path(spec) else _by_name(spec)
+    exercise = _from_folder(Path(spec).expanduser()) if _looks_like_path(spec) else _by_name(spec)
     kit = installed_kit()
     if kit is not None and exercise.name != kit.exercise:
         raise ConfigError(

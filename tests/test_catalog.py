@@ -37,6 +37,18 @@ def test_a_folder_names_the_same_exercise_as_its_name(name: str) -> None:
     assert catalog.find(str(folder)) is catalog.find(name)
 
 
+def test_a_bare_name_is_a_name_even_beside_a_folder_of_that_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An nbgrader course has source/attention/ and release/attention/: from there, the
+    default exercise is still found by name, and `./attention` would name the folder."""
+    (tmp_path / "attention").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert catalog.find("attention") is catalog.find(str(ROOT / "autograder/exercises/attention"))
+    with pytest.raises(ConfigError, match=r"has no __init__\.py"):
+        catalog.find("./attention")
+
+
 def test_the_grader_attaches_the_live_oracle_once() -> None:
     rubric = catalog.rubric_of("attention")
     assert isinstance(rubric.oracle, LiveOracle)
