@@ -19,7 +19,7 @@ from autograder import sandbox
 from autograder.errors import SandboxError
 from autograder.sandbox import NotebookRun, Session, _jail, confinement, launch, modes
 from autograder.sandbox.drain import Drain
-from autograder.sandbox.processes import signal_name
+from autograder.sandbox.processes import children, scanned_children, signal_name
 from autograder.settings import Limits
 
 FAST = Limits(call_seconds=3.0, cell_seconds=3.0, notebook_seconds=20.0)
@@ -281,3 +281,24 @@ def test_extra_secrets_are_unreadable_even_beside_numpy(
         with box.session() as session:
             assert session.call("reads", str(beside_numpy)) == seen
             assert session.call("reads", np.__file__).startswith('"""')  # NumPy stays readable
+
+
+def test_children_are_the_kernels_list_and_agree_with_a_full_scan() -> None:
+    """The grader finds a worker among the zygote's children: the kernel's per-thread lists
+    give the same processes as reading every process's parent, and a process with none (or
+    one that is gone) has none."""
+    started = [
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]) for _ in range(3)
+    ]
+    try:
+        mine = sorted(children(os.getpid()))
+        assert sorted(process.pid for process in started) == [
+            pid for pid in mine if pid in {process.pid for process in started}
+        ]
+        assert mine == sorted(scanned_children(os.getpid()))
+        assert children(started[0].pid) == []
+    finally:
+        for process in started:
+            process.kill()
+            process.wait()
+    assert children(started[0].pid) == []  # gone: nothing, not an error

@@ -27,6 +27,7 @@ from autograder.sandbox.processes import (
     kill_tree,
     kill_uid,
     parent_of,
+    scanned_children,
 )
 from autograder.sandbox.session import Session, WorkerStatus
 from autograder.sandbox.wire import WireError, recv_frame
@@ -143,17 +144,24 @@ class Sandbox:
             return 0
         if self.mode != "namespaces":
             return inner if parent_of(inner) == self.zygote else 0
-        return next((pid for pid in children(self.zygote) if inner_pid(pid) == inner), 0)
+        for listing in (children, scanned_children):  # the kernel's list; a full scan if short
+            found = next((pid for pid in listing(self.zygote) if inner_pid(pid) == inner), 0)
+            if found:
+                return found
+        return 0
 
     def _find_zygote(self) -> int:
         """The zygote's pid as the grader sees it: the launched process itself, or (namespace
         mode) pid 2 of the namespace, under the launched keeper and the namespace's init."""
         if self.mode != "namespaces":
             return self.process.pid
-        inits = children(self.process.pid)
-        if len(inits) != 1:
-            return 0
-        return next((pid for pid in children(inits[0]) if inner_pid(pid) == 2), 0)
+        for listing in (children, scanned_children):  # the kernel's list; a full scan if short
+            inits = listing(self.process.pid)
+            if len(inits) == 1:
+                found = next((pid for pid in listing(inits[0]) if inner_pid(pid) == 2), 0)
+                if found:
+                    return found
+        return 0
 
     def _reply(self, ident: int) -> dict[str, Any]:
         """The zygote's reply to request `ident`, skipping replies to requests given up on."""

@@ -142,6 +142,8 @@ def _type_name(value: object) -> str:
 
 def encode(value: object, buffers: list[bytes], depth: int = 0) -> dict[str, Any]:
     """Turn a Python value into a JSON-able tree, appending array bytes to `buffers`."""
+    if type(value) is np.ndarray:  # the most common value first
+        return _encode_array(value, value, buffers)
     if value is None:
         return {"t": "none"}
     if isinstance(value, (bool, np.bool_)) and type(value) in (bool, np.bool_):
@@ -157,19 +159,7 @@ def encode(value: object, buffers: list[bytes], depth: int = 0) -> dict[str, Any
     if isinstance(value, np.generic) and not isinstance(value, np.object_):
         value = np.asarray(value)
     if isinstance(value, np.ndarray):
-        array = np.asarray(value)
-        if array.dtype.kind in "biuf" and array.ndim <= _MAX_DIMS:
-            if array.dtype.kind == "b":
-                array = array.astype("|b1")
-            buffers.append(array.tobytes())
-            return {
-                "t": "array",
-                "dtype": array.dtype.str,
-                "shape": list(array.shape),
-                "buf": len(buffers) - 1,
-                "cls": _type_name(value),
-            }
-        return {"t": "object", "type": f"ndarray of dtype {array.dtype}", "repr": ""}
+        return _encode_array(value, np.asarray(value), buffers)
     if type(value) in (tuple, list) and depth < _MAX_DEPTH:
         items = list(value)  # type: ignore[call-overload]
         return {
@@ -185,6 +175,23 @@ def encode(value: object, buffers: list[bytes], depth: int = 0) -> dict[str, Any
                 "items": [[key, encode(item, buffers, depth + 1)] for key, item in pairs],
             }
     return {"t": "object", "type": _type_name(value), "repr": _safe_repr(value)}
+
+
+def _encode_array(value: object, array: np.ndarray, buffers: list[bytes]) -> dict[str, Any]:
+    """An array (`value`, or `array`, its plain ndarray view) as a tree and a raw buffer."""
+    kind = array.dtype.kind
+    if kind in "biuf" and array.ndim <= _MAX_DIMS:
+        if kind == "b":
+            array = array.astype("|b1")
+        buffers.append(array.tobytes())
+        return {
+            "t": "array",
+            "dtype": array.dtype.str,
+            "shape": list(array.shape),
+            "buf": len(buffers) - 1,
+            "cls": "numpy.ndarray" if type(value) is np.ndarray else _type_name(value),
+        }
+    return {"t": "object", "type": f"ndarray of dtype {array.dtype}", "repr": ""}
 
 
 def _is_key(key: object) -> bool:
@@ -267,25 +274,27 @@ def _decode_dict(node: dict[str, Any], buffers: list[bytes], depth: int) -> dict
 
 
 def _decode_array(node: dict[str, Any], buffers: list[bytes]) -> np.ndarray:
+    # Checks as plain `if`s: a message is only formatted for a value that is refused.
     dtype_text, shape, index = node.get("dtype"), node.get("shape"), node.get("buf")
     dtype = _DTYPES.get(dtype_text) if type(dtype_text) is str else None
-    _expect(dtype is not None, f"dtype {str(dtype_text)[:40]!r} is not a real number or bool")
-    assert dtype is not None
-    _expect(
-        isinstance(shape, list)
+    if dtype is None:
+        raise WireError(f"dtype {str(dtype_text)[:40]!r} is not a real number or bool")
+    if not (
+        type(shape) is list
         and len(shape) <= _MAX_DIMS
-        and all(type(n) is int and 0 <= n <= _MAX_DIM for n in shape),
-        f"shape {str(shape)[:60]} is not a list of at most {_MAX_DIMS} sizes from 0 to 2**48",
-    )
-    assert isinstance(shape, list)
-    _expect(type(index) is int and 0 <= index < len(buffers), "bad buffer index")
-    assert type(index) is int
+        and all(type(n) is int and 0 <= n <= _MAX_DIM for n in shape)
+    ):
+        raise WireError(
+            f"shape {str(shape)[:60]} is not a list of at most {_MAX_DIMS} sizes from 0 to 2**48"
+        )
+    if not (type(index) is int and 0 <= index < len(buffers)):
+        raise WireError("bad buffer index")
     raw = buffers[index]
     size = math.prod(shape)  # exact: a product that would wrap in int64 cannot match the bytes
-    _expect(
-        size * dtype.itemsize == len(raw),
-        f"shape {shape} of {dtype.str} needs {size * dtype.itemsize} bytes, got {len(raw)}",
-    )
+    if size * dtype.itemsize != len(raw):
+        raise WireError(
+            f"shape {shape} of {dtype.str} needs {size * dtype.itemsize} bytes, got {len(raw)}"
+        )
     try:
         array: np.ndarray = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
     except (ValueError, TypeError, OverflowError, MemoryError) as error:
@@ -296,17 +305,22 @@ def _decode_array(node: dict[str, Any], buffers: list[bytes]) -> np.ndarray:
 def send_frame(sock: socket.socket, header: dict[str, Any], buffers: Sequence[bytes] = ()) -> None:
     """Write one frame: the header (with the buffer lengths added) and the raw buffers."""
     header = dict(header, lengths=[len(b) for b in buffers])
-    data = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
+    data = _ENCODER.encode(header).encode()
     sock.sendall(b"".join([_LENGTH.pack(len(data)), data, *buffers]))
 
 
 def _recv_exactly(sock: socket.socket, size: int) -> bytes:
-    chunks = bytearray()
-    while len(chunks) < size:
+    if size <= 0:
+        return b""
+    chunk = sock.recv(min(size, 1 << 20))  # one frame part usually arrives in one piece
+    if len(chunk) == size:
+        return chunk
+    chunks = bytearray(chunk)
+    while chunk and len(chunks) < size:
         chunk = sock.recv(min(size - len(chunks), 1 << 20))
-        if not chunk:
-            raise EOFError("the other side closed the connection")
         chunks += chunk
+    if len(chunks) < size:
+        raise EOFError("the other side closed the connection")
     return bytes(chunks)
 
 
@@ -315,10 +329,11 @@ def recv_frame(
 ) -> tuple[dict[str, Any], list[bytes]]:
     """Read one frame; raises `WireError` for malformed or oversized ones, `EOFError` at end."""
     (length,) = _LENGTH.unpack(_recv_exactly(sock, _LENGTH.size))
-    _expect(0 < length <= max_header, f"header of {length} bytes is out of bounds")
+    if not 0 < length <= max_header:
+        raise WireError(f"header of {length} bytes is out of bounds")
     raw = _recv_exactly(sock, length)
     try:
-        header = json.loads(raw.decode("utf-8"), parse_constant=_not_json)
+        header = _DECODER.decode(raw.decode("utf-8"))
         if _SURROGATE_ESCAPE.search(raw):
             header = _clean_tree(header)
     except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
@@ -331,9 +346,22 @@ def recv_frame(
         and all(type(n) is int and 0 <= n <= max_total for n in lengths),
         "bad buffer lengths",
     )
-    _expect(sum(lengths) <= max_total, "buffers exceed the size limit")
-    return header, [_recv_exactly(sock, n) for n in lengths]
+    total = sum(lengths)
+    _expect(total <= max_total, "buffers exceed the size limit")
+    if len(lengths) < 2:
+        return header, [_recv_exactly(sock, n) for n in lengths]
+    together = _recv_exactly(sock, total)  # all buffers in one read, then cut apart
+    buffers, start = [], 0
+    for n in lengths:
+        buffers.append(together[start : start + n])
+        start += n
+    return header, buffers
 
 
 def _not_json(constant: str) -> Any:
     raise WireError(f"header holds {constant}, which strict JSON does not allow")
+
+
+# Made once: `json.dumps`/`json.loads` with options build a new encoder or decoder every call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+_DECODER = json.JSONDecoder(parse_constant=_not_json)
