@@ -7,6 +7,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from autograder.judging import (
     as_array,
@@ -241,3 +244,41 @@ def test_established_names_a_mistake_only_when_the_probe_confirms_it() -> None:
 def test_established_without_a_probe_returns_every_candidate_once() -> None:
     variants = [("a", 1), ("b", 1), ("a", 1), ("c", 2)]
     assert established(1, variants, same=same) == ("a", "b")
+
+
+_SPECIAL = st.sampled_from([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e308, 5e-324])
+
+
+@st.composite
+def _pairs(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, Tolerance]:
+    """Two float arrays of one shape (float32 or float64 each), with NaN, infinities, ties and
+    values at the edge of the tolerance mixed in, and a tolerance."""
+    shape = draw(hnp.array_shapes(min_dims=0, max_dims=3, max_side=4))
+    expected = draw(hnp.arrays(draw(st.sampled_from([np.float32, np.float64])), shape))
+    noise = draw(hnp.arrays(np.float64, shape, elements=st.floats(-3e-3, 3e-3)))
+    with np.errstate(all="ignore"):
+        got = (expected * (1 + noise)).astype(draw(st.sampled_from([np.float32, np.float64])))
+    for side in (got, expected):  # specials on either side, where the other is ordinary
+        flat = side.reshape(-1)
+        for index in draw(st.lists(st.integers(0, max(flat.size - 1, 0)), max_size=3)):
+            if flat.size:
+                with np.errstate(all="ignore"):  # 1e308 is infinite as a float32
+                    flat[index] = draw(_SPECIAL)
+    tol = Tolerance(
+        rtol=draw(st.sampled_from([2e-3, 1e-6, 0.0])), atol=draw(st.sampled_from([2e-4, 0.0]))
+    )
+    return got, expected, tol
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(_pairs())
+def test_first_difference_agrees_with_numpy_isclose_element_for_element(
+    pair: tuple[np.ndarray, np.ndarray, Tolerance],
+) -> None:
+    """The comparison's own fast formula gives exactly NumPy's verdict, NaN and infinities
+    included, so no grade moves with it."""
+    got, expected, tol = pair
+    with np.errstate(all="ignore"):
+        numpy_bad = ~np.isclose(got, expected, rtol=tol.rtol, atol=tol.atol)
+    wanted = tuple(int(i) for i in np.argwhere(numpy_bad)[0]) if numpy_bad.any() else None
+    assert first_difference(got, expected, tol) == wanted
