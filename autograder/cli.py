@@ -16,14 +16,11 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from autograder import catalog
-from autograder.batch import Progress, discover, grade_all, summary, write_csv
-from autograder.cluster import dask_executor
 from autograder.errors import ConfigError, GraderError
 from autograder.exercise import Exercise
 from autograder.gradescope import DEFAULT_ROOT
 from autograder.gradescope import run as run_gradescope
 from autograder.markup import terminal
-from autograder.packaging import build_zip
 from autograder.pipeline import grade, ungraded
 from autograder.report import render_check, render_text, write_results
 from autograder.secret import ensure_secret
@@ -211,6 +208,9 @@ def _positive(text: str) -> int:
 
 
 def _batch(args: argparse.Namespace, exercise: Exercise) -> int:
+    from autograder.batch import Progress, discover, grade_all, summary, write_csv
+    from autograder.cluster import dask_executor  # here: `grade` needs neither
+
     rubric = exercise.rubric
     ensure_secret()  # before the workers start, which only read it
     entries = discover(args.folder, assignment=exercise.nbgrader_assignment)
@@ -303,6 +303,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check":
             return _check(args, exercise)
         if args.command == "gradescope":
+            from autograder.packaging import build_zip
+
             names = build_zip(args.out, exercise=exercise)
             print(
                 f"Wrote {args.out} ({len(names)} files). Upload it to Gradescope as the "

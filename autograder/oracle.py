@@ -200,11 +200,16 @@ def _nbytes(value: object) -> int:
     """The bytes the arrays in `value` (containers and dataclasses included) hold."""
     if isinstance(value, np.ndarray):
         return value.nbytes
+    if type(value) in _PLAIN:
+        return 0
     if isinstance(value, (tuple, list)):
         return sum(_nbytes(item) for item in value)
     if isinstance(value, dict):
         return sum(_nbytes(item) for item in value.values())
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = getattr(value, "__dict__", None)  # its fields, unless it has slots
+        if fields is not None:
+            return sum(_nbytes(item) for item in fields.values())
         return sum(_nbytes(getattr(value, f.name)) for f in dataclasses.fields(value))
     return 0
 
