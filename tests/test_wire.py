@@ -514,12 +514,56 @@ def test_decode_raises_only_wire_errors_whatever_it_is_given(
     )
 
 
-def test_frames_round_trip_over_a_socket() -> None:
+FRAMES = [  # id, buffers, bytes per write (0: the whole frame at once)
+    ("none", [], 0),
+    ("one", [b"abc"], 0),
+    ("small-ones-read-together", [b"abc", b"", b"defg" * 100], 0),
+    ("large-ones-read-one-by-one", [b"a" * (3 << 19), b"", b"b" * (1 << 20)], 0),
+    ("dribbled-a-byte-at-a-time", [b"abc", b"", b"xyz"], 1),
+    ("dribbled-in-odd-pieces", [b"q" * 5000, b"r" * 7], 997),
+]
+
+
+@pytest.mark.parametrize(("buffers", "piece"), [f[1:] for f in FRAMES], ids=[f[0] for f in FRAMES])
+def test_frames_round_trip_over_a_socket(buffers: list[bytes], piece: int) -> None:
+    """Every buffer comes back whole and in order, however the bytes arrive."""
     left, right = socket.socketpair()
-    with left, right:
-        send_frame(left, {"op": "x"}, [b"abc", b""])
-        header, buffers = recv_frame(right)
-    assert header["op"] == "x" and buffers == [b"abc", b""]
+    sender, written = socket.socketpair()
+    with left, right, sender, written:
+        chunks: list[bytes] = []
+        reader = threading.Thread(  # the frame's bytes as send_frame writes them
+            target=lambda: chunks.extend(iter(lambda: written.recv(1 << 16), b""))
+        )
+        reader.start()
+        send_frame(sender, {"op": "x"}, buffers)
+        sender.close()
+        reader.join()
+        raw = b"".join(chunks)
+
+        def write() -> None:
+            step = piece or len(raw)
+            for start in range(0, len(raw), step):
+                left.sendall(raw[start : start + step])
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        header, received = recv_frame(right)
+        writer.join()
+    assert header["op"] == "x" and received == buffers
+
+
+def test_a_frame_cut_short_is_the_end_of_the_connection() -> None:
+    left, right = socket.socketpair()
+    with right:
+        with left:
+            send_frame(left, {"op": "x"}, [b"abc", b"def"])
+            raw = right.recv(1 << 16)
+        cut, again = socket.socketpair()
+        with cut, again:
+            cut.sendall(raw[:-2])
+            cut.close()
+            with pytest.raises(EOFError):
+                recv_frame(again)
 
 
 @pytest.mark.parametrize(

@@ -56,6 +56,9 @@ _MAX_DIMS = 8
 _MAX_DIM = 1 << 48
 _MAX_BUFFERS = 1 << 14
 _REPR_CHARS = 300
+_TOGETHER = 1 << 20
+"""Buffers of a frame up to this size in all are read at once (large ones one by one, so that
+cutting them apart never holds a second copy of a large message)."""
 _NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
@@ -348,9 +351,9 @@ def recv_frame(
     )
     total = sum(lengths)
     _expect(total <= max_total, "buffers exceed the size limit")
-    if len(lengths) < 2:
+    if len(lengths) < 2 or total > _TOGETHER:
         return header, [_recv_exactly(sock, n) for n in lengths]
-    together = _recv_exactly(sock, total)  # all buffers in one read, then cut apart
+    together = _recv_exactly(sock, total)  # small buffers in one read, then cut apart
     buffers, start = [], 0
     for n in lengths:
         buffers.append(together[start : start + n])
