@@ -43,8 +43,9 @@ def hypothesis_settings() -> HypothesisSettings:
 
     Built on first use, not at import: a grade in which every item passes on the cases shipped
     with it (`shipped.py`, `drawn.py`) never searches, and then never loads Hypothesis (about
-    0.15 s of CPU of each Gradescope grade). Building them also turns off Hypothesis's literals
-    of "local" modules (see `_no_local_constants`), so that no search runs without that.
+    0.1 s of the grader's own 0.9 s of CPU for a correct notebook). Building them also turns
+    off Hypothesis's literals of "local" modules (see `_no_local_constants`), so that no
+    search runs without that.
 
     Examples are not derandomised (that would make them a function of the property alone,
     which anyone holding the grader's code can replay): `checks.run_item` seeds every item
