@@ -19,6 +19,10 @@ which passed are kept, and the next student is checked on them first, without Hy
 failure there sends the item through the full run below, in a fresh worker, as if nothing had
 been kept.
 
+Hypothesis itself is loaded only for a search (`explore`): an item that passes on the cases
+kept for it checks them without Hypothesis, and a grade in which every item does (a Gradescope
+zip ships the cases: `shipped.py`) never imports it.
+
 Blame: a Hypothesis error is the student's only when it is flakiness of their code (a check
 failed on an input, then passed or failed differently on the same input again). Any other
 (an invalid strategy, an unsatisfiable filter, ...) is a bug of the rubric: it is raised as a
@@ -34,10 +38,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from hypothesis import given, seed
-from hypothesis import settings as hypothesis_settings
-from hypothesis.errors import FlakyBackendFailure, FlakyFailure
-
 from autograder import drawn
 from autograder.errors import ConfigError
 from autograder.evidence import Answer, Observed, unexplained
@@ -46,7 +46,14 @@ from autograder.oracle import BankMiss, consulting
 from autograder.rubric import CheckFailed, Failure, Item, Rubric
 from autograder.sandbox import NotebookRun, Sandbox, Session, StudentRaised, WorkerLost
 from autograder.secret import load_secret
-from autograder.settings import HYPOTHESIS, LIKENESS, LIMITS, Likeness, Limits, example_seed
+from autograder.settings import (
+    LIKENESS,
+    LIMITS,
+    Likeness,
+    Limits,
+    example_seed,
+    hypothesis_settings,
+)
 
 __all__ = ["Outcome", "explore", "gather_evidence", "run_checks", "run_item"]
 
@@ -124,13 +131,16 @@ def _missing(name: str, run: NotebookRun) -> Failure:
     )
 
 
-def _flakiness(error: FlakyFailure) -> Failure | None:
-    """The student's failure when `error` is flakiness of their code, else None (ours).
+def _flakiness(error: Exception) -> Failure | None:
+    """The student's failure when `error` (an error of Hypothesis's: it is loaded) is
+    flakiness of their code, else None (ours).
 
     Hypothesis groups the failures it saw for one input: only our verdicts on the student's
     answers (`CheckFailed`) or an abort (their worker died on the replay) are the student's.
     """
-    if isinstance(error, FlakyBackendFailure):
+    from hypothesis.errors import FlakyBackendFailure, FlakyFailure
+
+    if not isinstance(error, FlakyFailure) or isinstance(error, FlakyBackendFailure):
         return None
     leaves: list[BaseException] = []
     pending: list[BaseException] = [error]
@@ -173,15 +183,19 @@ def _broken(item: Item[Any], error: Exception) -> ConfigError:
 
 def explore(item: Item[Any], key: bytes, test: Callable[[Any], None]) -> None:
     """Run `test` on `item`'s random examples as the grader does: its Hypothesis settings, and
-    the seed of `key` and the item's id (the same examples every time, for the same key)."""
-    assert item.strategy is not None
-    chosen = HYPOTHESIS
+    the seed of `key` and the item's id (the same examples every time, for the same key).
+
+    Only here is Hypothesis imported, and the item's strategy built (`Item.search_strategy`)."""
+    from hypothesis import given, seed, settings
+
+    strategy = item.search_strategy()
+    chosen = hypothesis_settings()
     if item.max_examples is not None:
-        chosen = hypothesis_settings(HYPOTHESIS, max_examples=item.max_examples)
+        chosen = settings(chosen, max_examples=item.max_examples)
 
     @seed(example_seed(key, item.id))
     @chosen
-    @given(item.strategy)
+    @given(strategy)
     def property_(case: Any) -> None:
         test(case)
 
@@ -392,16 +406,14 @@ def run_item(
             return Outcome(item.id, reported, examples, not reported.mistake, kept)
         except _Abort as aborted:
             return Outcome(item.id, aborted.failure, examples)
-        except FlakyFailure as error:
-            failure = _flakiness(error)
+        except Exception as error:
+            if not type(error).__module__.startswith("hypothesis"):
+                raise
+            failure = _flakiness(error)  # Hypothesis raised it: it is loaded
             if failure is None:
                 raise _broken(item, error) from error
             kept = unexplained(failure, answers)
             return Outcome(item.id, failure, examples, not failure.mistake, kept)
-        except Exception as error:
-            if type(error).__module__.startswith("hypothesis"):
-                raise _broken(item, error) from error
-            raise
     return Outcome(item.id, None, examples)
 
 

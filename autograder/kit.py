@@ -40,7 +40,7 @@ from autograder.oracle import digest, dump_bank
 from autograder.packaging import REQUIREMENTS, exercise_files, package_files, write_zip
 from autograder.rubric import Item
 from autograder.sandbox import Session
-from autograder.settings import HYPOTHESIS, KIT_EXAMPLES_KEY, LIMITS
+from autograder.settings import KIT_EXAMPLES_KEY, LIMITS, MAX_EXAMPLES
 
 __all__ = ["build_kit"]
 
@@ -161,7 +161,7 @@ def _record(exercise: Exercise) -> tuple[dict[str, object], dict[str, list[objec
 
 
 def _examples(item: Item[Any]) -> int:
-    return item.max_examples or HYPOTHESIS.max_examples
+    return item.max_examples or MAX_EXAMPLES
 
 
 def _pyproject(exercise: Exercise, packages: list[str]) -> str:

@@ -1,25 +1,27 @@
 """What an exercise's rubric gives the core: items, the cases they draw, and how they fail.
 
 The core knows nothing about any one exercise. An exercise (`exercise.py`) builds a `Rubric`:
-items with points, a Hypothesis strategy of cases (and optionally an ordered list of
-exhaustive cases), and a `check` that calls the student's code through a `Session` and raises
-`CheckFailed` when the answer is wrong. Expected answers come from the rubric's oracle
-(`judging.ask`), which the core attaches: live in the grader, replayed in a student kit.
+items with points, a Hypothesis strategy of cases, or a function that builds one (and
+optionally an ordered list of exhaustive cases), and a `check` that calls the student's code
+through a `Session` and raises `CheckFailed` when the answer is wrong. Expected answers come
+from the rubric's oracle (`judging.ask`), which the core attaches: live in the grader,
+replayed in a student kit.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
-
-from hypothesis.strategies import SearchStrategy
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, cast
 
 from autograder.errors import ConfigError
 from autograder.sandbox import Session
 
 if TYPE_CHECKING:
+    from hypothesis.strategies import SearchStrategy
+
     from autograder.oracle import Oracle
 
 __all__ = ["Case", "CheckFailed", "Failure", "Item", "Rubric", "Visibility"]
@@ -94,8 +96,11 @@ class Item(Generic[C]):
     points: float
     check: Callable[[Session, C], None]
     """Calls the student's code for one case and raises `CheckFailed` if it is wrong."""
-    strategy: SearchStrategy[C] | None = None
-    """Random cases, explored and shrunk by Hypothesis."""
+    strategy: SearchStrategy[C] | Callable[[], SearchStrategy[C]] | None = None
+    """Random cases, explored and shrunk by Hypothesis: a strategy, or a function without
+    arguments that builds one. The core calls the function once, when the item first needs
+    random cases (`search_strategy`), so that a module that imports Hypothesis to build it is
+    loaded only then: a grade that passes on the cases shipped with the grader never does."""
     cases: Sequence[C] = ()
     """Cases run in order before the random ones (exhaustive checks of small spaces)."""
     requires: tuple[str, ...] = ()
@@ -103,6 +108,40 @@ class Item(Generic[C]):
     visibility: Visibility = "visible"
     max_examples: int | None = None
     """Overrides the default number of random examples."""
+
+    def search_strategy(self) -> SearchStrategy[C]:
+        """The strategy of the item's random cases (built on the first call when `strategy` is
+        a function; every later call, of any item holding that function, returns the same
+        one). A `ConfigError` when the item has none, or when it is not a strategy."""
+        given = self.strategy
+        if given is None:
+            raise ConfigError(f"Item {self.id!r} has no strategy: it draws no random cases.")
+        if not callable(given):  # a strategy already (Hypothesis's are never callable)
+            return _checked(self, given, given)
+        with _BUILDING:
+            built = _BUILT.get(given)
+            if built is None:
+                built = _BUILT[given] = _checked(self, given, given())
+        return built
+
+
+_BUILT: dict[Callable[[], Any], SearchStrategy[Any]] = {}
+"""The strategy each strategy-building function of an item returned (`Item.search_strategy`)."""
+_BUILDING = threading.RLock()
+
+
+def _checked(item: Item[C], given: object, built: object) -> SearchStrategy[C]:
+    """`built`, which `item.strategy` (`given`) is or made, if it is a Hypothesis strategy."""
+    from hypothesis.strategies import SearchStrategy
+
+    if isinstance(built, SearchStrategy):
+        return cast("SearchStrategy[C]", built)
+    made = f"{given!r} returned {built!r}" if built is not given else f"{given!r}"
+    raise ConfigError(
+        f"Item {item.id!r}: its strategy {made}, which is not a Hypothesis strategy. Give a "
+        "strategy (e.g. st.builds(MyCase, ...)) or a function without arguments that returns "
+        "one (e.g. lambda: my_cases())."
+    )
 
 
 @dataclass(frozen=True)
@@ -149,10 +188,7 @@ class Rubric:
         if unknown:
             known = ", ".join(item.id for item in self.items)
             raise ConfigError(f"Unknown rubric item(s) {unknown}; known items: {known}.")
-        items = tuple(
-            Item(**{**item.__dict__, "points": points.get(item.id, item.points)})
-            for item in self.items
-        )
+        items = tuple(replace(item, points=points.get(item.id, item.points)) for item in self.items)
         return replace(self, items=items)
 
     def with_items(self, items: Sequence[Item[Any]]) -> Rubric:

@@ -7,20 +7,22 @@ particular to one exercise (its own tolerances, example counts) is in that exerc
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from hypothesis import HealthCheck, Phase, Verbosity, settings
-from hypothesis.internal.conjecture import providers as _providers
-from hypothesis.internal.constants_ast import Constants as _Constants
+if TYPE_CHECKING:
+    from hypothesis import settings as HypothesisSettings
+    from hypothesis.internal.constants_ast import Constants
 
 __all__ = [
     "CACHES",
-    "HYPOTHESIS",
     "KIT_EXAMPLES_KEY",
     "LIKENESS",
     "LIMITS",
+    "MAX_EXAMPLES",
     "SINGLE_THREADED",
     "TOLERANCE",
     "Caches",
@@ -28,25 +30,44 @@ __all__ = [
     "Limits",
     "Tolerance",
     "example_seed",
+    "hypothesis_settings",
 ]
 
-#: Hypothesis settings for every rubric item. Examples are not derandomised (that would make
-#: them a function of the property alone, which anyone holding the grader's code can replay):
-#: `checks.run_item` seeds every item with `example_seed`, so a regrade sees the same inputs;
-#: no database, so nothing carries over between runs; no deadline (student code is judged by
-#: `Limits`, not by Hypothesis); no explain phase (it re-runs examples for reports we build
-#: ourselves).
-HYPOTHESIS = settings(
-    derandomize=False,
-    database=None,
-    deadline=None,
-    max_examples=50,
-    phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink),
-    suppress_health_check=list(HealthCheck),
-    report_multiple_bugs=False,
-    print_blob=False,
-    verbosity=Verbosity.quiet,
-)
+#: Random examples per rubric item, unless the item says otherwise (`Item.max_examples`).
+MAX_EXAMPLES = 50
+
+
+@functools.cache
+def hypothesis_settings() -> HypothesisSettings:
+    """The Hypothesis settings of every rubric item's search.
+
+    Built on first use, not at import: a grade in which every item passes on the cases shipped
+    with it (`shipped.py`, `drawn.py`) never searches, and then never loads Hypothesis (about
+    0.1 s of the grader's own 0.9 s of CPU for a correct notebook). Building them also turns
+    off Hypothesis's literals of "local" modules (see `_no_local_constants`), so that no
+    search runs without that.
+
+    Examples are not derandomised (that would make them a function of the property alone,
+    which anyone holding the grader's code can replay): `checks.run_item` seeds every item
+    with `example_seed`, so a regrade sees the same inputs; no database, so nothing carries
+    over between runs; no deadline (student code is judged by `Limits`, not by Hypothesis); no
+    explain phase (it re-runs examples for reports we build ourselves).
+    """
+    from hypothesis import HealthCheck, Phase, Verbosity, settings
+    from hypothesis.internal.conjecture import providers
+
+    providers._get_local_constants = _no_local_constants
+    return settings(
+        derandomize=False,
+        database=None,
+        deadline=None,
+        max_examples=MAX_EXAMPLES,
+        phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink),
+        suppress_health_check=list(HealthCheck),
+        report_multiple_bugs=False,
+        print_blob=False,
+        verbosity=Verbosity.quiet,
+    )
 
 
 def example_seed(key: bytes, item_id: str) -> int:
@@ -65,22 +86,22 @@ def example_seed(key: bytes, item_id: str) -> int:
 KIT_EXAMPLES_KEY = b"autograder student kit: public examples"
 
 
-_NO_CONSTANTS = _Constants()
+@functools.cache
+def _no_local_constants() -> Constants:
+    """No literals at all: Hypothesis's hook for those of "local" modules, replaced.
 
+    Hypothesis also seeds its examples with number literals it finds in the source of "local"
+    modules: whichever modules are loaded, judged by where they are installed (the grader in
+    /autograder/source counts, the same grader in site-packages does not). That would make the
+    examples, hence grades, depend on the install location and on unrelated literals in our
+    code, and it caches the literals in a `.hypothesis/` folder it creates in the current
+    directory. Examples must be a function of the property alone, so the grader turns it off
+    (`hypothesis_settings`, before any search). Hypothesis is pinned exactly
+    (packaging.REQUIREMENTS); tests/test_checks.py fails loudly if an upgrade moves this hook.
+    """
+    from hypothesis.internal.constants_ast import Constants
 
-def _no_local_constants() -> _Constants:
-    return _NO_CONSTANTS
-
-
-# Hypothesis also seeds its examples with number literals it finds in the source of "local"
-# modules: whichever modules are loaded, judged by where they are installed (the grader in
-# /autograder/source counts, the same grader in site-packages does not). That would make the
-# examples, hence grades, depend on the install location and on unrelated literals in our
-# code, and it caches the literals in a `.hypothesis/` folder it creates in the current
-# directory. Examples must be a function of the property alone, so the grader turns it off.
-# Hypothesis is pinned exactly (packaging.REQUIREMENTS); tests/test_checks.py fails loudly if
-# an upgrade moves this hook.
-_providers._get_local_constants = _no_local_constants
+    return Constants()
 
 
 @dataclass(frozen=True)

@@ -4,23 +4,32 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import ROOT
 from hypothesis import strategies as st
+from test_batch import notebook
 from toy_rubric import CUBE, RUBRIC, SQUARE, SQUARE_SMALL, Number, check_square
 
-from autograder import sandbox
+from autograder import catalog, sandbox
+from autograder import drawn as drawn_cache
 from autograder.checks import Outcome, explore, run_checks, run_item
 from autograder.errors import ConfigError
 from autograder.pipeline import grade
 from autograder.rubric import CheckFailed, Failure, Item, Rubric
 from autograder.sandbox import Session
-from autograder.secret import load_secret
+from autograder.secret import load_secret, secret_path
 from autograder.settings import KIT_EXAMPLES_KEY, Limits
+from autograder.shipped import build, drawn_cases, file_name
 
 LIMITS = Limits(call_seconds=2.0, item_seconds=10.0, cell_seconds=5.0)
 
@@ -145,9 +154,10 @@ def test_examples_ignore_literals_in_loaded_modules() -> None:
 
     from autograder import settings
 
+    explore(SQUARE, KIT_EXAMPLES_KEY, lambda case: None)  # the grader's search replaces it first
     provider = HypothesisProvider(None)
     constants = provider._local_constants
-    assert constants is settings._NO_CONSTANTS
+    assert constants is settings._no_local_constants()
     assert not any(constants.set_for_type(kind) for kind in (int, float, bytes, str))
 
 
@@ -179,6 +189,135 @@ def test_the_grader_draws_with_the_course_secret_not_the_kit_key() -> None:
     )
     assert found["square"].passed
     assert seen == drawn(load_secret()) != drawn(KIT_EXAMPLES_KEY)
+
+
+# --- a strategy given as a function: built once, and only for a search ---------------------
+
+
+def test_a_strategy_given_as_a_function_is_built_once_and_only_for_a_search() -> None:
+    built: list[str] = []
+
+    def numbers() -> st.SearchStrategy[Number]:
+        built.append("built")
+        return st.builds(Number, st.integers(0, 1000))  # SQUARE's strategy
+
+    lazy = dataclasses.replace(SQUARE, strategy=numbers)
+    kept = drawn_cases(SQUARE, KIT_EXAMPLES_KEY)  # what a zip ships: drawn by the eager item
+    deadline = time.monotonic() + 120
+    try:
+        with sandbox.started(["def square(x):\n    return x * x"], limits=LIMITS) as (box, run):
+            drawn_cache.remember(lazy, KIT_EXAMPLES_KEY, kept)
+            replayed = run_item(
+                lazy, box, run, limits=LIMITS, deadline=deadline, key=KIT_EXAMPLES_KEY
+            )
+            assert replayed == Outcome("square", None, len(kept))  # the kept cases, undrawn
+            assert built == []
+            drawn_cache.forget()
+            searched = run_item(
+                lazy, box, run, limits=LIMITS, deadline=deadline, key=KIT_EXAMPLES_KEY
+            )
+            assert searched.passed and built == ["built"]
+            drawn_cache.forget()
+            copy = dataclasses.replace(lazy, points=1)  # e.g. a rubric with other points
+            again = run_item(copy, box, run, limits=LIMITS, deadline=deadline, key=KIT_EXAMPLES_KEY)
+    finally:
+        drawn_cache.forget()
+    assert again == searched and built == ["built"]
+    assert drawn_cases(lazy, KIT_EXAMPLES_KEY) == kept and built == ["built"]  # the same draws
+
+
+_GRADE_AND_REPORT = (
+    "import atexit, runpy, sys\n"
+    "atexit.register(lambda: print('hypothesis loaded:', 'hypothesis' in sys.modules))\n"
+    "sys.argv = ['autograder', *sys.argv[1:]]\n"
+    "runpy.run_module('autograder', run_name='__main__', alter_sys=True)\n"
+)
+"""`python -m autograder ARGS`, then whether Hypothesis was ever imported (at exit)."""
+
+
+@pytest.fixture(scope="module")
+def shipped_solutions(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A solutions folder as a Gradescope zip unpacks it: the references, the grading secret
+    and each bundled exercise's drawn cases (`shipped.build`, as `build_zip` writes them)."""
+    folder = tmp_path_factory.mktemp("zip") / "solutions"
+    folder.mkdir()
+    shutil.copy(secret_path(), folder / secret_path().name)
+    for name in ("attention", "kv_cache"):
+        exercise = catalog.find(name)
+        shutil.copy(exercise.reference_file(), folder / exercise.reference.name)
+        (folder / file_name(exercise)).write_bytes(build(exercise))
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("exercise", "edit", "searched", "failed"),
+    [
+        ("attention", ("", ""), False, {}),
+        ("kv_cache", ("", ""), False, {}),
+        (
+            "attention",
+            (" / np.sqrt(d_k)", ""),
+            True,
+            {"sdpa_reference": "Q: (1, 2) float64, K: (2, 2) float64, V: (2, 1) float64\n"},
+        ),
+    ],
+    ids=["attention-correct", "kv_cache-correct", "attention-no-scaling"],
+)
+def test_a_grade_that_passes_on_the_shipped_cases_never_imports_hypothesis(
+    exercise: str,
+    edit: tuple[str, str],
+    searched: bool,
+    failed: dict[str, str],
+    shipped_solutions: Path,
+    tmp_path: Path,
+) -> None:
+    """As on Gradescope: a fresh `grade` process, with the cases the zip ships. A correct
+    notebook passes every item on them, without Hypothesis; a wrong one sends its failing items
+    through Hypothesis, which shrinks the failure (here, to the smallest inputs on which a
+    missing 1/sqrt(d_k) shows: two keys of dimension 2)."""
+    source = (ROOT / "solutions" / f"{exercise}.py").read_text(encoding="utf-8")
+    assert edit[0] in source
+    path = notebook(tmp_path / f"{exercise}.ipynb", source.replace(*edit))
+    results = tmp_path / "results.json"
+    command = ["grade", str(path), "--exercise", exercise, "--results", str(results)]
+    done = subprocess.run(
+        [sys.executable, "-c", _GRADE_AND_REPORT, *command],
+        cwd=tmp_path,
+        env={**os.environ, "AUTOGRADER_SOLUTIONS": str(shipped_solutions)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == f"hypothesis loaded: {searched}"
+    tests = json.loads(results.read_text(encoding="utf-8"))["tests"]
+    wrong = {t["name"]: t["output"] for t in tests if t["score"] < t["max_score"]}
+    names = {item.id: item.title for item in catalog.find(exercise).rubric.items}
+    assert bool(wrong) == searched  # only a failing item searches
+    for item, inputs in failed.items():
+        assert f"**Smallest failing input:**\n\n```\n{inputs}" in wrong[names[item]]
+
+
+def _not_a_strategy() -> int:
+    return 42
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        (_not_a_strategy, "its strategy <function _not_a_strategy at 0x"),
+        ([Number(1)], "its strategy [Number(x=1)], which is not a Hypothesis strategy"),
+    ],
+    ids=["function-returns-no-strategy", "cases-given-as-strategy"],
+)
+def test_a_strategy_that_is_no_strategy_is_a_bug_of_the_rubric(given: object, message: str) -> None:
+    item = Item("broken", "an item with a bug", 10, check_square, strategy=given)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError) as error:
+        outcomes(["def square(x):\n    return x * x"], Rubric("s", "s.ipynb", (item,)))
+    assert str(error.value).startswith(f"Item 'broken': {message}")
+    assert "Give a strategy (e.g. st.builds(MyCase, ...)) or a function" in str(error.value)
+    if callable(given):
+        assert "returned 42, which is not a Hypothesis strategy" in str(error.value)
 
 
 # --- blame: only flakiness of the student's code is the student's -------------------------

@@ -11,7 +11,7 @@ from conftest import ROOT
 from autograder.errors import ConfigError
 from autograder.exercise import Answers, Exercise
 from autograder.exercises.attention import EXERCISE as ATTENTION
-from autograder.exercises.attention.strategies import SdpaCase
+from autograder.exercises.attention.cases import SdpaCase
 
 
 class NotACase:

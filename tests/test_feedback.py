@@ -331,11 +331,11 @@ def test_a_mask_hint_fits_the_student_s_layout(
     edits: tuple[tuple[str, str], ...], fix: str, not_this: str
 ) -> None:
     from autograder import sandbox
+    from autograder.exercises.attention.cases import mha_case
     from autograder.exercises.attention.rubric import check_mha_forward
-    from autograder.exercises.attention.strategies import _mha_case
     from autograder.rubric import CheckFailed
 
-    case = _mha_case(5, 2, 4, 3, 2, layout="batch")  # batch 2 != 3 heads: broadcasting fails
+    case = mha_case(5, 2, 4, 3, 2, layout="batch")  # batch 2 != 3 heads: broadcasting fails
     source = buggy(Mistake("layout", "mha_mask_broadcast", edits, ""))
     with sandbox.started([source]) as (box, _):
         assert box is not None
@@ -350,8 +350,8 @@ def test_a_mask_hint_fits_the_student_s_layout(
 
 def test_a_shape_error_hint_names_the_line_and_quotes_it_briefly() -> None:
     """The traceback comes from the sandbox: a forged or huge line is quoted, cut short."""
+    from autograder.exercises.attention.cases import SdpaCase
     from autograder.exercises.attention.hints import raised_hint
-    from autograder.exercises.attention.strategies import SdpaCase
     from autograder.sandbox import StudentRaised
 
     line = "scores = Q @ K.T + " + "x" * 5000

@@ -25,8 +25,8 @@ from autograder import sandbox
 from autograder.catalog import find, kit_rubric, rubric_of
 from autograder.checks import run_checks
 from autograder.exercises.attention import EXERCISE as ATTENTION
+from autograder.exercises.attention.cases import MhaCase, SdpaCase
 from autograder.exercises.attention.rubric import _other_input, _other_instance
-from autograder.exercises.attention.strategies import MhaCase, SdpaCase
 from autograder.kit import build_kit
 from autograder.oracle import Bank, digest, load_bank
 from autograder.rubric import Item

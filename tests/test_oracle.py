@@ -14,8 +14,7 @@ from autograder import catalog
 from autograder.errors import ConfigError
 from autograder.exercise import Answers
 from autograder.exercises.attention import EXERCISE
-from autograder.exercises.attention.rubric import MHA_MISTAKES, SDPA_MISTAKES
-from autograder.exercises.attention.strategies import (
+from autograder.exercises.attention.cases import (
     CausalCase,
     InitCase,
     MhaCase,
@@ -24,6 +23,7 @@ from autograder.exercises.attention.strategies import (
     sdpa_probe,
     sdpa_unbatched,
 )
+from autograder.exercises.attention.rubric import MHA_MISTAKES, SDPA_MISTAKES
 from autograder.oracle import (
     Bank,
     BankMiss,
@@ -195,9 +195,7 @@ def test_a_bank_round_trips_answers_and_cases_exactly() -> None:
 
 
 def test_a_bank_holds_no_case_of_a_type_the_exercise_does_not_list() -> None:
-    with pytest.raises(
-        ConfigError, match=r"not autograder\.exercises\.attention\.strategies\.SdpaCase"
-    ):
+    with pytest.raises(ConfigError, match=r"not autograder\.exercises\.attention\.cases\.SdpaCase"):
         dump_bank({}, {"a": [sdpa_case()]}, kinds=(CausalCase,))
 
 

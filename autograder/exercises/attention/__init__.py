@@ -1,8 +1,9 @@
 """The attention exercise: scaled dot-product attention, a causal mask, multi-head attention.
 
 `rubric.py` holds the items and how answers are judged, `hints.py` the diagnosis of known
-mistakes, `strategies.py` the inputs, and `oracle.py` (grader only) the expected answers,
-computed from the reference solution `solutions/attention.py`.
+mistakes, `cases.py` the inputs and `strategies.py` how Hypothesis draws them (imported only
+for a search), and `oracle.py` (grader only) the expected answers, computed from the
+reference solution `solutions/attention.py`.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from autograder.exercise import Answers, Exercise
+from autograder.exercises.attention.cases import CausalCase, InitCase, MhaCase, SdpaCase
 from autograder.exercises.attention.rubric import RUBRIC
-from autograder.exercises.attention.strategies import CausalCase, InitCase, MhaCase, SdpaCase
 
 __all__ = ["EXERCISE"]
 

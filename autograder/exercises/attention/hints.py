@@ -2,7 +2,7 @@
 
 A known mistake (a wrong variant from `oracle.py`) is named only when it reproduces
 the student's answer on the failing input and also on a discriminating input
-(`strategies.sdpa_probe`, `mha_probe`) on which the student's code is called once
+(`cases.sdpa_probe`, `mha_probe`) on which the student's code is called once
 more: on a small input several mistakes give the same numbers, on the probe they do not.
 Otherwise the hint states only facts: which quantity is wrong, where, and by how much. A
 shape error is described from the student's own traceback: the line and the operation that
@@ -20,7 +20,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from autograder.exercises.attention.strategies import (
+from autograder.exercises.attention.cases import (
     MhaCase,
     SdpaCase,
     mha_probe,

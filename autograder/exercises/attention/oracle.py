@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from autograder.exercises.attention.strategies import (
+from autograder.exercises.attention.cases import (
     PROBE_N,
     CausalCase,
     MhaCase,

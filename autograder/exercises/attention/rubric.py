@@ -1,7 +1,9 @@
 """The attention exercise: scaled dot-product attention, a causal mask, multi-head attention.
 
-Everything specific to this exercise lives here, in `strategies.py` (the inputs, and
-the discriminating probes hints are confirmed on), in `hints.py` (diagnosis: a mistake
+Everything specific to this exercise lives here, in `cases.py` (the inputs, and the
+discriminating probes hints are confirmed on), in `strategies.py` (how Hypothesis draws
+them: each item's strategy is a function that imports it, so a grade that never searches
+never loads Hypothesis), in `hints.py` (diagnosis: a mistake
 is named only when it is established, otherwise facts) and in `oracle.py` (expected
 answers from `solutions/attention.py`, and the known wrong ones): here are the items, their
 points and visibility, and how answers are judged. Every failure carries a snippet that
@@ -14,10 +16,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
+from autograder.exercises.attention.cases import (
+    PROBE_N,
+    PROJECTIONS,
+    CausalCase,
+    InitCase,
+    MhaCase,
+    SdpaCase,
+    init_grid,
+    literal,
+)
 from autograder.exercises.attention.hints import (
     MHA_MISTAKES,
     SDPA_MISTAKES,
@@ -28,19 +41,6 @@ from autograder.exercises.attention.hints import (
     raised_hint,
 )
 from autograder.exercises.attention.settings import SCORE_GAP, STABLE
-from autograder.exercises.attention.strategies import (
-    PROBE_N,
-    PROJECTIONS,
-    CausalCase,
-    InitCase,
-    MhaCase,
-    SdpaCase,
-    init_cases,
-    init_grid,
-    literal,
-    mha_cases,
-    sdpa_cases,
-)
 from autograder.judging import (
     ask,
     assert_close,
@@ -871,6 +871,15 @@ def _item(
     )
 
 
+def _strategies() -> ModuleType:
+    """The module of the strategies (`strategies.py`), imported by the first search: each item
+    gets a function that builds its strategy from it (`Item.strategy`), so that a grade in
+    which every item passes on its shipped cases never imports Hypothesis."""
+    from autograder.exercises.attention import strategies
+
+    return strategies
+
+
 RUBRIC = Rubric(
     name="attention",
     notebook="attention.ipynb",
@@ -881,7 +890,7 @@ RUBRIC = Rubric(
             "Scaled dot-product attention matches the reference (random shapes, batch dims)",
             check_sdpa_reference,
             requires=(SDPA,),
-            strategy=sdpa_cases(masked=False),
+            strategy=lambda: _strategies().sdpa_cases(masked=False),
         ),
         _item(
             "sdpa_distribution",
@@ -889,28 +898,28 @@ RUBRIC = Rubric(
             "scores",
             check_sdpa_distribution,
             requires=(SDPA,),
-            strategy=sdpa_cases(masked=None),
+            strategy=lambda: _strategies().sdpa_cases(masked=None),
         ),
         _item(
             "sdpa_masking",
             "Masking: masked keys get no weight; float, bool and broadcast masks",
             check_sdpa_masking,
             requires=(SDPA,),
-            strategy=sdpa_cases(masked=True),
+            strategy=lambda: _strategies().sdpa_cases(masked=True),
         ),
         _item(
             "sdpa_stability",
             "Numerical stability: large scores give finite, correct results",
             check_sdpa_stability,
             requires=(SDPA,),
-            strategy=sdpa_cases(masked=None, stable=True),
+            strategy=lambda: _strategies().sdpa_cases(masked=None, stable=True),
         ),
         _item(
             "sdpa_inputs_unchanged",
             "Scaled dot-product attention leaves its inputs unchanged (judged on right answers)",
             check_sdpa_inputs_unchanged,
             requires=(SDPA,),
-            strategy=sdpa_cases(masked=None),
+            strategy=lambda: _strategies().sdpa_cases(masked=None),
         ),
         _item(
             "causal_mask",
@@ -925,7 +934,7 @@ RUBRIC = Rubric(
             check_mha_init,
             requires=(MHA,),
             cases=init_grid(max_embed=16, max_heads=6),
-            strategy=init_cases(),
+            strategy=lambda: _strategies().init_cases(),
         ),
         _item(
             "mha_forward",
@@ -933,7 +942,7 @@ RUBRIC = Rubric(
             "call after call and instance after instance",
             check_mha_forward,
             requires=(MHA,),
-            strategy=mha_cases(),
+            strategy=lambda: _strategies().mha_cases(),
         ),
         _item(
             "mha_mask_broadcast",
@@ -941,14 +950,14 @@ RUBRIC = Rubric(
             "(batch, heads, seq, seq)",
             check_mha_mask_broadcast,
             requires=(MHA,),
-            strategy=mha_cases(masked=True),
+            strategy=lambda: _strategies().mha_cases(masked=True),
         ),
         _item(
             "mha_causal",
             "Causal multi-head attention: future positions have no influence",
             check_mha_causal,
             requires=(MHA,),
-            strategy=mha_cases(causal=True),
+            strategy=lambda: _strategies().mha_cases(causal=True),
         ),
     ),
 )

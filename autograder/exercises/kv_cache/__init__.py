@@ -1,7 +1,8 @@
 """The KV-cache exercise: a key/value cache for autoregressive decoding, and its cost.
 
-`rubric.py` holds the items, hints and how answers are judged, `strategies.py` the inputs, and
-`oracle.py` (grader only) the expected answers, computed from the reference solution
+`rubric.py` holds the items, hints and how answers are judged, `cases.py` the inputs and
+`strategies.py` how Hypothesis draws them (imported only for a search), and `oracle.py`
+(grader only) the expected answers, computed from the reference solution
 `solutions/kv_cache.py`.
 """
 
@@ -10,8 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from autograder.exercise import Answers, Exercise
-from autograder.exercises.kv_cache.rubric import RUBRIC
-from autograder.exercises.kv_cache.strategies import (
+from autograder.exercises.kv_cache.cases import (
     AppendCase,
     BytesCase,
     DecodeCase,
@@ -21,6 +21,7 @@ from autograder.exercises.kv_cache.strategies import (
     ScoreCase,
     UnchangedCase,
 )
+from autograder.exercises.kv_cache.rubric import RUBRIC
 
 __all__ = ["EXERCISE"]
 

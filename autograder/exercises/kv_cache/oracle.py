@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from autograder.exercises.kv_cache.strategies import (
+from autograder.exercises.kv_cache.cases import (
     AppendCase,
     BytesCase,
     DecodeCase,

@@ -1,10 +1,12 @@
 """The KV-cache exercise: a cache of keys and values, cached decoding, its memory and its cost.
 
-Everything specific to this exercise lives here, in `strategies.py` (the inputs) and
-in `oracle.py` (expected answers from `solutions/kv_cache.py`, and the known wrong
-ones): the items, their points and visibility (`POINTS`, `VISIBILITY`), how answers are judged
-(with `autograder.judging`), and the hints that name the common mistakes. Nothing here computes
-an answer, so a student kit can ship this module without its oracle.
+Everything specific to this exercise lives here, in `cases.py` (the inputs), in
+`strategies.py` (how Hypothesis draws them: each item's strategy is a function that imports
+it, so a grade that never searches never loads Hypothesis) and in `oracle.py` (expected
+answers from `solutions/kv_cache.py`, and the known wrong ones): the items, their points
+and visibility (`POINTS`, `VISIBILITY`), how answers are judged (with `autograder.judging`),
+and the hints that name the common mistakes. Nothing here computes an answer, so a student
+kit can ship this module without its oracle.
 
 The student's objects stay in the sandbox worker behind handles; arrays cross the wire as
 fresh copies both ways, so no check depends on whether `get()` returns views or copies, or on
@@ -16,13 +18,12 @@ numbers it holds (every drawn value is nonzero), whatever their arrangement.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from autograder.exercises.kv_cache.settings import KV_CACHE_EXAMPLES
-from autograder.exercises.kv_cache.settings import KV_CACHE_TOLERANCE as TOL
-from autograder.exercises.kv_cache.strategies import (
+from autograder.exercises.kv_cache.cases import (
     BYTES_GRID,
     ERROR_GRID,
     PROJECTIONS,
@@ -36,16 +37,9 @@ from autograder.exercises.kv_cache.strategies import (
     ResetCase,
     ScoreCase,
     UnchangedCase,
-    append_cases,
-    bytes_cases,
-    chunked_cases,
-    error_cases,
-    new_tokens_cases,
-    reset_cases,
-    score_cases,
-    step_cases,
-    unchanged_cases,
 )
+from autograder.exercises.kv_cache.settings import KV_CACHE_EXAMPLES
+from autograder.exercises.kv_cache.settings import KV_CACHE_TOLERANCE as TOL
 from autograder.judging import (
     as_array,
     as_integer,
@@ -810,6 +804,15 @@ def _item(
     )
 
 
+def _strategies() -> ModuleType:
+    """The module of the strategies (`strategies.py`), imported by the first search: each item
+    gets a function that builds its strategy from it (`Item.strategy`), so that a grade in
+    which every item passes on its shipped cases never imports Hypothesis."""
+    from autograder.exercises.kv_cache import strategies
+
+    return strategies
+
+
 RUBRIC = Rubric(
     name="kv_cache",
     notebook="kv_cache.ipynb",
@@ -821,7 +824,7 @@ RUBRIC = Rubric(
             "seq_len counts positions",
             check_cache_append_get,
             requires=(CACHE,),
-            strategy=append_cases(),
+            strategy=lambda: _strategies().append_cases(),
             max_examples=KV_CACHE_EXAMPLES,
         ),
         _item(
@@ -831,7 +834,7 @@ RUBRIC = Rubric(
             check_cache_errors,
             requires=(CACHE,),
             cases=ERROR_GRID,
-            strategy=error_cases(),
+            strategy=lambda: _strategies().error_cases(),
             max_examples=KV_CACHE_EXAMPLES,
         ),
         _item(
@@ -839,7 +842,7 @@ RUBRIC = Rubric(
             "reset empties the cache and frees its capacity; instances share nothing",
             check_cache_reset_isolation,
             requires=(CACHE,),
-            strategy=reset_cases(),
+            strategy=lambda: _strategies().reset_cases(),
             max_examples=KV_CACHE_EXAMPLES,
         ),
         _item(
@@ -847,7 +850,7 @@ RUBRIC = Rubric(
             "one-token cached decoding equals full causal attention",
             check_decode,
             requires=(MHA, CACHE),
-            strategy=step_cases(),
+            strategy=lambda: _strategies().step_cases(),
             max_examples=KV_CACHE_EXAMPLES,
         ),
         _item(
@@ -856,7 +859,7 @@ RUBRIC = Rubric(
             "offset by the cached length)",
             check_decode,
             requires=(MHA, CACHE),
-            strategy=chunked_cases(),
+            strategy=lambda: _strategies().chunked_cases(),
             max_examples=KV_CACHE_EXAMPLES,
         ),
         _item(
@@ -864,7 +867,7 @@ RUBRIC = Rubric(
             "forward leaves x and the weights unchanged; update leaves k and v unchanged",
             check_decode_inputs_unchanged,
             requires=(MHA, CACHE),
-            strategy=unchanged_cases(),
+            strategy=lambda: _strategies().unchanged_cases(),
             max_examples=KV_CACHE_EXAMPLES,
         ),
         _item(
@@ -873,7 +876,7 @@ RUBRIC = Rubric(
             "the new tokens",
             check_decode_new_tokens_only,
             requires=(MHA, CACHE),
-            strategy=new_tokens_cases(),
+            strategy=lambda: _strategies().new_tokens_cases(),
             max_examples=KV_CACHE_EXAMPLES,
         ),
         _item(
@@ -882,7 +885,7 @@ RUBRIC = Rubric(
             check_kv_cache_bytes,
             requires=(BYTES,),
             cases=BYTES_GRID,
-            strategy=bytes_cases(),
+            strategy=lambda: _strategies().bytes_cases(),
         ),
         _item(
             "decoding_score_count",
@@ -890,7 +893,7 @@ RUBRIC = Rubric(
             check_decoding_score_count,
             requires=(SCORES,),
             cases=SCORE_GRID,
-            strategy=score_cases(),
+            strategy=lambda: _strategies().score_cases(),
         ),
     ),
 )
