@@ -23,6 +23,7 @@ __all__ = [
     "LIKENESS",
     "LIMITS",
     "MAX_EXAMPLES",
+    "ONE_CPU",
     "SINGLE_THREADED",
     "TOLERANCE",
     "Caches",
@@ -201,6 +202,11 @@ class Likeness:
 
 
 LIMITS = Limits()
+
+#: While a submission is graded, the grader's thread and its sandbox keep to one CPU
+#: (`sandbox.cpu`): they take turns, so a second CPU only adds the cost of moving between them.
+#: It never changes a verdict: only how fast the same work is done.
+ONE_CPU = True
 TOLERANCE = Tolerance()
 CACHES = Caches()
 LIKENESS = Likeness()

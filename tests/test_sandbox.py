@@ -350,3 +350,21 @@ def test_a_dict_that_holds_itself_arrives_cut_at_the_depth_limit(dicts: Sandbox)
         assert isinstance(got, dict) and list(got) == ["me"]
         got = got["me"]
     assert got == Opaque("dict", "{'me': {...}}")
+
+
+@pytest.mark.skipif(
+    len(os.sched_getaffinity(0)) < 2, reason="one CPU only: there is nothing to keep to"
+)
+def test_a_grading_keeps_to_one_cpu_and_gives_the_others_back() -> None:
+    """The grader's thread and every process of the sandbox share one CPU while it runs (they
+    take turns); the thread may use all its CPUs again once the sandbox is closed."""
+    before = os.sched_getaffinity(0)
+    cell = "import os\ndef cpus():\n    return sorted(os.sched_getaffinity(0))"
+    with sandbox.started([cell]) as (box, run):
+        assert box is not None, run.failure
+        ours = os.sched_getaffinity(0)
+        with box.session() as session:
+            theirs = session.call("cpus")
+    assert len(ours) == 1 and ours <= before
+    assert theirs == sorted(ours)
+    assert os.sched_getaffinity(0) == before

@@ -16,6 +16,7 @@ once per grader process from what the host allows and reported in `NotebookRun.c
 The modules, in the order a grading meets them:
 
 * `startup`: `started`, the one way to start a sandbox and close it again;
+* `cpu`: the one CPU a grading keeps to while its sandbox runs;
 * `modes`: which confinement mode to try, from what this host refused so far;
 * `confinement`: the plan of a mode (readable folders, uid, namespaces) and leased uids;
 * `launch`: the child's source text, environment and first frame;

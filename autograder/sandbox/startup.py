@@ -3,7 +3,8 @@
 `started` launches the child in the best confinement mode this host allows, follows the
 notebook's top-level run, restarts the child without a cell that hung or killed it (as a
 student would restart the kernel and skip the cell), and closes whatever it started when the
-`with` block ends, however it ends.
+`with` block ends, however it ends. Meanwhile the calling thread and the child keep to one CPU
+(`cpu.py`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from autograder.errors import SandboxError
 from autograder.sandbox import modes
 from autograder.sandbox.box import Sandbox
+from autograder.sandbox.cpu import one_cpu
 from autograder.sandbox.follow import follow
 from autograder.sandbox.launch import default_secrets, launch
 from autograder.sandbox.notebook_run import NotebookRun, ordered
@@ -41,12 +43,13 @@ def started(
                     assert session.call("f", 1) == 2
     """
     secrets = tuple(dict.fromkeys((*default_secrets(), *extra_secrets)))
-    box, run = _start(cells, limits, secrets)
-    try:
-        yield box, run
-    finally:
-        if box is not None:
-            box.close()
+    with one_cpu():  # the grader and the student's code take turns: see `cpu`
+        box, run = _start(cells, limits, secrets)
+        try:
+            yield box, run
+        finally:
+            if box is not None:
+                box.close()
 
 
 def _start(
