@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import multiprocessing
 import os
 import socket
 import stat
@@ -35,7 +36,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_complet
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from autograder import catalog
 from autograder.errors import ConfigError, SubmissionError
@@ -45,8 +46,12 @@ from autograder.markup import code, escaped, terminal
 from autograder.pipeline import grade, ungraded
 from autograder.report import render_failure, write_results
 from autograder.rubric import Rubric
+from autograder.sandbox.cpu import keep_to
 from autograder.scoring import GradeResult
 from autograder.submission import read_regular, refusal
+
+if TYPE_CHECKING:
+    from multiprocessing.sharedctypes import Synchronized
 
 __all__ = ["Entry", "Outcome", "discover", "grade_all", "write_csv"]
 
@@ -162,6 +167,14 @@ class _Key:
 
     submission: str
     grader: str
+
+
+def _own_cpu(turns: Synchronized[int]) -> None:
+    """A pool worker keeps to a CPU of its own: the next one, in the order workers start."""
+    with turns.get_lock():
+        turn = turns.value
+        turns.value += 1
+    keep_to(turn)
 
 
 def _grade_one(entry: Entry, exercise: str, out: Path, key: _Key) -> GradeResult:
@@ -294,7 +307,11 @@ def grade_all(
         else:
             pending.append((entry, key, previous))
     own = executor is None
-    pool = executor or ProcessPoolExecutor(max_workers=jobs or os.cpu_count() or 1)
+    pool = executor or ProcessPoolExecutor(
+        max_workers=jobs or os.cpu_count() or 1,
+        initializer=_own_cpu,
+        initargs=(multiprocessing.Value("i", 0),),
+    )
     try:
         futures: dict[Future[GradeResult], tuple[Entry, _Key, bool]] = {
             pool.submit(_grade_one, entry, exercise, out, key): (entry, key, grader_changed)

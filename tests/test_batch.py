@@ -5,9 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -15,6 +18,7 @@ import pytest
 from conftest import REFERENCE_SOURCE, ROOT
 from test_hostile import TAMPERING, WRONG
 
+from autograder import batch
 from autograder.batch import Entry, Outcome, Progress, discover, grade_all, summary, write_csv
 from autograder.catalog import rubric_of
 from autograder.errors import SubmissionError
@@ -263,3 +267,21 @@ def test_progress_shows_control_characters_in_names_as_escapes() -> None:
     stream = io.StringIO()
     Progress(1, stream).update(Outcome("\x1b]0;owned\x07eve\x9b2J", {}, 0, 100))
     assert stream.getvalue() == "1/1 \\x1b]0;owned\\x07eve\\x9b2J: 0/100\n"
+
+
+def _cpus_after_a_while(_: int) -> tuple[int, list[int]]:
+    time.sleep(0.3)  # long enough that each of the two workers takes one task
+    return os.getpid(), sorted(os.sched_getaffinity(0))
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU only: nothing to spread")
+def test_pool_workers_each_keep_to_a_cpu_of_their_own() -> None:
+    """Two gradings at once never share a CPU while another idles: each pool worker (started as
+    grade_all starts them) keeps to the next CPU, in turn."""
+    with ProcessPoolExecutor(
+        max_workers=2, initializer=batch._own_cpu, initargs=(multiprocessing.Value("i", 0),)
+    ) as pool:
+        seen = dict(pool.map(_cpus_after_a_while, [0, 1]))
+    assert len(seen) == 2  # two workers
+    assert all(len(cpus) == 1 for cpus in seen.values())
+    assert sorted(cpus[0] for cpus in seen.values()) == sorted(os.sched_getaffinity(0))[:2]

@@ -7,9 +7,10 @@ virtual CPUs). Measured on this 2-core VM, the CPU time of a grade fell by 11 to
 failing one, whose time is mostly Hypothesis's), and its wall time with it, since the two
 sides never run at once anyway. Nothing about a verdict depends on it (`settings.ONE_CPU`).
 
-The CPU is the one the thread runs on when grading starts, so that concurrent gradings (batch's
-workers) stay spread the way the scheduler spread them; the thread's previous CPUs come back
-when the sandbox is closed.
+The CPU is the one the thread runs on when grading starts, and the thread's previous CPUs come
+back when the sandbox is closed. A process that grades one student after another beside others
+(batch's pool workers) takes a CPU of its own for good instead (`keep_to`), so that two
+gradings never share one while another CPU idles.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from contextlib import contextmanager
 
 from autograder.settings import ONE_CPU
 
-__all__ = ["current_cpu", "one_cpu"]
+__all__ = ["current_cpu", "keep_to", "one_cpu"]
 
 
 def current_cpu() -> int | None:
@@ -57,3 +58,20 @@ def one_cpu(enabled: bool = ONE_CPU) -> Iterator[int | None]:
             os.sched_setaffinity(0, allowed)
         except OSError:
             pass
+
+
+def keep_to(turn: int, enabled: bool = ONE_CPU) -> int | None:
+    """Keep this process (and all it starts) to the `turn`-th of the CPUs it may use, counting
+    round; returns that CPU (None where there is nothing to choose or it cannot be set)."""
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+    if not enabled or len(allowed) < 2:
+        return None
+    chosen = allowed[turn % len(allowed)]
+    try:
+        os.sched_setaffinity(0, {chosen})
+    except OSError:
+        return None
+    return chosen
