@@ -413,6 +413,9 @@ socket.recv_fds = recv_fds
     result = graded(tmp_path, [REFERENCE_SOURCE, lie])
     assert result.score == 0  # no worker could be started: nothing of ours was killed
     assert all(item.failure is not None for item in result.items)
+    # An answer to a request never made is a lie: each item stops at once, not after waiting
+    # out the zygote's timeout (5 s an item, a minute in all).
+    assert all("never asked" in item.failure.summary for item in result.items if item.failure)
 
 
 FORGE = """

@@ -167,8 +167,11 @@ class Sandbox:
         """The zygote's reply to request `ident`, skipping replies to requests given up on."""
         for _ in range(16):
             reply, _ = recv_frame(self.control, max_header=4096, max_total=0)
-            if reply.get("id") == ident:
+            answered = reply.get("id")
+            if answered == ident:
                 return reply
+            if type(answered) is not int or not 0 < answered < ident:  # not a late reply
+                raise WireError(f"the child answered request {str(answered)[:20]}, never asked")
         raise WireError("the child did not answer the request")
 
     def _status(self, inner: int) -> dict[str, Any]:
