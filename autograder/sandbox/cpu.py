@@ -33,45 +33,47 @@ def current_cpu() -> int | None:
         return None
 
 
+def _choice(enabled: bool) -> list[int]:
+    """The CPUs this thread may use, in order, when there is one to choose; else none."""
+    if not enabled:
+        return []
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return []
+    return allowed if len(allowed) > 1 else []
+
+
+def _keep_to(cpus: set[int]) -> bool:
+    """Whether this thread now keeps to `cpus`."""
+    try:
+        os.sched_setaffinity(0, cpus)
+    except OSError:
+        return False
+    return True
+
+
 @contextmanager
 def one_cpu(enabled: bool = ONE_CPU) -> Iterator[int | None]:
     """Keep this thread, and every process or thread it starts meanwhile, to one of the CPUs
     it may use; yields that CPU (None where there is nothing to choose or it cannot be set)."""
-    try:
-        allowed = os.sched_getaffinity(0)
-    except (AttributeError, OSError):  # not Linux
-        allowed = set()
-    cpu = current_cpu()
-    if not enabled or len(allowed) < 2:
-        yield None
-        return
-    chosen = cpu if cpu in allowed else min(allowed)
-    try:
-        os.sched_setaffinity(0, {chosen})
-    except OSError:
+    allowed = _choice(enabled)
+    cpu = current_cpu() if allowed else None
+    chosen = cpu if cpu in allowed else allowed[0] if allowed else None
+    if chosen is None or not _keep_to({chosen}):
         yield None
         return
     try:
         yield chosen
     finally:
-        try:
-            os.sched_setaffinity(0, allowed)
-        except OSError:
-            pass
+        _keep_to(set(allowed))
 
 
 def keep_to(turn: int, enabled: bool = ONE_CPU) -> int | None:
     """Keep this process (and all it starts) to the `turn`-th of the CPUs it may use, counting
     round; returns that CPU (None where there is nothing to choose or it cannot be set)."""
-    try:
-        allowed = sorted(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return None
-    if not enabled or len(allowed) < 2:
+    allowed = _choice(enabled)
+    if not allowed:
         return None
     chosen = allowed[turn % len(allowed)]
-    try:
-        os.sched_setaffinity(0, {chosen})
-    except OSError:
-        return None
-    return chosen
+    return chosen if _keep_to({chosen}) else None
