@@ -83,26 +83,25 @@ def write_zip(out: Path, files: dict[str, tuple[bytes, bool]]) -> None:
             archive.writestr(info, data)
 
 
-_RUN = 'gradescope-run --root "$ROOT"'
+def _naming(template: str, command: str, added: str) -> bytes:
+    """`templates/<template>` with `added` (the exercise's folder) after `command`, which it
+    must hold exactly once."""
+    text = (_PACKAGE / "templates" / template).read_text(encoding="utf-8")
+    if text.count(command) != 1:
+        raise ConfigError(f"templates/{template} must run `{command}` exactly once.")
+    return text.replace(command, f"{command} {added}").encode()
 
 
 def _run_autograder(place: str) -> bytes:
     """The run_autograder script, naming the folder of the exercise this zip grades."""
-    text = (_PACKAGE / "templates" / "run_autograder").read_text(encoding="utf-8")
-    if text.count(_RUN) != 1:
-        raise ConfigError("templates/run_autograder must call `gradescope-run` exactly once.")
-    return text.replace(_RUN, f'{_RUN} --exercise "$ROOT/source/{place}"').encode()
-
-
-_SHIP = "-m autograder.shipped"
+    return _naming(
+        "run_autograder", 'gradescope-run --root "$ROOT"', f'--exercise "$ROOT/source/{place}"'
+    )
 
 
 def _setup(place: str) -> bytes:
     """The setup.sh script, naming the folder of the exercise whose drawn cases it refreshes."""
-    text = (_PACKAGE / "templates" / "setup.sh").read_text(encoding="utf-8")
-    if text.count(_SHIP) != 1:
-        raise ConfigError("templates/setup.sh must run `autograder.shipped` exactly once.")
-    return text.replace(_SHIP, f'{_SHIP} "$SOURCE/{place}"').encode()
+    return _naming("setup.sh", "-m autograder.shipped", f'"$SOURCE/{place}"')
 
 
 def build_zip(out: Path, *, exercise: Exercise, drawn: bool = True) -> list[str]:
