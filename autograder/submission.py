@@ -228,8 +228,8 @@ def _read_notebook(path: Path, text: str) -> Submission:
     cells = data.get("cells")
     if not isinstance(cells, list):
         raise SubmissionError(
-            f'{path.name} has no list of cells (its "cells" is {type(cells).__name__}): '
-            "open it in Jupyter, save it, and upload it again."
+            f"{path.name} has no list of cells ({_what_cells(data)}): open it in Jupyter, "
+            "save it, and upload it again."
         )
     try:
         sources = tuple(
@@ -266,6 +266,13 @@ def _too_deep(path: Path) -> str:
         f"{path.name} is not a notebook Jupyter saves: its JSON nests more than {MAX_NESTING} "
         "levels deep. Open your work in Jupyter, save it, and upload the notebook again."
     )
+
+
+def _what_cells(data: dict[str, object]) -> str:
+    """What a notebook holds instead of a list of cells, in words."""
+    if "cells" not in data:
+        return 'it has no "cells"'
+    return f'its "cells" is a {type(data["cells"]).__name__}'
 
 
 def _source(value: object) -> str:

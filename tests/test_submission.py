@@ -121,8 +121,16 @@ BAD = [
     ("not-utf8", _write("a.ipynb", b'{"cells": "\xff\xfe"}'), "not UTF-8"),
     ("zip", _write("attention.zip", b"PK\x03\x04rest"), "zip archive"),
     ("bad-cells", _write("a.ipynb", b'{"nbformat": 4, "cells": [1, 2]}'), "malformed cells"),
-    ("cells-not-a-list", _write("a.ipynb", b'{"nbformat": 4, "cells": "x"}'), "no list of cells"),
-    ("v4-worksheets", _write("a.ipynb", b'{"nbformat": 4, "worksheets": []}'), "no list of cells"),
+    (
+        "cells-not-a-list",
+        _write("a.ipynb", b'{"nbformat": 4, "cells": "x"}'),
+        'no list of cells \\(its "cells" is a str\\)',
+    ),
+    (
+        "v4-worksheets",
+        _write("a.ipynb", b'{"nbformat": 4, "worksheets": []}'),
+        'no list of cells \\(it has no "cells"\\)',
+    ),
 ]
 
 
