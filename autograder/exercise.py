@@ -14,14 +14,17 @@ for a whole exercise written from scratch.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from autograder.errors import ConfigError
+from autograder.reference import load_reference
 from autograder.rubric import Rubric
 
 __all__ = ["Answers", "Exercise", "Question"]
@@ -113,10 +116,12 @@ class Exercise:
 
     def reference_file(self) -> Path:
         """Where the reference solution is read from here."""
-        configured = os.environ.get("AUTOGRADER_SOLUTIONS")
-        if configured:
-            return Path(configured) / self.reference.name
-        return self.reference
+        return _placed(os.environ.get("AUTOGRADER_SOLUTIONS", ""), self.reference)
+
+    def reference_module(self) -> ModuleType:
+        """The reference solution, imported from `reference_file()` once per place it is
+        read from (an oracle's functions call it for every question they answer)."""
+        return _imported(os.environ.get("AUTOGRADER_SOLUTIONS", ""), self.reference)
 
     def package_files(self, *, grader: bool = True) -> dict[str, Path]:
         """The package's files by their path relative to it, without caches; with
@@ -131,3 +136,13 @@ class Exercise:
                 continue
             files[relative] = path
         return files
+
+
+def _placed(configured: str, reference: Path) -> Path:
+    """Where `reference` is read from: in the `configured` solutions folder, if any."""
+    return Path(configured) / reference.name if configured else reference
+
+
+@functools.cache
+def _imported(configured: str, reference: Path) -> ModuleType:
+    return load_reference(_placed(configured, reference))

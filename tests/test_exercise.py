@@ -68,3 +68,26 @@ def test_the_reference_is_read_from_autograder_solutions_when_set(
     assert ATTENTION.reference_file() == ROOT / "solutions" / "attention.py"
     monkeypatch.setenv("AUTOGRADER_SOLUTIONS", str(tmp_path))
     assert ATTENTION.reference_file() == tmp_path / "attention.py"
+
+
+def test_the_reference_module_is_imported_once_per_place_it_is_read_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUTOGRADER_SOLUTIONS", str(tmp_path / "one"))
+    for place, answer in (("one", 1), ("two", 2)):
+        (tmp_path / place).mkdir()
+        (tmp_path / place / "attention.py").write_text(f"ANSWER = {answer}\n", encoding="utf-8")
+    first = ATTENTION.reference_module()
+    assert first.ANSWER == 1 and ATTENTION.reference_module() is first
+    monkeypatch.setenv("AUTOGRADER_SOLUTIONS", str(tmp_path / "two"))
+    assert ATTENTION.reference_module().ANSWER == 2
+    monkeypatch.setenv("AUTOGRADER_SOLUTIONS", str(tmp_path / "one"))
+    assert ATTENTION.reference_module() is first
+
+
+def test_a_missing_reference_module_names_where_it_was_looked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUTOGRADER_SOLUTIONS", str(tmp_path))
+    with pytest.raises(ConfigError, match=str(tmp_path / "attention.py")):
+        ATTENTION.reference_module()

@@ -25,7 +25,6 @@ from autograder.exercises.attention.cases import (
     sdpa_probe,
     sdpa_unbatched,
 )
-from autograder.reference import load_reference
 
 __all__ = ["FUNCTIONS", "questions"]
 
@@ -33,7 +32,7 @@ __all__ = ["FUNCTIONS", "questions"]
 def _ref() -> Any:
     from autograder.exercises.attention import EXERCISE
 
-    return load_reference(EXERCISE.reference_file())
+    return EXERCISE.reference_module()
 
 
 def sdpa(case: SdpaCase) -> tuple[np.ndarray, np.ndarray]:

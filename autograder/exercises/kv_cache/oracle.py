@@ -20,7 +20,6 @@ from autograder.exercises.kv_cache.cases import (
     NewTokensCase,
     ScoreCase,
 )
-from autograder.reference import load_reference
 
 __all__ = ["FUNCTIONS", "questions"]
 
@@ -31,7 +30,7 @@ State = tuple[np.ndarray, np.ndarray, int]
 def _ref() -> Any:
     from autograder.exercises.kv_cache import EXERCISE
 
-    return load_reference(EXERCISE.reference_file())
+    return EXERCISE.reference_module()
 
 
 # --- append and get ------------------------------------------------------------------------

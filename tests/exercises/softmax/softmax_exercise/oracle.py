@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 
 from autograder.exercise import Question
-from autograder.reference import load_reference
 from softmax_exercise.strategies import SoftmaxCase
 
 __all__ = ["FUNCTIONS", "questions"]
@@ -23,7 +22,7 @@ __all__ = ["FUNCTIONS", "questions"]
 def _reference() -> Any:
     from softmax_exercise import EXERCISE
 
-    return load_reference(EXERCISE.reference_file())
+    return EXERCISE.reference_module()
 
 
 def softmax(case: SoftmaxCase) -> np.ndarray:
