@@ -208,8 +208,11 @@ def _nbytes(value: object) -> int:
         return sum(_nbytes(item) for item in value.values())
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = getattr(value, "__dict__", None)  # its fields, unless it has slots
-        if fields is not None:
-            return sum(_nbytes(item) for item in fields.values())
+        if fields is not None:  # mostly arrays: sized here, without a call per field
+            return sum(
+                item.nbytes if type(item) is np.ndarray else _nbytes(item)
+                for item in fields.values()
+            )
         return sum(_nbytes(getattr(value, f.name)) for f in dataclasses.fields(value))
     return 0
 
