@@ -54,8 +54,11 @@ def _exercise_help() -> str:
     )
 
 
-def _parser() -> argparse.ArgumentParser:
-    examples = _examples()
+def _parser(*, helpful: bool = True) -> argparse.ArgumentParser:
+    """The parser; `helpful` fills its help texts with the installed exercises, which takes
+    reading every installed package's entry points (so only when help is asked for)."""
+    examples = _examples() if helpful else ""
+    exercise_help = _exercise_help() if helpful else "the exercise"
     parser = argparse.ArgumentParser(
         prog="python -m autograder",
         description="Grade NumPy notebook assignments with sandboxed property-based checks.",
@@ -75,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     grade_parser.add_argument(
         "--results", type=Path, default=Path("results.json"), help="where to write results.json"
     )
-    grade_parser.add_argument("--exercise", default=None, help=_exercise_help())
+    grade_parser.add_argument("--exercise", default=None, help=exercise_help)
     grade_parser.add_argument("--quiet", action="store_true", help="print only the total")
 
     check_parser = commands.add_parser(
@@ -84,11 +87,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Run the checks you can see before the deadline, in the same sandbox the "
         "grader uses, and explain any failure: the smallest failing input, what was expected, "
         "and the likely mistake.",
-        epilog=f"example:\n  python -m autograder check {_default_notebook()}",
+        epilog=f"example:\n  python -m autograder check {_default_notebook()}" if helpful else "",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     check_parser.add_argument("notebook", type=Path, help="your notebook (saved)")
-    check_parser.add_argument("--exercise", default=None, help=_exercise_help())
+    check_parser.add_argument("--exercise", default=None, help=exercise_help)
 
     batch_parser = commands.add_parser(
         "batch",
@@ -124,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
         help="per-student results.json and feedback.md go here",
     )
     batch_parser.add_argument("--csv", type=Path, help="the grades table (default: OUT/grades.csv)")
-    batch_parser.add_argument("--exercise", default=None, help=_exercise_help())
+    batch_parser.add_argument("--exercise", default=None, help=exercise_help)
     batch_parser.add_argument(
         "--gradebook", type=Path, help="also write the scores into this nbgrader gradebook.db"
     )
@@ -153,7 +156,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     zip_parser.add_argument("--out", type=Path, default=Path("autograder.zip"))
-    zip_parser.add_argument("--exercise", default=None, help=_exercise_help())
+    zip_parser.add_argument("--exercise", default=None, help=exercise_help)
 
     kit_parser = commands.add_parser(
         "student-kit",
@@ -168,14 +171,14 @@ def _parser() -> argparse.ArgumentParser:
     kit_parser.add_argument(
         "--out", type=Path, default=None, help="the zip to write (default: EXERCISE-checker.zip)"
     )
-    kit_parser.add_argument("--exercise", default=None, help=_exercise_help())
+    kit_parser.add_argument("--exercise", default=None, help=exercise_help)
 
     run_parser = commands.add_parser(
         "gradescope-run",
         help="grade ROOT/submission into ROOT/results/results.json (run_autograder calls this)",
     )
     run_parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
-    run_parser.add_argument("--exercise", default=None, help=_exercise_help())
+    run_parser.add_argument("--exercise", default=None, help=exercise_help)
     return parser
 
 
@@ -281,7 +284,8 @@ def _check(args: argparse.Namespace, exercise: Exercise) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser(helpful=any(arg in ("-h", "--help") for arg in argv)).parse_args(argv)
     try:
         if args.command != "check" and catalog.installed_kit() is not None:
             raise ConfigError(

@@ -274,3 +274,32 @@ def test_student_escapes_and_surrogates_never_reach_the_terminal(
         document = json.loads(results.read_bytes().decode("utf-8"))
         jsonschema.validate(document, SCHEMA)
         assert document["score"] == 100 and "\ufffd" in document["output"]
+
+
+def test_a_grade_by_folder_reads_no_entry_points_but_help_lists_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only help names the installed exercises: a grade of an exercise named by its folder
+    (what the Gradescope zip runs) never scans the installed packages' entry points."""
+    from autograder import catalog, cli
+
+    def unread() -> dict[str, object]:
+        raise AssertionError("a grade read the installed entry points")
+
+    monkeypatch.setattr(catalog, "_registered", unread)
+    folder = str(ROOT / "autograder" / "exercises" / "attention")
+    results = tmp_path / "results.json"
+    code = cli.main(
+        [
+            "grade",
+            str(tmp_path / "none.ipynb"),
+            "--exercise",
+            folder,
+            "--results",
+            str(results),
+            "--quiet",
+        ]
+    )
+    assert code == 0 and json.loads(results.read_text(encoding="utf-8"))["score"] == 0
+    with pytest.raises(AssertionError, match="entry points"):
+        cli.main(["grade", "--help"])
