@@ -1,13 +1,17 @@
-"""Launching the child: its source text, its environment, its confinement plan, its first frame.
+"""Launching the child: its program, its environment, its confinement plan, its first frame.
 
-The child is `python -I -c SOURCE`, where SOURCE is `wire.py`, `_jail.py` and `_child.py` of
-this folder joined into one script (their imports of each other dropped), so the child needs
-nothing from the grader's installation. It starts in a fresh scratch folder, with a uid of
-its own where the grader is root, and is told the cells, the limits and the plan in one frame.
+The child's program is `wire.py`, `_jail.py` and `_child.py` of this folder joined into one
+script (their imports of each other dropped), so the child needs nothing from the grader's
+installation. The grader compiles it once per process; the child is `python -I -c BOOT FD`,
+where BOOT reads the compiled program from its socket (FD) and runs it (the same interpreter
+wrote it: `sys.executable`). It starts in a fresh scratch folder, with a uid of its own where
+the grader is root, and is told the cells, the limits and the plan in one frame.
 """
 
 from __future__ import annotations
 
+import functools
+import marshal
 import os
 import socket
 import subprocess
@@ -26,7 +30,7 @@ from autograder.sandbox.processes import kill_uid, processes_of
 from autograder.sandbox.wire import send_frame
 from autograder.settings import SINGLE_THREADED, Limits
 
-__all__ = ["CHILD_FILES", "child_source", "default_secrets", "launch"]
+__all__ = ["CHILD_FILES", "child_program", "child_source", "default_secrets", "launch"]
 
 CHILD_FILES = ("wire.py", "_jail.py", "_child.py")
 """The files of this folder the child runs, in order: the wire, the jail, then its main."""
@@ -58,6 +62,31 @@ def child_source() -> str:
         ]
         parts.append("\n".join(lines))
     return "from __future__ import annotations\n" + "\n".join(parts)
+
+
+_BOOT = """\
+import marshal, os, sys
+def read(fd, size):
+    data = b""
+    while len(data) < size:
+        chunk = os.read(fd, size - len(data))
+        if not chunk:
+            raise SystemExit("the grader closed the socket before it sent the program")
+        data += chunk
+    return data
+fd = int(sys.argv[1])
+exec(marshal.loads(read(fd, int.from_bytes(read(fd, 8), "big"))))
+"""
+"""What `python -c` runs: read the program from the socket FD (its length in 8 bytes, then its
+code object, marshalled), exactly that many bytes and not one more (the start frame follows
+it), then run it as `__main__`."""
+
+
+@functools.cache
+def child_program() -> bytes:
+    """The child's program, compiled: what the socket carries to `_BOOT` (once per process)."""
+    code = marshal.dumps(compile(child_source(), "<autograder child>", "exec", dont_inherit=True))
+    return len(code).to_bytes(8, "big") + code
 
 
 def _child_env(home: str) -> dict[str, str]:
@@ -95,7 +124,7 @@ def launch(
     ours, theirs = socket.socketpair()
     try:
         process = subprocess.Popen(
-            [sys.executable, "-I", "-c", child_source(), str(theirs.fileno())],
+            [sys.executable, "-I", "-c", _BOOT, str(theirs.fileno())],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -120,6 +149,7 @@ def launch(
     drain.start()
     box = Sandbox(process, ours, drain, workdir, limits, mode=mode, lease=lease)
     try:
+        ours.sendall(child_program())
         send_frame(ours, _start_frame(cells, skip, limits, confinement.as_message()))
     except OSError as error:
         box.close()
