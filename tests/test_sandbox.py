@@ -368,3 +368,65 @@ def test_a_grading_keeps_to_one_cpu_and_gives_the_others_back() -> None:
     assert len(ours) == 1 and ours <= before
     assert theirs == sorted(ours)
     assert os.sched_getaffinity(0) == before
+
+
+# --- a session that follows a script: an earlier session's requests, sent ahead ------------
+
+SCRIPTED = [
+    "import time\ncalls = []",
+    "def stamp(x):\n    calls.append(x)\n    return time.monotonic(), x, len(calls)",
+]
+
+
+def _stamps(box: Sandbox, **how: object) -> list[tuple[float, float, int, int]]:
+    """Five calls of stamp(x), a pause before each after the first: (asked at, answered at, x,
+    calls seen by then)."""
+    out = []
+    with box.session(**how) as session:  # type: ignore[arg-type]
+        for x in range(5):
+            if x:
+                time.sleep(0.3)
+            asked = time.monotonic()
+            answered, echoed, seen = session.call("stamp", x)
+            out.append((asked, answered, echoed, seen))
+        assert session.followed is ("script" in how)
+    return out
+
+
+def test_a_script_is_sent_ahead_and_answered_as_the_session_it_was_recorded_in() -> None:
+    with ready(SCRIPTED) as (box, _):
+        record: list[bytes] = []
+        plain = _stamps(box, record=record)
+        assert len(record) == 5
+        assert all(answered > asked for asked, answered, _, _ in plain)  # one turn per call
+        scripted = _stamps(box, script=record)
+    assert (
+        [row[2:] for row in scripted]
+        == [row[2:] for row in plain]
+        == [(x, x + 1) for x in range(5)]
+    )
+    # Every call after the first was answered before the checks asked for it, in the pause.
+    assert all(answered < asked for asked, answered, _, _ in scripted[1:])
+
+
+@pytest.mark.parametrize(
+    ("calls", "diverged"),
+    [((0, 1, 7), True), ((0, 1, 2, 3), True), ((0, 1), False)],
+    ids=["another-request", "one-request-more", "fewer-requests"],
+)
+def test_a_session_that_leaves_its_script_is_lost_or_not_followed(
+    calls: tuple[int, ...], diverged: bool
+) -> None:
+    with ready(SCRIPTED) as (box, _):
+        record: list[bytes] = []
+        with box.session(record=record) as session:
+            for x in (0, 1, 2):
+                session.call("stamp", x)
+        with box.session(script=record) as session:
+            for x in calls[:2]:
+                assert session.call("stamp", x)[1:] == (x, x + 1)
+            if diverged:
+                with pytest.raises(WorkerLost, match="left the script"):
+                    for x in calls[2:]:
+                        session.call("stamp", x)
+            assert session.diverged is diverged and not session.followed

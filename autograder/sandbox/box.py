@@ -13,7 +13,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,11 +55,18 @@ class Sandbox:
     _closed: bool = False
 
     @contextmanager
-    def session(self, *, deadline: float | None = None) -> Iterator[Session]:
+    def session(
+        self,
+        *,
+        deadline: float | None = None,
+        script: Sequence[bytes] | None = None,
+        record: list[bytes] | None = None,
+    ) -> Iterator[Session]:
         """A worker forked from the child, for the calls of one rubric item.
 
         If no worker can be started, the session is already lost: its calls raise WorkerLost
-        (so it costs that item only).
+        (so it costs that item only). `record` collects the frame of every request; `script`
+        is such a record, which the session follows (`session.py`).
         """
         ours, theirs = socket.socketpair()
         pid = inner = 0
@@ -85,7 +92,16 @@ class Sandbox:
             lost = f"the sandbox could not start a worker ({error})"
         if pid:
             self._workers.add(pid)
-        session = Session(self, ours, pid, deadline, inner=inner if pid else 0, lost=lost)
+        session = Session(
+            self,
+            ours,
+            pid,
+            deadline,
+            inner=inner if pid else 0,
+            lost=lost,
+            script=script,
+            record=record,
+        )
         try:
             yield session
         finally:

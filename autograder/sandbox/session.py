@@ -4,6 +4,13 @@ The session speaks the wire protocol (`wire.py`) with its worker and turns whate
 into plain values, a `Handle`, `StudentRaised` or `WorkerLost`; a reply that breaks the
 protocol loses the worker (the item's session is over), never the grader. Of the sandbox it
 needs only `Zygote`: the limits, and how a lost worker ended.
+
+A session may also follow a script: the requests, frame by frame, that an earlier session made
+(`record`). It then sends them ahead, as many as the socket takes, so that the worker answers
+them one after another while the grader judges; each request the checks make must be the
+script's next one, byte for byte, or the session is lost as `diverged` (`drawn.py` then
+replays the item the ordinary way). Calls, answers and judgement are those of an ordinary
+session; only the turns are fewer.
 """
 
 from __future__ import annotations
@@ -11,13 +18,13 @@ from __future__ import annotations
 import signal
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from autograder.sandbox.processes import kill_group, signal_name
 from autograder.sandbox.values import Handle, StudentRaised, Then, WorkerLost
-from autograder.sandbox.wire import WireError, decode, encode, recv_frame, send_frame
+from autograder.sandbox.wire import WireError, decode, encode, frame, recv_frame
 from autograder.settings import Limits
 
 __all__ = ["Session", "WorkerStatus", "Zygote"]
@@ -61,12 +68,33 @@ class Session:
         *,
         inner: int = 0,
         lost: str = "",
+        script: Sequence[bytes] | None = None,
+        record: list[bytes] | None = None,
     ):
         self._zygote, self._sock, self.pid = zygote, sock, pid
         self.inner = inner or pid
         """The worker's pid as the child numbers it (its PID namespace, if it has one)."""
         self._deadline = deadline
         self.lost = lost
+        self._record = record
+        """Where every request's frame is appended, when recording."""
+        self._script = tuple(script) if script is not None else None
+        self._outgoing = memoryview(b"".join(self._script or ()))
+        self._ends: list[int] = []
+        """Where each frame of the script ends in `_outgoing`."""
+        for part in self._script or ():
+            self._ends.append((self._ends[-1] if self._ends else 0) + len(part))
+        self._asked = 0
+        """Requests of the script made so far."""
+        self._sent = 0
+        """Bytes of `_outgoing` sent so far."""
+        self.diverged = False
+        """Whether the checks asked something else than the script's next request."""
+
+    @property
+    def followed(self) -> bool:
+        """Whether the checks have made every request of the script (and nothing else)."""
+        return self._script is not None and not self.diverged and self._asked == len(self._script)
 
     def call(
         self,
@@ -169,9 +197,15 @@ class Session:
                 raise self._lose(late)
             if timeout < limits.call_seconds:
                 late += f" during a call ({limits.item_seconds:g} s for all of its calls)"
+        data = frame(header, buffers)
+        if self._record is not None:
+            self._record.append(data)
         try:
             self._sock.settimeout(timeout)
-            send_frame(self._sock, header, buffers)
+            if self._script is None:
+                self._sock.sendall(data)
+            else:
+                self._follow(data, timeout)
             reply, received = recv_frame(self._sock, max_total=limits.message_bytes)
         except TimeoutError:
             if timeout < limits.call_seconds:  # the item's deadline, not the call's limit
@@ -195,6 +229,28 @@ class Session:
             str(raised.get("where", ""))[:200],
             str(raised.get("traceback", ""))[-4000:],
         )
+
+    def _follow(self, data: bytes, timeout: float) -> None:
+        """Make request `data`, the script's next one: send the script up to its end (the
+        worker needs it to answer), then as much more as the socket takes without waiting."""
+        assert self._script is not None
+        if self._asked >= len(self._script) or self._script[self._asked] != data:
+            self.diverged = True
+            raise self._lose("the checks left the script of an earlier session")
+        needed = self._ends[self._asked]
+        self._asked += 1
+        if self._sent < needed:
+            self._sock.sendall(self._outgoing[self._sent : needed])
+            self._sent = needed
+        if self._sent < len(self._outgoing):
+            self._sock.setblocking(False)
+            try:
+                while self._sent < len(self._outgoing):
+                    self._sent += self._sock.send(self._outgoing[self._sent :])
+            except BlockingIOError:
+                pass  # the worker has not read that far yet: it will be sent with a later call
+            finally:
+                self._sock.settimeout(timeout)
 
     def _crash_reason(self) -> str:
         status = self._zygote.worker_status(self.inner)

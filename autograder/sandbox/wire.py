@@ -44,6 +44,7 @@ __all__ = [
     "clean_text",
     "decode",
     "encode",
+    "frame",
     "recv_frame",
     "send_frame",
 ]
@@ -305,11 +306,16 @@ def _decode_array(node: dict[str, Any], buffers: list[bytes]) -> np.ndarray:
     return array
 
 
-def send_frame(sock: socket.socket, header: dict[str, Any], buffers: Sequence[bytes] = ()) -> None:
-    """Write one frame: the header (with the buffer lengths added) and the raw buffers."""
+def frame(header: dict[str, Any], buffers: Sequence[bytes] = ()) -> bytes:
+    """One frame's bytes: the header (with the buffer lengths added) and the raw buffers."""
     header = dict(header, lengths=[len(b) for b in buffers])
     data = _ENCODER.encode(header).encode()
-    sock.sendall(b"".join([_LENGTH.pack(len(data)), data, *buffers]))
+    return b"".join([_LENGTH.pack(len(data)), data, *buffers])
+
+
+def send_frame(sock: socket.socket, header: dict[str, Any], buffers: Sequence[bytes] = ()) -> None:
+    """Write one frame (`frame`)."""
+    sock.sendall(frame(header, buffers))
 
 
 def _recv_exactly(sock: socket.socket, size: int) -> bytes:
