@@ -345,7 +345,7 @@ def run_item(
         key = load_secret() if key is None else key
         replayed = drawn.recall(item, key)
         replay_deadline = min(deadline, time.monotonic() + limits.item_seconds)
-        if replayed is not None and drawn.passes(replayed, box, deadline=replay_deadline):
+        if replayed is not None and drawn.passes(replayed, box, key=key, deadline=replay_deadline):
             return Outcome(item.id, None, len(replayed.cases))
     examples = 0
     item_deadline = min(deadline, time.monotonic() + limits.item_seconds)

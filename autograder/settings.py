@@ -171,6 +171,8 @@ class Caches:
 
     drawn_items: int = 256
     """Items whose cases of a fully passing run are kept (`autograder.drawn`), per course key."""
+    drawn_request_bytes: int = 16 << 20
+    """The most bytes of requests kept to replay one item's cases as a script (`drawn.py`)."""
     answers: int = 8192
     """Answers of the reference kept by the live oracle (`oracle.LiveOracle`)."""
     answer_bytes: int = 64 << 20

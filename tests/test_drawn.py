@@ -23,7 +23,7 @@ from autograder.exercise import Answers
 from autograder.oracle import LiveOracle
 from autograder.pipeline import grade
 from autograder.report import to_gradescope
-from autograder.rubric import Item, Rubric
+from autograder.rubric import CheckFailed, Failure, Item, Rubric
 from autograder.settings import Limits
 
 LIMITS = Limits(call_seconds=2.0, item_seconds=20.0, cell_seconds=5.0)
@@ -93,12 +93,84 @@ def test_a_student_after_a_passing_one_gets_what_a_cold_grade_gives(student: str
     cold_outcome = outcome(STUDENTS[student])
     drawn.forget()
     assert outcome(RIGHT).passed  # warm: the next student's cases are kept
+    assert outcome(RIGHT).passed  # and, replayed, its requests: the next follows them
+    kept = drawn.recall(SQUARE, KEY)
+    assert kept is not None and len(kept.requests) == len(kept.cases)
     warm = outcome(STUDENTS[student])
     assert warm == cold_outcome  # the verdict, the failure (its smallest input) and the count
     if student == "wrong-from-500":
         assert warm.failure is not None and "x = 500" in warm.failure.inputs
     if student != "right":
         assert drawn.recall(SQUARE, KEY) is not None  # a failure keeps what is kept
+
+
+def _spied(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool | None]]:
+    """How each replay of `drawn` went: ("script" or "plain", its verdict), in order."""
+    seen: list[tuple[str, bool | None]] = []
+    real = drawn._replay
+
+    def spy(kept: drawn.Drawn, box: sandbox.Sandbox, deadline: float, **how: Any) -> Any:
+        verdict = real(kept, box, deadline, **how)
+        seen.append(("script" if how.get("script") else "plain", verdict))
+        return verdict
+
+    monkeypatch.setattr(drawn, "_replay", spy)
+    return seen
+
+
+def test_a_passing_replay_keeps_its_requests_and_the_next_follows_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen = _spied(monkeypatch)
+    first = outcome(RIGHT)
+    assert seen == []  # a cold item runs from scratch
+    assert outcome("def square(x):\n    return x ** 2") == first
+    assert seen == [("plain", True)]
+    kept = drawn.recall(SQUARE, KEY)
+    assert kept is not None and len(kept.requests) == len(kept.cases) == first.examples
+    assert all(b'"square"' in request for request in kept.requests)
+    DRAWS.clear()
+    assert outcome("def square(x):\n    return int(x) * int(x)") == first
+    assert seen == [("plain", True), ("script", True)] and DRAWS == []
+    assert drawn.recall(SQUARE, KEY) is kept  # a script that was followed stays as it was
+
+
+def check_round_trip(session: Any, case: Number) -> None:
+    """A check whose second request carries the first answer: passing answers of another
+    type (2.0 for 2) make other requests."""
+    doubled = session.call("double", case.x)
+    if session.call("half", doubled) != case.x:
+        raise CheckFailed(Failure(f"half(double({case.x})) is not {case.x}"))
+
+
+ROUND_TRIP = Item(
+    "round_trip",
+    "half(double(x)) is x",
+    10,
+    check_round_trip,
+    strategy=st.integers(0, 1000).map(Number),
+)
+
+
+def test_answers_that_pass_but_lead_the_checks_elsewhere_are_replayed_the_ordinary_way(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rubric = Rubric("round", "round.ipynb", (ROUND_TRIP,))
+    ints = "def double(x):\n    return 2 * x\ndef half(y):\n    return y // 2"
+    floats = "def double(x):\n    return 2.0 * x\ndef half(y):\n    return int(y / 2)"
+
+    def graded(code: str) -> Outcome:
+        with sandbox.started([code], limits=LIMITS) as (box, run):
+            (found,) = run_checks(rubric, box, run, limits=LIMITS, key=KEY)
+        return found
+
+    cold_floats = graded(floats)
+    drawn.forget()
+    seen = _spied(monkeypatch)
+    assert graded(ints) == graded(ints) == cold_floats  # the second replays, and records
+    assert seen == [("plain", True)]
+    assert graded(floats) == cold_floats
+    assert seen[1:] == [("script", None), ("plain", True)]  # it left the script at once
 
 
 def test_a_rebuilt_item_starts_cold() -> None:
