@@ -16,14 +16,22 @@ there were none. Gradescope's image may run another Python or NumPy than the mac
 built the zip: its setup.sh runs `python -m autograder.shipped EXERCISE` (`refresh`), which
 builds them again there when the shipped ones do not fit. The expected answers are not
 shipped: they are computed where the grading runs, as always.
+
+Beside each item's cases the file holds the requests a replay of them makes, frame by frame,
+recorded when it is built by replaying them on the reference solution in a sandbox: a
+submission's replay follows them as a script (`drawn.py`). Where no sandbox can run, or the
+reference fails an item, that item ships its cases alone and is replayed one call at a time.
 """
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import os
 import sys
+import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from autograder import drawn
@@ -34,10 +42,11 @@ from autograder.oracle import decode_value, encode_value
 from autograder.reference import solutions_dir
 from autograder.rubric import Item
 from autograder.secret import load_secret
+from autograder.settings import LIMITS
 
 __all__ = ["build", "drawn_cases", "file_name", "load", "preload", "refresh"]
 
-_VERSION = 1
+_VERSION = 2
 
 
 def file_name(exercise: Exercise) -> str:
@@ -55,33 +64,73 @@ def drawn_cases(item: Item[Any], key: bytes) -> list[Any]:
 def build(exercise: Exercise) -> bytes:
     """The file for `exercise`, under the course's secret and this grader."""
     key = load_secret()
-    items = {
-        item.id: [encode_value(case, kinds=exercise.cases) for case in drawn_cases(item, key)]
+    cases = {
+        item.id: drawn_cases(item, key)
         for item in exercise.rubric.items
         if item.strategy is not None
     }
-    document = {"version": _VERSION, "grader": grader_fingerprint(exercise), "items": items}
+    items = {
+        ident: [encode_value(case, kinds=exercise.cases) for case in drawn]
+        for ident, drawn in cases.items()
+    }
+    requests = {
+        ident: [base64.b64encode(frame).decode() for frame in frames]
+        for ident, frames in _requests(exercise, cases).items()
+    }
+    document = {
+        "version": _VERSION,
+        "grader": grader_fingerprint(exercise),
+        "items": items,
+        "requests": requests,
+    }
     text = json.dumps(document, separators=(",", ":"), sort_keys=True)
     return gzip.compress(text.encode(), mtime=0)
 
 
-def load(exercise: Exercise, data: bytes) -> dict[str, list[Any]] | None:
-    """The cases per item id in `data`, or None unless it was built by this very grader."""
+def _requests(
+    exercise: Exercise, cases: Mapping[str, Sequence[Any]]
+) -> dict[str, tuple[bytes, ...]]:
+    """Per item, the requests a replay of its `cases` on the reference solution makes, where
+    every case passes; {} where no sandbox runs here."""
+    from autograder import catalog, sandbox
+    from autograder.oracle import consulting
+
+    rubric = exercise.rubric.with_oracle(catalog.live_oracle(exercise))
+    found: dict[str, tuple[bytes, ...]] = {}
+    source = exercise.reference_file().read_text(encoding="utf-8")
+    try:
+        with consulting(rubric.oracle), sandbox.started([source], limits=LIMITS) as (box, run):
+            for item in rubric.items:
+                if box is None or not run.ready or item.id not in cases:
+                    continue
+                deadline = time.monotonic() + LIMITS.item_seconds
+                frames = drawn.requests_of(item, cases[item.id], box, deadline=deadline)
+                if frames is not None:
+                    found[item.id] = frames
+    except Exception:  # no sandbox here (no user to run it as, no fork): cases alone
+        return {}
+    return found
+
+
+def load(exercise: Exercise, data: bytes) -> dict[str, tuple[list[Any], list[bytes]]] | None:
+    """The cases and the requests of their replay per item id in `data`, or None unless it
+    was built by this very grader."""
     try:
         document = json.loads(gzip.decompress(data))
         if document.get("version") != _VERSION:
             return None
         if document.get("grader") != grader_fingerprint(exercise):
             return None
+        requests = document["requests"]
         return {
-            str(item): [decode_value(node, kinds=exercise.cases) for node in nodes]
+            str(item): (
+                [decode_value(node, kinds=exercise.cases) for node in nodes],
+                [base64.b64decode(frame, validate=True) for frame in requests.get(item, [])],
+            )
             for item, nodes in document["items"].items()
         }
     except Exception:  # any damage: grade as if there were no file
         return None
-
-
-"""Per exercise package and solutions folder: whether shipped cases were handed over."""
 
 
 _DONE: dict[tuple[str, str], bool] = {}
@@ -104,7 +153,8 @@ def preload(exercise: Exercise) -> bool:
     if found:
         for item in exercise.rubric.items:
             if item.id in found and item.strategy is not None:
-                drawn.remember(item, key, found[item.id])
+                cases, requests = found[item.id]
+                drawn.remember(item, key, cases, requests)
     _DONE[slot] = bool(found)
     return bool(found)
 

@@ -36,7 +36,10 @@ def test_the_zip_ships_each_items_drawn_cases_beside_the_reference(tmp_path: Pat
     drawing = [item for item in ATTENTION.rubric.items if item.strategy is not None]
     assert sorted(found) == sorted(item.id for item in drawing)
     for item in drawing:
-        assert _keys(found[item.id]) == _keys(drawn_cases(item, key))
+        cases, requests = found[item.id]
+        assert _keys(cases) == _keys(drawn_cases(item, key))
+        # and what their replay on the reference asked, which a submission's replay follows
+        assert len(requests) >= len(cases) and all(b'"op"' in frame for frame in requests)
     bare = build_zip(tmp_path / "bare.zip", exercise=ATTENTION, drawn=False)
     assert shipped not in bare
 
@@ -60,10 +63,20 @@ def _rewritten(change: Callable[[dict[str, object]], None]) -> Callable[[bytes],
         _rewritten(lambda d: d.update(grader="0" * 64)),
         _rewritten(lambda d: d.update(version=99)),
         _rewritten(lambda d: d.update(items={"sdpa_reference": [{"case": "Nothing"}]})),
+        _rewritten(lambda d: d.update(requests={"sdpa_reference": ["not base64!"]})),
+        _rewritten(lambda d: d.pop("requests")),
         lambda data: data[: len(data) // 2],
         lambda data: b"not gzip at all",
     ],
-    ids=["another-grader", "another-format", "unknown-case-type", "truncated", "not-gzip"],
+    ids=[
+        "another-grader",
+        "another-format",
+        "unknown-case-type",
+        "requests-not-base64",
+        "no-requests",
+        "truncated",
+        "not-gzip",
+    ],
 )
 def test_cases_built_for_another_grader_or_damaged_are_not_used(
     spoil: Callable[[bytes], bytes],

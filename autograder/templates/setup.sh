@@ -19,11 +19,6 @@ fi
 # Compile the grader once here: each submission runs in a fresh container, which would
 # otherwise compile it again for every grade.
 "$ROOT/venv/bin/python" -m compileall -q "$SOURCE"
-# The cases each item draws under the course's secret (autograder/shipped.py), made again here
-# if the zip's were built with another Python, NumPy or Hypothesis: grading checks them first.
-# Grading does not need them: without, it draws them for every submission.
-(cd "$SOURCE" && "$ROOT/venv/bin/python" -m autograder.shipped) ||
-    echo "autograder setup: no drawn cases for this image; grading draws them"
 
 if [ "$(id -u)" = 0 ]; then
     if ! id -u "$SANDBOX_USER" >/dev/null 2>&1; then
@@ -35,4 +30,13 @@ if [ "$(id -u)" = 0 ]; then
     chmod -R go+rX "$ROOT/venv"
     mkdir -p "$ROOT/results" && chmod 700 "$ROOT/results"
 fi
+
+# The cases each item draws under the course's secret (autograder/shipped.py), made again here
+# if the zip's were built with another Python, NumPy or Hypothesis: grading checks them first.
+# It replays them on the reference in the sandbox (so after the user above exists) to record
+# their requests. Grading does not need them: without, it draws them for every submission.
+(cd "$SOURCE" && "$ROOT/venv/bin/python" -m autograder.shipped) ||
+    echo "autograder setup: no drawn cases for this image; grading draws them"
+[ "$(id -u)" = 0 ] && chmod -R go-rwx "$SOURCE"  # what it wrote, too
+
 echo "autograder setup done: $("$ROOT/venv/bin/python" --version)"
