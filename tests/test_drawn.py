@@ -173,6 +173,41 @@ def test_answers_that_pass_but_lead_the_checks_elsewhere_are_replayed_the_ordina
     assert seen[1:] == [("script", None), ("plain", True)]  # it left the script at once
 
 
+_READS_AHEAD = """
+import os, stat
+def square(x):
+    for fd in range(3, 64):  # whatever socket it holds: the grader's requests come in there
+        try:
+            if stat.S_ISSOCK(os.fstat(fd).st_mode):
+                os.set_blocking(fd, {blocking})
+                try:
+                    os.read(fd, 1 << 16)
+                finally:
+                    os.set_blocking(fd, True)
+        except OSError:
+            pass
+    return x * x
+"""
+"""Without a script nothing waits on the socket during a call: taking what is there takes
+nothing (it passes), waiting for more waits out the call's time (it fails on the first case)."""
+
+
+@pytest.mark.parametrize("blocking", [False, True], ids=["takes-what-is-there", "waits-for-more"])
+def test_code_that_reads_the_requests_sent_ahead_gets_what_a_cold_grade_gives(
+    blocking: bool,
+) -> None:
+    """Under a script the worker's socket holds the requests to come: code that reads them
+    breaks its own worker, and the item is checked as it would have been without a script."""
+    code = _READS_AHEAD.format(blocking=blocking)
+    cold_outcome = outcome(code)
+    assert cold_outcome.passed is not blocking
+    drawn.forget()
+    assert outcome(RIGHT).passed and outcome(RIGHT).passed
+    kept = drawn.recall(SQUARE, KEY)
+    assert kept is not None and kept.requests
+    assert outcome(code) == cold_outcome
+
+
 def test_a_rebuilt_item_starts_cold() -> None:
     assert outcome(RIGHT).passed
     other = Item(**{**SQUARE.__dict__, "points": 5})
