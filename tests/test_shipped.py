@@ -48,7 +48,7 @@ def _keys(cases: list[object]) -> list[str]:
     return [digest("case", (case,)) for case in cases]
 
 
-def _rewritten(change: Callable[[dict[str, object]], None]) -> Callable[[bytes], bytes]:
+def _rewritten(change: Callable[[dict[str, object]], object]) -> Callable[[bytes], bytes]:
     def rewrite(data: bytes) -> bytes:
         document = json.loads(gzip.decompress(data))
         change(document)
