@@ -143,11 +143,16 @@ def similarity(
     """The source similarity of two students' code (copydetect): the share of tokens of the
     more covered of the two that also appear in the other, from 0 to 1, leaving out what is
     in `template` (the released notebook's code)."""
+    boilerplate = _boilerplate(template, settings) if template.strip() else None
+    return _shared(
+        _fingerprint(first, boilerplate, settings), _fingerprint(second, boilerplate, settings)
+    )
+
+
+def _shared(one: Any, two: Any) -> float:
+    """`similarity` of two fingerprints (copydetect reads them, never changes them)."""
     from copydetect import compare_files
 
-    boilerplate = _boilerplate(template, settings) if template.strip() else None
-    one = _fingerprint(first, boilerplate, settings)
-    two = _fingerprint(second, boilerplate, settings)
     _, shares, _ = compare_files(one, two)
     return round(float(max(shares)), 3)
 
@@ -191,27 +196,31 @@ def shared_wrong_answers(
     """
     evidence = {student: read_answers(out / student / ANSWERS_FILE) for student in students}
     groups = shared_answers(evidence, settings=settings)
-    codes: dict[str, str | None] = {}
-    boilerplate = "\n\n".join(template)[: settings.code_chars]
+    prints: dict[str, Any] = {}
+    """Each student's code fingerprint, made once however many pairs they are in (None when
+    their code cannot be read, or copydetect is not installed)."""
+    released = "\n\n".join(template)[: settings.code_chars]
     comparable = bool(groups) and _comparable()
+    boilerplate = _boilerplate(released, settings) if comparable and released.strip() else None
 
-    def code_of(student: str) -> str | None:
-        if student not in codes:
+    def print_of(student: str) -> Any:
+        if student not in prints:
             path = submissions.get(student)
-            found = _code(path, notebook, settings.code_chars) if path is not None else None
-            codes[student] = found if comparable else None
-        return codes[student]
+            code = _code(path, notebook, settings.code_chars) if path is not None else None
+            comparable_code = code if comparable else None
+            prints[student] = (
+                _fingerprint(comparable_code, boilerplate, settings)
+                if comparable_code is not None
+                else None
+            )
+        return prints[student]
 
     found: list[dict[str, object]] = []
     for group in groups:
         pairs: list[dict[str, object]] = []
         for pair in group.pairs:
-            first, second = (code_of(s) for s in pair.students)
-            score = (
-                similarity(first, second, template=boilerplate, settings=settings)
-                if first is not None and second is not None
-                else None
-            )
+            first, second = (print_of(s) for s in pair.students)
+            score = _shared(first, second) if first is not None and second is not None else None
             pairs.append(
                 {
                     "students": list(pair.students),
