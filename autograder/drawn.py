@@ -115,9 +115,9 @@ def passes(drawn: Drawn, box: Sandbox, *, key: bytes, deadline: float) -> bool:
         verdict = _replay(drawn, box, deadline, script=drawn.requests)
         if verdict is not None:
             return verdict
-    record: list[bytes] = []
+    record: list[bytes] | None = None if drawn.requests else []  # a script is kept already
     verdict = _replay(drawn, box, deadline, record=record)
-    if verdict and not drawn.requests:
+    if verdict and record is not None:
         _keep_requests(drawn, key, record)
     return bool(verdict)
 

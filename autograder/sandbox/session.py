@@ -15,6 +15,7 @@ session; only the turns are fewer.
 
 from __future__ import annotations
 
+import itertools
 import signal
 import socket
 import time
@@ -80,10 +81,8 @@ class Session:
         """Where every request's frame is appended, when recording."""
         self._script = tuple(script) if script is not None else None
         self._outgoing = memoryview(b"".join(self._script or ()))
-        self._ends: list[int] = []
+        self._ends = list(itertools.accumulate(map(len, self._script or ())))
         """Where each frame of the script ends in `_outgoing`."""
-        for part in self._script or ():
-            self._ends.append((self._ends[-1] if self._ends else 0) + len(part))
         self._asked = 0
         """Requests of the script made so far."""
         self._sent = 0
