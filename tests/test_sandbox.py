@@ -409,6 +409,28 @@ def test_a_script_is_sent_ahead_and_answered_as_the_session_it_was_recorded_in()
     assert all(answered < asked for asked, answered, _, _ in scripted[1:])
 
 
+COUNTED = ["calls = []", "def count(x):\n    calls.append(x)\n    return x, len(calls)"]
+
+
+def test_a_transcript_keeps_each_request_and_its_reply_digest_and_repeat_makes_it_again() -> None:
+    with ready(COUNTED) as (box, _):
+        transcript: list[tuple[bytes, bytes]] = []
+        with box.session(transcript=transcript) as session:
+            for x in (0, 1, 2):
+                assert session.call("count", x) == (x, x + 1)
+        assert len(transcript) == 3 and len({reply for _, reply in transcript}) == 3
+        with box.session() as session:  # a fresh worker asked the same: the same replies...
+            replies = [session.repeat(request) for request, _ in transcript[:2]]
+            assert replies == [reply for _, reply in transcript[:2]]
+            # ... and a request made again in the same worker: another reply (its count)
+            assert session.repeat(transcript[0][0]) != transcript[0][1]
+        with (
+            box.session(deadline=time.monotonic() - 1) as session,
+            pytest.raises(WorkerLost, match="time for this check ran out"),
+        ):
+            session.repeat(transcript[0][0])
+
+
 @pytest.mark.parametrize(
     ("calls", "diverged"),
     [((0, 1, 7), True), ((0, 1, 2, 3), True), ((0, 1), False)],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import hashlib
 import json
 import socket
 import struct
@@ -550,6 +551,14 @@ def test_frames_round_trip_over_a_socket(buffers: list[bytes], piece: int) -> No
         header, received = recv_frame(right)
         writer.join()
     assert header["op"] == "x" and received == buffers
+    digest = hashlib.sha256()
+    left, right = socket.socketpair()
+    with left, right:
+        writer = threading.Thread(target=lambda: left.sendall(raw))
+        writer.start()
+        recv_frame(right, hasher=digest)
+        writer.join()
+    assert digest.digest() == hashlib.sha256(raw).digest()  # the frame, exactly as it came
 
 
 def test_a_frame_cut_short_is_the_end_of_the_connection() -> None:

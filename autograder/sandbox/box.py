@@ -61,12 +61,14 @@ class Sandbox:
         deadline: float | None = None,
         script: Sequence[bytes] | None = None,
         record: list[bytes] | None = None,
+        transcript: list[tuple[bytes, bytes]] | None = None,
     ) -> Iterator[Session]:
         """A worker forked from the child, for the calls of one rubric item.
 
         If no worker can be started, the session is already lost: its calls raise WorkerLost
         (so it costs that item only). `record` collects the frame of every request; `script`
-        is such a record, which the session follows (`session.py`).
+        is such a record, which the session follows; `transcript` collects every request's
+        frame with the digest of its reply (`session.py`).
         """
         ours, theirs = socket.socketpair()
         pid = inner = 0
@@ -101,6 +103,7 @@ class Sandbox:
             lost=lost,
             script=script,
             record=record,
+            transcript=transcript,
         )
         try:
             yield session

@@ -11,10 +11,15 @@ them one after another while the grader judges; each request the checks make mus
 script's next one, byte for byte, or the session is lost as `diverged` (`drawn.py` then
 replays the item the ordinary way). Calls, answers and judgement are those of an ordinary
 session; only the turns are fewer.
+
+A session may also keep a transcript: each request's frame and the SHA-256 of the reply's
+frame, as it came. `repeat` makes such a request again and returns the digest of the reply,
+without reading it (`transcripts.py` compares it with the transcript's).
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import signal
 import socket
@@ -71,6 +76,7 @@ class Session:
         lost: str = "",
         script: Sequence[bytes] | None = None,
         record: list[bytes] | None = None,
+        transcript: list[tuple[bytes, bytes]] | None = None,
     ):
         self._zygote, self._sock, self.pid = zygote, sock, pid
         self.inner = inner or pid
@@ -79,6 +85,8 @@ class Session:
         self.lost = lost
         self._record = record
         """Where every request's frame is appended, when recording."""
+        self._transcript = transcript
+        """Where every request's frame and the digest of its reply are appended, if kept."""
         self._script = tuple(script) if script is not None else None
         self._outgoing = memoryview(b"".join(self._script or ()))
         self._ends = list(itertools.accumulate(map(len, self._script or ())))
@@ -185,36 +193,16 @@ class Session:
     def _exchange(
         self, header: dict[str, Any], buffers: list[bytes]
     ) -> tuple[dict[str, Any], list[bytes]]:
-        if self.lost:
-            raise WorkerLost(self.lost)
-        limits = self._zygote.limits
-        timeout = limits.call_seconds
-        late = "the time for this check ran out"
-        if self._deadline is not None:
-            timeout = min(timeout, self._deadline - time.monotonic())
-            if timeout <= 0:
-                raise self._lose(late)
-            if timeout < limits.call_seconds:
-                late += f" during a call ({limits.item_seconds:g} s for all of its calls)"
+        timeout, late = self._time_left()
         data = frame(header, buffers)
         if self._record is not None:
             self._record.append(data)
-        try:
-            self._sock.settimeout(timeout)
-            if self._script is None:
-                self._sock.sendall(data)
-            else:
-                self._follow(data, timeout)
-            reply, received = recv_frame(self._sock, max_total=limits.message_bytes)
-        except TimeoutError:
-            if timeout < limits.call_seconds:  # the item's deadline, not the call's limit
-                raise self._lose(late) from None
-            raise self._lose(f"a call did not return within {timeout:g} s") from None
-        except WireError as broken:
-            raise self._lose(f"the worker broke the protocol ({broken})") from None
-        except (EOFError, OSError):
-            self._sock.close()
-            raise self._lose(self._crash_reason()) from None
+        if self._transcript is None:
+            reply, received = self._trip(data, timeout, late, _NO_HASH)
+        else:
+            hasher = hashlib.sha256()
+            reply, received = self._trip(data, timeout, late, hasher)
+            self._transcript.append((data, hasher.digest()))
         if reply.get("ok") is True:
             return reply, received
         raised = reply.get("error")
@@ -228,6 +216,54 @@ class Session:
             str(raised.get("where", ""))[:200],
             str(raised.get("traceback", ""))[-4000:],
         )
+
+    def repeat(self, data: bytes) -> bytes:
+        """Make the request `data` (a frame as a transcript keeps it) and return the digest of
+        the reply, unread: what `transcripts.py` compares with an earlier worker's. Raises
+        `WorkerLost` as any call does."""
+        timeout, late = self._time_left()
+        hasher = hashlib.sha256()
+        self._trip(data, timeout, late, hasher)
+        return hasher.digest()
+
+    def _time_left(self) -> tuple[float, str]:
+        """The next call's time limit, and what to say when it runs out; raises `WorkerLost`
+        when the session is over or its time is up."""
+        if self.lost:
+            raise WorkerLost(self.lost)
+        limits = self._zygote.limits
+        timeout = limits.call_seconds
+        late = "the time for this check ran out"
+        if self._deadline is not None:
+            timeout = min(timeout, self._deadline - time.monotonic())
+            if timeout <= 0:
+                raise self._lose(late)
+            if timeout < limits.call_seconds:
+                late += f" during a call ({limits.item_seconds:g} s for all of its calls)"
+        return timeout, late
+
+    def _trip(
+        self, data: bytes, timeout: float, late: str, hasher: _Hasher
+    ) -> tuple[dict[str, Any], list[bytes]]:
+        """Send request `data` and read the reply's header and buffers (fed to `hasher`)."""
+        limits = self._zygote.limits
+        try:
+            self._sock.settimeout(timeout)
+            if self._script is None:
+                self._sock.sendall(data)
+            else:
+                self._follow(data, timeout)
+            reply, received = recv_frame(self._sock, max_total=limits.message_bytes, hasher=hasher)
+        except TimeoutError:
+            if timeout < limits.call_seconds:  # the item's deadline, not the call's limit
+                raise self._lose(late) from None
+            raise self._lose(f"a call did not return within {timeout:g} s") from None
+        except WireError as broken:
+            raise self._lose(f"the worker broke the protocol ({broken})") from None
+        except (EOFError, OSError):
+            self._sock.close()
+            raise self._lose(self._crash_reason()) from None
+        return reply, received
 
     def _follow(self, data: bytes, timeout: float) -> None:
         """Make request `data`, the script's next one: send the script up to its end (the
@@ -260,6 +296,20 @@ class Session:
         if status.code is not None:
             return f"the process exited (exit code {status.code}) instead of returning"
         return "the process stopped answering"
+
+
+class _Hasher(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+
+
+class _NoHash:
+    """A hasher that keeps nothing (a session that keeps no transcript)."""
+
+    def update(self, data: bytes, /) -> None:
+        pass
+
+
+_NO_HASH = _NoHash()
 
 
 def _argument(value: object, buffers: list[bytes]) -> dict[str, Any]:

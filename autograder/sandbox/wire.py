@@ -334,13 +334,22 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes:
 
 
 def recv_frame(
-    sock: socket.socket, *, max_header: int = 1 << 20, max_total: int = 1 << 28
+    sock: socket.socket,
+    *,
+    max_header: int = 1 << 20,
+    max_total: int = 1 << 28,
+    hasher: Any = None,
 ) -> tuple[dict[str, Any], list[bytes]]:
-    """Read one frame; raises `WireError` for malformed or oversized ones, `EOFError` at end."""
-    (length,) = _LENGTH.unpack(_recv_exactly(sock, _LENGTH.size))
+    """Read one frame; raises `WireError` for malformed or oversized ones, `EOFError` at end.
+
+    A `hasher` (a `hashlib` object) is fed the whole frame, as it came."""
+    prefix = _recv_exactly(sock, _LENGTH.size)
+    (length,) = _LENGTH.unpack(prefix)
     if not 0 < length <= max_header:
         raise WireError(f"header of {length} bytes is out of bounds")
     raw = _recv_exactly(sock, length)
+    if hasher is not None:
+        hasher.update(prefix + raw)  # the header's length too: where the buffers begin
     try:
         header = _DECODER.decode(raw.decode("utf-8"))
         if _SURROGATE_ESCAPE.search(raw):
@@ -358,8 +367,14 @@ def recv_frame(
     total = sum(lengths)
     _expect(total <= max_total, "buffers exceed the size limit")
     if len(lengths) < 2 or total > _TOGETHER:
-        return header, [_recv_exactly(sock, n) for n in lengths]
+        buffers = [_recv_exactly(sock, n) for n in lengths]
+        if hasher is not None:
+            for buffer in buffers:
+                hasher.update(buffer)
+        return header, buffers
     together = _recv_exactly(sock, total)  # small buffers in one read, then cut apart
+    if hasher is not None:
+        hasher.update(together)
     buffers, start = [], 0
     for n in lengths:
         buffers.append(together[start : start + n])
