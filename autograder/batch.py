@@ -28,6 +28,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import shutil
 import socket
 import stat
 import sys
@@ -38,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from autograder import catalog
+from autograder import catalog, transcripts
 from autograder.errors import ConfigError, SubmissionError
 from autograder.evidence import ANSWERS_FILE, evidence_of, write_answers
 from autograder.fingerprint import grader_fingerprint
@@ -177,10 +178,17 @@ def _own_cpu(turns: Synchronized[int]) -> None:
     keep_to(turn)
 
 
+SHARED_RUNS = ".transcripts"
+"""The folder of OUT through which the batch's workers share failing runs (`transcripts.py`):
+made when grading starts, removed when it ends."""
+
+
 def _grade_one(entry: Entry, exercise: str, out: Path, key: _Key) -> GradeResult:
     """Grade one entry and write its files (runs in a worker process, which finds the
     exercise by the same name or folder, perhaps on another machine: it grades only if its
-    grader is the one that started the batch, or the scores would depend on the worker)."""
+    grader is the one that started the batch, or the scores would depend on the worker).
+    Failing runs are shared with the other workers through `OUT/.transcripts`: a student whose
+    code answers as an earlier one's, on another worker, gets that run's outcome too."""
     found = catalog.find(exercise)
     here = grader_fingerprint(found)
     if here != key.grader:
@@ -190,6 +198,7 @@ def _grade_one(entry: Entry, exercise: str, out: Path, key: _Key) -> GradeResult
             "grader, exercise, reference, grading secret and versions of Python, NumPy, "
             "Hypothesis and nbformat, then run the batch again."
         )
+    transcripts.share(out / SHARED_RUNS, grader=key.grader)
     result = grade(entry.path, rubric=catalog.graded_rubric(found), evidence=True)
     folder = out / entry.student
     _write_student(folder, result, key)
@@ -306,6 +315,10 @@ def grade_all(
                 on_done(previous)
         else:
             pending.append((entry, key, previous))
+    shared = out / SHARED_RUNS  # for this run's workers only: what an older one left goes
+    shutil.rmtree(shared, ignore_errors=True)
+    shared.mkdir(parents=True, exist_ok=True)
+    shared.chmod(0o700)  # the grader's alone: it holds inputs and other students' feedback
     own = executor is None
     pool = executor or ProcessPoolExecutor(
         max_workers=jobs or os.cpu_count() or 1,
@@ -326,6 +339,7 @@ def grade_all(
     finally:
         if own:
             pool.shutdown(cancel_futures=True)
+        shutil.rmtree(shared, ignore_errors=True)
     return [outcomes[entry.student] for entry in entries]
 
 

@@ -35,10 +35,11 @@ import dataclasses
 import difflib
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
-from autograder import drawn
+from autograder import drawn, transcripts
 from autograder.errors import ConfigError
 from autograder.evidence import Answer, Observed, unexplained
 from autograder.markup import code
@@ -229,6 +230,12 @@ _STATE_HINT = (
 )
 
 
+class _Opens(Protocol):
+    """What opens an item's sessions: the sandbox, or a `transcripts.Recorder` of it."""
+
+    def session(self, *, deadline: float | None = ...) -> AbstractContextManager[Session]: ...
+
+
 class _Passed:
     """A replay in which the last case passed."""
 
@@ -237,7 +244,7 @@ _PASSED = _Passed()
 
 
 def _replay(
-    box: Sandbox, item: Item[Any], cases: Sequence[Any], deadline: float
+    box: _Opens, item: Item[Any], cases: Sequence[Any], deadline: float
 ) -> Failure | _Passed | None:
     """Check `cases` in order in a fresh worker: the last one's failure (with its case), or
     `_PASSED`; None when the replay says nothing (the code raised or stopped, or a kit lacks an
@@ -258,12 +265,12 @@ def _replay(
     return _PASSED
 
 
-def _fails(box: Sandbox, item: Item[Any], cases: Sequence[Any], deadline: float) -> bool:
+def _fails(box: _Opens, item: Item[Any], cases: Sequence[Any], deadline: float) -> bool:
     return isinstance(_replay(box, item, cases, deadline), Failure)
 
 
 def _unless_state(
-    box: Sandbox,
+    box: _Opens,
     item: Item[Any],
     failing: Any,
     before: Sequence[Any],
@@ -318,6 +325,54 @@ def _unless_state(
     )
 
 
+_FAILURE_FIELDS = tuple(f.name for f in dataclasses.fields(Failure))
+
+
+def _data_of(outcome: Outcome) -> dict[str, Any]:
+    """`outcome` as plain data (JSON), as `transcripts` keeps it; `_outcome_of` reads it."""
+    failure = outcome.failure
+    return {
+        "item": outcome.item_id,
+        "failure": None if failure is None else dataclasses.asdict(failure),
+        "examples": outcome.examples,
+        "unexplained": outcome.unexplained,
+        "answers": [[answer.question, answer.reply] for answer in outcome.answers],
+    }
+
+
+def _outcome_of(data: Any, item: Item[Any]) -> Outcome | None:
+    """The outcome of `item` that `data` holds (`_data_of`); None if it holds none."""
+    if not isinstance(data, dict) or data.get("item") != item.id:
+        return None
+    failure, examples, answers = data.get("failure"), data.get("examples"), data.get("answers")
+    if failure is not None:
+        if not isinstance(failure, dict) or set(failure) != set(_FAILURE_FIELDS):
+            return None
+        labels = failure["labels"]
+        texts = [failure[name] for name in _FAILURE_FIELDS if name != "labels"]
+        if not (
+            isinstance(labels, (list, tuple))
+            and len(labels) == 2
+            and all(isinstance(t, str) for t in [*texts, *labels])
+        ):
+            return None
+        failure = Failure(**{**failure, "labels": (labels[0], labels[1])})
+    if type(examples) is not int or type(data.get("unexplained")) is not bool:
+        return None
+    if not isinstance(answers, list) or not all(
+        isinstance(a, (list, tuple)) and len(a) == 2 and all(isinstance(d, str) for d in a)
+        for a in answers
+    ):
+        return None
+    return Outcome(
+        item.id,
+        failure,
+        examples,
+        data["unexplained"],
+        tuple(Answer(question, reply) for question, reply in answers),
+    )
+
+
 def run_item(
     item: Item[Any],
     box: Sandbox | None,
@@ -347,6 +402,22 @@ def run_item(
         replay_deadline = min(deadline, time.monotonic() + limits.item_seconds)
         if replayed is not None and drawn.passes(replayed, box, key=key, deadline=replay_deadline):
             return Outcome(item.id, None, len(replayed.cases))
+        told = _outcome_of(transcripts.retold(item, key, box, deadline=replay_deadline), item)
+        if told is not None:  # an earlier student's full run, answered alike
+            return told
+        recorder = transcripts.Recorder(box)
+        outcome = _full_run(item, recorder, limits=limits, deadline=deadline, key=key)
+        if not outcome.passed:  # for the next student whose code answers alike
+            transcripts.keep(item, key, recorder, _data_of(outcome))
+        return outcome
+    return _full_run(item, box, limits=limits, deadline=deadline, key=key)
+
+
+def _full_run(
+    item: Item[Any], box: _Opens, *, limits: Limits, deadline: float, key: bytes | None
+) -> Outcome:
+    """`item` checked from scratch, in a fresh worker: its cases, then Hypothesis's search,
+    and the first failure shrunk to the smallest input."""
     examples = 0
     item_deadline = min(deadline, time.monotonic() + limits.item_seconds)
     checked: list[Any] = []

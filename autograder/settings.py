@@ -173,6 +173,11 @@ class Caches:
     """Items whose cases of a fully passing run are kept (`autograder.drawn`), per course key."""
     drawn_request_bytes: int = 16 << 20
     """The most bytes of requests kept to replay one item's cases as a script (`drawn.py`)."""
+    failed_runs: int = 256
+    """Full runs of items that failed, kept to tell the next student whose code answers alike
+    (`autograder.transcripts`)."""
+    failed_run_bytes: int = 64 << 20
+    """The most bytes of requests those runs keep, all together."""
     answers: int = 8192
     """Answers of the reference kept by the live oracle (`oracle.LiveOracle`)."""
     answer_bytes: int = 64 << 20

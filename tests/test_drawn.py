@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from test_batch import notebook
 from toy_rubric import Number, check_square
 
-from autograder import catalog, drawn, sandbox
-from autograder.batch import discover, grade_all
+from autograder import catalog, drawn, sandbox, transcripts
+from autograder.batch import SHARED_RUNS, discover, grade_all
 from autograder.checks import Outcome, explore, run_checks
 from autograder.exercise import Answers
 from autograder.oracle import LiveOracle
@@ -64,8 +64,10 @@ STUDENTS = {  # id: the code; every wrong one fails on drawn inputs only
 @pytest.fixture(autouse=True)
 def cold() -> Iterator[None]:
     drawn.forget()
+    transcripts.forget()
     yield
     drawn.forget()
+    transcripts.forget()
 
 
 def outcome(code: str) -> Outcome:
@@ -315,6 +317,7 @@ CLASS = {
     "bob": REFERENCE_SOURCE.replace(" / np.sqrt(d_k)", ""),
     "carol": REFERENCE_SOURCE.replace("np.tril(np.ones", "np.triu(np.ones"),
     "dave": REFERENCE_SOURCE,
+    "erin": REFERENCE_SOURCE.replace(" / np.sqrt(d_k)", "") + "\n# bob's mistake, made apart",
 }
 
 
@@ -324,6 +327,7 @@ def test_a_regrade_is_byte_identical_with_warm_caches_and_cold(tmp_path: Path) -
     cold: dict[str, str] = {}
     for student, path in paths.items():  # each alone: a fresh oracle, nothing kept
         drawn.forget()
+        transcripts.forget()
         cold[student] = _document(path, _fresh_rubric())
     rubric = _fresh_rubric()
     for order in (list(paths), list(reversed(paths))):  # warm, in either order
@@ -358,3 +362,5 @@ def test_batch_results_do_not_depend_on_the_order_or_the_number_of_workers(
     assert one == two
     assert one["alice"][0]["score"] == one["dave"][0]["score"] == 100
     assert one["bob"][0]["score"] < 100 and one["carol"][0]["score"] < 100
+    assert one["erin"][0]["tests"] == one["bob"][0]["tests"]  # the same failures, word for word
+    assert not (tmp_path / "one" / SHARED_RUNS).exists()  # the workers' shared runs are gone
