@@ -19,6 +19,12 @@ which passed are kept, and the next student is checked on them first, without Hy
 failure there sends the item through the full run below, in a fresh worker, as if nothing had
 been kept.
 
+A full run that fails keeps its transcript (`transcripts.py`): the next student whose code
+answers every one of its requests alike, in the same order, gets its outcome without the
+search (the same failure, word for word, since the run depends on the student only through
+those answers); the first reply that differs sends the item through the full run, in a fresh
+worker, as if nothing had been kept.
+
 Hypothesis itself is loaded only for a search (`explore`): an item that passes on the cases
 kept for it checks them without Hypothesis, and a grade in which every item does (a Gradescope
 zip ships the cases: `shipped.py`) never imports it.
