@@ -292,9 +292,14 @@ def grade_all(
     jobs: int | None = None,
     executor: Executor | None = None,
     on_done: Callable[[Outcome], None] | None = None,
+    started: Callable[[], None] | None = None,
 ) -> list[Outcome]:
     """Grade `entries` into `out`, skipping those already graded from the same files by the
     same grader (`grader_fingerprint`).
+
+    `started` is called once every pending submission is handed to the executor, when its
+    workers are running (so this process may start a thread then: no worker is forked from
+    it afterwards).
 
     Uses `executor` if given (any `concurrent.futures.Executor`), else a process pool of
     `jobs` workers (default: the number of cores). Results do not depend on either.
@@ -330,6 +335,8 @@ def grade_all(
             pool.submit(_grade_one, entry, exercise, out, key): (entry, key, grader_changed)
             for entry, key, grader_changed in pending
         }
+        if started is not None and futures:
+            started()
         for future in as_completed(futures):
             entry, key, grader_changed = futures[future]
             result = _result_of(future, rubric, entry, out, key)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Sequence
@@ -210,6 +211,23 @@ def _positive(text: str) -> int:
     return value
 
 
+def _load_report_modules() -> None:
+    """Import what the class report and the shared-answer analysis use (matplotlib,
+    copydetect: about half a second), so that the report is written as soon as grading ends.
+    Best effort: what fails here is imported, and reported, where it is used."""
+    try:
+        import autograder.classreport
+        import autograder.likeness
+
+        autograder.likeness._comparable()  # imports copydetect, when installed
+        import matplotlib.backends.backend_agg
+        import matplotlib.backends.backend_svg
+        import matplotlib.figure
+        import matplotlib.ticker  # noqa: F401
+    except Exception:
+        pass
+
+
 def _batch(args: argparse.Namespace, exercise: Exercise) -> int:
     from autograder.batch import Progress, discover, grade_all, summary, write_csv
     from autograder.cluster import dask_executor  # here: `grade` needs neither
@@ -219,6 +237,7 @@ def _batch(args: argparse.Namespace, exercise: Exercise) -> int:
     entries = discover(args.folder, assignment=exercise.nbgrader_assignment)
     progress = Progress(len(entries))
     began = time.monotonic()
+    ahead = threading.Thread(target=_load_report_modules, name="report imports", daemon=True)
     with ExitStack() as stack:
         executor = (  # Dask's, closed when grading ends; None: grade_all's process pool
             stack.enter_context(dask_executor(args.scheduler, workers=args.jobs))
@@ -232,7 +251,10 @@ def _batch(args: argparse.Namespace, exercise: Exercise) -> int:
             jobs=args.jobs,
             executor=executor,
             on_done=progress.update,
+            started=ahead.start,  # while the workers grade, this process only waits
         )
+    if ahead.is_alive():
+        ahead.join()
     csv_path = args.csv or args.out / "grades.csv"
     write_csv(csv_path, outcomes, rubric)
     print(summary(outcomes, time.monotonic() - began))

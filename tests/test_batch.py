@@ -86,7 +86,15 @@ def test_discover_refuses_what_holds_no_submission(
 def test_a_class_is_graded_resumed_and_jobs_do_not_change_scores(tmp_path: Path) -> None:
     course = make_class(tmp_path / "course")
     entries = discover(course, assignment="attention")
-    serial = grade_all(entries, out=tmp_path / "serial", exercise="attention", jobs=1)
+    started: list[str] = []
+    serial = grade_all(
+        entries,
+        out=tmp_path / "serial",
+        exercise="attention",
+        jobs=1,
+        started=lambda: started.append("first"),
+    )
+    assert started == ["first"]  # once, with every submission handed to the pool
     scores = {o.student: o.total for o in serial}
     assert scores["alice"] == 100 and 0 < scores["bob"] < 100
     assert scores["mallory"] == 0 and scores["zed"] == 0
@@ -101,8 +109,15 @@ def test_a_class_is_graded_resumed_and_jobs_do_not_change_scores(tmp_path: Path)
         assert feedback.startswith("# Feedback on")
     assert "1/sqrt(d_k)" in (tmp_path / "serial" / "bob" / "feedback.md").read_text()
 
-    again = grade_all(entries, out=tmp_path / "serial", exercise="attention", jobs=1)
+    again = grade_all(
+        entries,
+        out=tmp_path / "serial",
+        exercise="attention",
+        jobs=1,
+        started=lambda: started.append("again"),
+    )
     assert all(o.resumed for o in again) and [o.scores for o in again] == [o.scores for o in serial]
+    assert started == ["first"]  # nothing to grade: nothing started
     notebook(course / "submitted" / "bob" / "attention" / "attention.ipynb", REFERENCE_SOURCE)
     changed = {
         o.student: o
