@@ -350,7 +350,8 @@ def _outcome_of(data: Any, item: Item[Any]) -> Outcome | None:
     """The outcome of `item` that `data` holds (`_data_of`); None if it holds none."""
     if not isinstance(data, dict) or data.get("item") != item.id:
         return None
-    failure, examples, answers = data.get("failure"), data.get("examples"), data.get("answers")
+    failure, examples = data.get("failure"), data.get("examples")
+    answers = _answers_of(data.get("answers"))
     if failure is not None:
         if not isinstance(failure, dict) or set(failure) != set(_FAILURE_FIELDS):
             return None
@@ -363,20 +364,9 @@ def _outcome_of(data: Any, item: Item[Any]) -> Outcome | None:
         ):
             return None
         failure = Failure(**{**failure, "labels": (labels[0], labels[1])})
-    if type(examples) is not int or type(data.get("unexplained")) is not bool:
+    if type(examples) is not int or type(data.get("unexplained")) is not bool or answers is None:
         return None
-    if not isinstance(answers, list) or not all(
-        isinstance(a, (list, tuple)) and len(a) == 2 and all(isinstance(d, str) for d in a)
-        for a in answers
-    ):
-        return None
-    return Outcome(
-        item.id,
-        failure,
-        examples,
-        data["unexplained"],
-        tuple(Answer(question, reply) for question, reply in answers),
-    )
+    return Outcome(item.id, failure, examples, data["unexplained"], tuple(answers))
 
 
 def run_item(
@@ -529,7 +519,35 @@ def _probe(
 ) -> list[Answer]:
     """The student's answers to the failing cases among `item`'s exhaustive cases and
     `examples` random ones drawn for evidence (seeded by `key` and the item, the same for
-    every student; never shrunk); nothing a check says here reaches the grade."""
+    every student; never shrunk); nothing a check says here reaches the grade. Told again,
+    like a failing run (`transcripts.py`), to a student whose code answers alike."""
+    if key is None or item.strategy is None:
+        return _probed(item, box, key, deadline, examples)
+    purpose = f"evidence of {examples}"
+    told = _answers_of(transcripts.retold(item, key, box, deadline=deadline, purpose=purpose))
+    if told is not None:
+        return told
+    recorder = transcripts.Recorder(box)
+    answers = _probed(item, recorder, key, deadline, examples)
+    data = [[answer.question, answer.reply] for answer in answers]
+    transcripts.keep(item, key, recorder, data, purpose=purpose)
+    return answers
+
+
+def _answers_of(data: Any) -> list[Answer] | None:
+    """The answers `data` holds (as `_probe` keeps them), or None if it holds none."""
+    if not isinstance(data, list) or not all(
+        isinstance(a, (list, tuple)) and len(a) == 2 and all(isinstance(d, str) for d in a)
+        for a in data
+    ):
+        return None
+    return [Answer(question, reply) for question, reply in data]
+
+
+def _probed(
+    item: Item[Any], box: _Opens, key: bytes | None, deadline: float, examples: int
+) -> list[Answer]:
+    """`_probe`, run in full."""
     answers: list[Answer] = []
     drawn = dataclasses.replace(item, id=f"{item.id}:evidence", max_examples=examples)
 

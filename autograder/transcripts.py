@@ -101,8 +101,8 @@ _SHARED: list[_Shared] = []
 """The folder this process shares its runs through, if any (`share`)."""
 
 
-def _slot(item: Item[Any], key: bytes) -> tuple[bytes, str]:
-    return hashlib.sha256(key).digest(), item.id
+def _slot(item: Item[Any], key: bytes, purpose: str) -> tuple[bytes, str]:
+    return hashlib.sha256(key).digest(), f"{item.id}\0{purpose}"
 
 
 def share(folder: Path | None, *, grader: str) -> None:
@@ -128,9 +128,13 @@ def _size(sessions: tuple[tuple[Exchange, ...], ...]) -> int:
     return sum(len(request) + 64 for exchanges in sessions for request, _ in exchanges)
 
 
-def keep(item: Item[Any], key: bytes, recorder: Recorder, outcome: Any) -> None:
+def keep(
+    item: Item[Any], key: bytes, recorder: Recorder, outcome: Any, *, purpose: str = "grade"
+) -> None:
     """Keep the transcript of a full run of `item` under `key` that ended with `outcome`
-    (plain data), unless a worker was lost in it or it is larger than all that may be kept."""
+    (plain data), unless a worker was lost in it or it is larger than all that may be kept.
+    `purpose` tells apart runs of the same item that ask different things (the grade, the
+    evidence gathered after it)."""
     if item.strategy is None or recorder.lost or CACHES.failed_runs <= 0:
         return
     sessions = tuple(tuple(exchanges) for exchanges in recorder.sessions)
@@ -138,10 +142,10 @@ def keep(item: Item[Any], key: bytes, recorder: Recorder, outcome: Any) -> None:
     if run.size > CACHES.failed_run_bytes:
         return
     with _LOCK:
-        _add(_slot(item, key), run)
+        _add(_slot(item, key, purpose), run)
         shared = _SHARED[0] if _SHARED else None
     if shared is not None:
-        _write(shared, item, key, run)
+        _write(shared, item, key, purpose, run)
 
 
 def _add(slot: tuple[bytes, str], run: _Run) -> None:
@@ -159,12 +163,14 @@ def _add(slot: tuple[bytes, str], run: _Run) -> None:
             del _KEPT[oldest]
 
 
-def _prefix(shared: _Shared, item: Item[Any], key: bytes) -> str:
-    named = b"\0".join((shared.grader.encode(), hashlib.sha256(key).digest(), item.id.encode()))
+def _prefix(shared: _Shared, item: Item[Any], key: bytes, purpose: str) -> str:
+    named = b"\0".join(
+        (shared.grader.encode(), hashlib.sha256(key).digest(), item.id.encode(), purpose.encode())
+    )
     return hashlib.sha256(named).hexdigest()[:32] + "-"
 
 
-def _write(shared: _Shared, item: Item[Any], key: bytes, run: _Run) -> None:
+def _write(shared: _Shared, item: Item[Any], key: bytes, purpose: str, run: _Run) -> None:
     """One file for `run` in the shared folder (best effort: a run not shared is computed
     again by the others), unless the folder holds as many runs as a process may keep."""
     sessions = [
@@ -174,7 +180,11 @@ def _write(shared: _Shared, item: Item[Any], key: bytes, run: _Run) -> None:
     text = json.dumps(
         {"version": _VERSION, "item": item.id, "sessions": sessions, "outcome": run.outcome}
     )
-    name = _prefix(shared, item, key) + hashlib.sha256(text.encode()).hexdigest()[:16] + ".json"
+    name = (
+        _prefix(shared, item, key, purpose)
+        + hashlib.sha256(text.encode()).hexdigest()[:16]
+        + ".json"
+    )
     with _LOCK:
         shared.read.add(name)
     try:
@@ -202,13 +212,13 @@ def _load(text: str, item: Item[Any]) -> _Run | None:
     return _Run(item, sessions, document["outcome"], _size(sessions))
 
 
-def _read_shared(item: Item[Any], key: bytes) -> None:
+def _read_shared(item: Item[Any], key: bytes, purpose: str) -> None:
     """Keep the runs of `item` other processes wrote to the shared folder since last read."""
     with _LOCK:
         shared = _SHARED[0] if _SHARED else None
     if shared is None:
         return
-    prefix = _prefix(shared, item, key)
+    prefix = _prefix(shared, item, key, purpose)
     try:
         names = [
             n for n in os.listdir(shared.folder) if n.startswith(prefix) and n.endswith(".json")
@@ -223,12 +233,12 @@ def _read_shared(item: Item[Any], key: bytes) -> None:
             continue
         if run is not None and run.size <= CACHES.failed_run_bytes:
             with _LOCK:
-                _add(_slot(item, key), run)
+                _add(_slot(item, key, purpose), run)
 
 
-def _recall(item: Item[Any], key: bytes) -> list[_Run]:
-    _read_shared(item, key)
-    slot = _slot(item, key)
+def _recall(item: Item[Any], key: bytes, purpose: str = "grade") -> list[_Run]:
+    _read_shared(item, key, purpose)
+    slot = _slot(item, key, purpose)
     with _LOCK:
         runs = [run for run in _KEPT.get(slot, []) if run.item is item]
         if runs:
@@ -236,12 +246,14 @@ def _recall(item: Item[Any], key: bytes) -> list[_Run]:
         return runs
 
 
-def retold(item: Item[Any], key: bytes, box: Sandbox, *, deadline: float) -> Any | None:
+def retold(
+    item: Item[Any], key: bytes, box: Sandbox, *, deadline: float, purpose: str = "grade"
+) -> Any | None:
     """The outcome (plain data) of the kept run of `item` whose every request this student's
     code answers as that run's worker did (asked in the same order, each session in a fresh
     worker); None as soon as no kept run can be (a reply none of them received, a lost worker,
     the deadline): the item then runs in full."""
-    alive = _recall(item, key)
+    alive = _recall(item, key, purpose)
     index = 0
     while alive:
         ended = [run for run in alive if len(run.sessions) == index]

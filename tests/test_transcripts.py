@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import REFERENCE_SOURCE
+from conftest import RUBRIC as ATTENTION
 from test_drawn import KEY, LIMITS, RIGHT, RUBRIC, SQUARE, STUDENTS, outcome
 
 from autograder import checks, drawn, sandbox, transcripts
@@ -16,6 +18,7 @@ from autograder.checks import Outcome, _data_of, _outcome_of
 from autograder.evidence import Answer
 from autograder.rubric import Failure
 
+SDPA = "sdpa_reference"
 WRONG = {s: code for s, code in STUDENTS.items() if s != "right"}
 SLOW_ON_LARGE = (
     "import time\ndef square(x):\n    if x > 400:\n        time.sleep(5)\n    return x * x"
@@ -197,3 +200,30 @@ def test_nothing_kept_tells_nothing_and_what_is_not_an_outcome_reads_as_none() -
     with sandbox.started([RIGHT], limits=LIMITS) as (box, _):
         assert box is not None
         assert transcripts.retold(SQUARE, KEY, box, deadline=1e12) is None  # nothing kept
+
+
+ODD = REFERENCE_SOURCE.replace(" / np.sqrt(d_k)", " / np.sqrt(d_k) * 1.5")
+"""A mistake no hint names: its answers are evidence (arrays the reference does not give)."""
+
+
+def _evidence(code: str) -> tuple[Answer, ...]:
+    with sandbox.started([code], limits=LIMITS) as (box, run):
+        outcomes = checks.run_checks(ATTENTION, box, run, limits=LIMITS, key=KEY, only=[SDPA])
+        (found,) = checks.gather_evidence(ATTENTION, box, outcomes, deadline=1e12, key=KEY)
+    assert found.unexplained
+    return found.answers
+
+
+def test_the_evidence_gathered_after_a_failure_is_told_again_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cold = _evidence(ODD)
+    assert len(cold) > 1  # the failing case's answer, and more from the probe
+    drawn.forget()
+    transcripts.forget()
+    assert _evidence(ODD) == cold  # a full probe again, then kept
+    searched = _searches(monkeypatch)
+    assert _evidence(ODD + "\n# written apart") == cold
+    assert searched == []  # neither the grade's search nor the probe's
+    other = _evidence(ODD.replace("* 1.5", "* 2.5"))
+    assert set(other).isdisjoint(cold) and searched  # another mistake: its own runs
