@@ -8,6 +8,7 @@ package that computes or draws examples makes every earlier result stale.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import sys
@@ -22,7 +23,11 @@ GRADING_PACKAGES = ("numpy", "hypothesis", "nbformat")
 """Packages whose version can change examples, arithmetic or how a notebook is read."""
 
 
+@functools.cache
 def _version(package: str) -> str:
+    """The installed version of `package`, read once per process (what a process imported
+    does not change under it; reading package metadata costs a few milliseconds, and `batch`
+    fingerprints its grader once per student)."""
     try:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
