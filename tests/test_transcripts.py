@@ -3,6 +3,7 @@ gets that run's outcome without the search; anyone else gets what a cold grade g
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from autograder import checks, drawn, sandbox, transcripts
 from autograder.checks import Outcome, _data_of, _outcome_of
 from autograder.evidence import Answer
 from autograder.rubric import Failure
+from autograder.settings import CACHES
 
 SDPA = "sdpa_reference"
 WRONG = {s: code for s, code in STUDENTS.items() if s != "right"}
@@ -227,3 +229,42 @@ def test_the_evidence_gathered_after_a_failure_is_told_again_too(
     assert searched == []  # neither the grade's search nor the probe's
     other = _evidence(ODD.replace("* 1.5", "* 2.5"))
     assert set(other).isdisjoint(cold) and searched  # another mistake: its own runs
+
+
+# --- bounds ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("bounds", "kept"),
+    [
+        ({"failed_runs": 0}, 0),
+        ({"failed_run_bytes": 100}, 0),  # a run larger than all that may be kept
+        ({"failed_runs": 1}, 1),  # the older of two runs is dropped
+        ({}, 2),
+    ],
+    ids=["none-kept", "too-large", "one-kept", "as-set"],
+)
+def test_what_is_kept_is_bounded(
+    bounds: dict[str, int], kept: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(transcripts, "CACHES", dataclasses.replace(CACHES, **bounds))
+    first, second = WRONG["wrong-from-500"], WRONG["raises-on-odd-large"]
+    cold = {code: _cold(code) for code in (first, second)}
+    for code in (first, second):
+        _same(outcome(code), cold[code])
+    runs = transcripts._recall(SQUARE, KEY)
+    assert len(runs) == kept
+    if kept == 1:
+        searched = _searches(monkeypatch)
+        _same(outcome(second), cold[second])  # the newer one is told
+        assert searched == []
+
+
+def test_a_full_shared_folder_takes_no_more_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(transcripts, "CACHES", dataclasses.replace(CACHES, failed_runs=1))
+    transcripts.share(tmp_path, grader="a grader")
+    outcome(WRONG["wrong-from-500"])
+    outcome(WRONG["raises-on-odd-large"])
+    assert len(list(tmp_path.iterdir())) == 1
