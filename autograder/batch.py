@@ -321,6 +321,8 @@ def grade_all(
         else:
             pending.append((entry, key, previous))
     shared = out / SHARED_RUNS  # for this run's workers only: what an older one left goes
+    if shared.is_symlink() or (shared.exists() and not shared.is_dir()):
+        shared.unlink()  # never through a link
     shutil.rmtree(shared, ignore_errors=True)
     shared.mkdir(parents=True, exist_ok=True)
     shared.chmod(0o700)  # the grader's alone: it holds inputs and other students' feedback

@@ -19,7 +19,16 @@ from conftest import REFERENCE_SOURCE, ROOT
 from test_hostile import TAMPERING, WRONG
 
 from autograder import batch
-from autograder.batch import Entry, Outcome, Progress, discover, grade_all, summary, write_csv
+from autograder.batch import (
+    SHARED_RUNS,
+    Entry,
+    Outcome,
+    Progress,
+    discover,
+    grade_all,
+    summary,
+    write_csv,
+)
 from autograder.catalog import rubric_of
 from autograder.errors import SubmissionError
 
@@ -86,6 +95,11 @@ def test_discover_refuses_what_holds_no_submission(
 def test_a_class_is_graded_resumed_and_jobs_do_not_change_scores(tmp_path: Path) -> None:
     course = make_class(tmp_path / "course")
     entries = discover(course, assignment="attention")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("not the grader's")
+    (tmp_path / "serial").mkdir()
+    (tmp_path / "serial" / SHARED_RUNS).symlink_to(elsewhere)  # planted: never followed
     started: list[str] = []
     serial = grade_all(
         entries,
@@ -95,6 +109,9 @@ def test_a_class_is_graded_resumed_and_jobs_do_not_change_scores(tmp_path: Path)
         started=lambda: started.append("first"),
     )
     assert started == ["first"]  # once, with every submission handed to the pool
+    assert (elsewhere / "keep.txt").exists() and not os.path.lexists(
+        tmp_path / "serial" / SHARED_RUNS
+    )
     scores = {o.student: o.total for o in serial}
     assert scores["alice"] == 100 and 0 < scores["bob"] < 100
     assert scores["mallory"] == 0 and scores["zed"] == 0
