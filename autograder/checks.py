@@ -342,7 +342,7 @@ def _data_of(outcome: Outcome) -> dict[str, Any]:
         "failure": None if failure is None else dataclasses.asdict(failure),
         "examples": outcome.examples,
         "unexplained": outcome.unexplained,
-        "answers": [[answer.question, answer.reply] for answer in outcome.answers],
+        "answers": _answers_data(outcome.answers),
     }
 
 
@@ -529,13 +529,17 @@ def _probe(
         return told
     recorder = transcripts.Recorder(box)
     answers = _probed(item, recorder, key, deadline, examples)
-    data = [[answer.question, answer.reply] for answer in answers]
-    transcripts.keep(item, key, recorder, data, purpose=purpose)
+    transcripts.keep(item, key, recorder, _answers_data(answers), purpose=purpose)
     return answers
 
 
+def _answers_data(answers: Sequence[Answer]) -> list[list[str]]:
+    """`answers` as plain data (JSON); `_answers_of` reads it."""
+    return [[answer.question, answer.reply] for answer in answers]
+
+
 def _answers_of(data: Any) -> list[Answer] | None:
-    """The answers `data` holds (as `_probe` keeps them), or None if it holds none."""
+    """The answers `data` holds (`_answers_data`), or None if it holds none."""
     if not isinstance(data, list) or not all(
         isinstance(a, (list, tuple)) and len(a) == 2 and all(isinstance(d, str) for d in a)
         for a in data

@@ -216,14 +216,11 @@ def _load_report_modules() -> None:
     copydetect: about half a second), so that the report is written as soon as grading ends.
     Best effort: what fails here is imported, and reported, where it is used."""
     try:
-        import autograder.classreport
-        import autograder.likeness
+        from autograder.classreport import plots
+        from autograder.likeness import copydetect_installed
 
-        autograder.likeness._comparable()  # imports copydetect, when installed
-        import matplotlib.backends.backend_agg
-        import matplotlib.backends.backend_svg
-        import matplotlib.figure
-        import matplotlib.ticker  # noqa: F401
+        copydetect_installed()  # imports copydetect, when it is
+        plots.load()
     except Exception:
         pass
 

@@ -39,7 +39,14 @@ from autograder.evidence import ANSWERS_FILE, ItemEvidence, read_answers
 from autograder.settings import LIKENESS, Likeness
 from autograder.submission import read_submission
 
-__all__ = ["Group", "Pair", "shared_answers", "shared_wrong_answers", "similarity"]
+__all__ = [
+    "Group",
+    "Pair",
+    "copydetect_installed",
+    "shared_answers",
+    "shared_wrong_answers",
+    "similarity",
+]
 
 
 @dataclass(frozen=True)
@@ -164,7 +171,7 @@ def _code(path: Path, notebook: str, limit: int) -> str | None:
         return None
 
 
-def _comparable() -> bool:
+def copydetect_installed() -> bool:
     """Whether copydetect is installed (the instructor extra)."""
     try:
         import copydetect  # noqa: F401
@@ -200,18 +207,19 @@ def shared_wrong_answers(
     """Each student's code fingerprint, made once however many pairs they are in (None when
     their code cannot be read, or copydetect is not installed)."""
     released = "\n\n".join(template)[: settings.code_chars]
-    comparable = bool(groups) and _comparable()
+    comparable = bool(groups) and copydetect_installed()
     boilerplate = _boilerplate(released, settings) if comparable and released.strip() else None
 
     def print_of(student: str) -> Any:
         if student not in prints:
             path = submissions.get(student)
-            code = _code(path, notebook, settings.code_chars) if path is not None else None
-            comparable_code = code if comparable else None
-            prints[student] = (
-                _fingerprint(comparable_code, boilerplate, settings)
-                if comparable_code is not None
+            code = (
+                _code(path, notebook, settings.code_chars)
+                if comparable and path is not None
                 else None
+            )
+            prints[student] = (
+                _fingerprint(code, boilerplate, settings) if code is not None else None
             )
         return prints[student]
 

@@ -225,8 +225,10 @@ def _read_shared(item: Item[Any], key: bytes, purpose: str) -> None:
         ]
     except OSError:
         return
-    for name in sorted(set(names) - shared.read):
-        shared.read.add(name)
+    with _LOCK:
+        unread = sorted(set(names) - shared.read)
+        shared.read.update(unread)
+    for name in unread:
         try:
             run = _load((shared.folder / name).read_text(encoding="utf-8"), item)
         except (OSError, UnicodeDecodeError):

@@ -197,11 +197,9 @@ class Session:
         data = frame(header, buffers)
         if self._record is not None:
             self._record.append(data)
-        if self._transcript is None:
-            reply, received = self._trip(data, timeout, late, _NO_HASH)
-        else:
-            hasher = hashlib.sha256()
-            reply, received = self._trip(data, timeout, late, hasher)
+        hasher = hashlib.sha256() if self._transcript is not None else None
+        reply, received = self._trip(data, timeout, late, hasher)
+        if self._transcript is not None and hasher is not None:
             self._transcript.append((data, hasher.digest()))
         if reply.get("ok") is True:
             return reply, received
@@ -243,9 +241,10 @@ class Session:
         return timeout, late
 
     def _trip(
-        self, data: bytes, timeout: float, late: str, hasher: _Hasher
+        self, data: bytes, timeout: float, late: str, hasher: _Hasher | None
     ) -> tuple[dict[str, Any], list[bytes]]:
-        """Send request `data` and read the reply's header and buffers (fed to `hasher`)."""
+        """Send request `data` and read the reply's header and buffers (fed to `hasher`, if
+        any)."""
         limits = self._zygote.limits
         try:
             self._sock.settimeout(timeout)
@@ -299,17 +298,9 @@ class Session:
 
 
 class _Hasher(Protocol):
+    """What `recv_frame` feeds a frame to (a `hashlib` object)."""
+
     def update(self, data: bytes, /) -> None: ...
-
-
-class _NoHash:
-    """A hasher that keeps nothing (a session that keeps no transcript)."""
-
-    def update(self, data: bytes, /) -> None:
-        pass
-
-
-_NO_HASH = _NoHash()
 
 
 def _argument(value: object, buffers: list[bytes]) -> dict[str, Any]:
