@@ -47,6 +47,7 @@ from autograder.markup import code, escaped, terminal
 from autograder.pipeline import grade, ungraded
 from autograder.report import render_failure, write_results
 from autograder.rubric import Rubric
+from autograder.sandbox import forkserver
 from autograder.sandbox.cpu import keep_to
 from autograder.scoring import GradeResult
 from autograder.submission import read_regular, refusal
@@ -199,6 +200,7 @@ def _grade_one(entry: Entry, exercise: str, out: Path, key: _Key) -> GradeResult
             "Hypothesis and nbformat, then run the batch again."
         )
     transcripts.share(out / SHARED_RUNS, grader=key.grader)
+    forkserver.enable()  # one student after another: fork each child from a ready Python
     result = grade(entry.path, rubric=catalog.graded_rubric(found), evidence=True)
     folder = out / entry.student
     _write_student(folder, result, key)

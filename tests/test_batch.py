@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -31,6 +31,7 @@ from autograder.batch import (
 )
 from autograder.catalog import rubric_of
 from autograder.errors import SubmissionError
+from autograder.sandbox import forkserver, launch
 
 
 def notebook(path: Path, *cells: str) -> Path:
@@ -147,6 +148,39 @@ def test_a_class_is_graded_resumed_and_jobs_do_not_change_scores(tmp_path: Path)
     assert [r["student"] for r in rows] == list(CLASS)
     assert rows[0]["total"] == "100" and rows[0]["sdpa_reference"] == "15"
     assert set(rows[0]) >= {item.id for item in rubric_of("attention").items}
+
+
+@pytest.mark.slow
+def test_a_batch_forks_each_child_from_a_fork_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker grades one student after another: it forks each one's child from a Python that
+    is ready (`forkserver`), and the grades are those of children started afresh."""
+    course = make_class(tmp_path / "course")
+    entries = [e for e in discover(course, assignment="attention") if e.student in ("alice", "bob")]
+    fresh = grade_all(entries, out=tmp_path / "fresh", exercise="attention", jobs=1)
+    kinds: list[str] = []
+    real = launch._start
+
+    def spied(cwd: str, sock: int) -> tuple[object, bool]:
+        process, forked = real(cwd, sock)
+        kinds.append(type(process).__name__)
+        return process, forked
+
+    monkeypatch.setattr(launch, "_start", spied)
+    try:
+        with ThreadPoolExecutor(1) as pool:  # the workers' code, in this process
+            served = grade_all(
+                entries, out=tmp_path / "served", exercise="attention", executor=pool
+            )
+    finally:
+        forkserver.enable(False)
+    assert kinds and set(kinds) == {"Forked"}, kinds
+    assert [(o.student, o.scores) for o in served] == [(o.student, o.scores) for o in fresh]
+    for student in ("alice", "bob"):
+        assert (tmp_path / "served" / student / "feedback.md").read_text() == (
+            tmp_path / "fresh" / student / "feedback.md"
+        ).read_text()
 
 
 @pytest.mark.slow

@@ -28,7 +28,7 @@ from conftest import REFERENCE_SOURCE, ROOT
 from autograder.catalog import rubric_of
 from autograder.pipeline import grade
 from autograder.report import write_results
-from autograder.sandbox import modes
+from autograder.sandbox import forkserver, modes, started
 from autograder.sandbox.confinement import SANDBOX_UIDS, UidLease, lease_uid, sandbox_user
 from autograder.scoring import GradeResult
 from autograder.settings import Limits
@@ -785,19 +785,30 @@ except OSError:
     pass
 if any(b"pytest" in line for line in seen):
     raise SystemExit("ESCAPED: read the grader's command line")
+if {server} != os.getpid() and os.path.exists("/proc/{server}/cmdline"):
+    raise SystemExit("ESCAPED: sees the process the sandbox was forked from")
+""",
+    "read-the-fork-server": """
+for what in ("mem", "environ", "maps", "fd/0"):
+    try:
+        open("/proc/{server}/" + what, "rb").read(1)
+        raise SystemExit("ESCAPED: read /proc/{server}/" + what)
+    except OSError:
+        pass
 """,
     "signal-the-grader": """
 import os
-try:
-    os.kill({grader}, 0)
-    raise SystemExit("ESCAPED: may signal the grader")
-except OSError:
-    pass
+for target in ({grader}, {server}):
+    try:
+        os.kill(target, 0)
+        raise SystemExit("ESCAPED: may signal pid %d" % target)
+    except OSError:
+        pass
 """,
     "ptrace-the-grader": """
 import ctypes
 libc = ctypes.CDLL(None, use_errno=True)
-for target in ({grader}, 1):
+for target in ({grader}, {server}, 1):
     if libc.ptrace(16, target, None, None) == 0:  # PTRACE_ATTACH
         libc.ptrace(17, target, None, None)
         raise SystemExit("ESCAPED: attached to pid %d" % target)
@@ -853,16 +864,37 @@ def namespace_mode() -> bool:
     )
 
 
+@pytest.fixture(params=["by-python", "by-fork-server"])
+def forker(request: pytest.FixtureRequest) -> Iterator[int]:
+    """How the sandbox starts its child: `python -I -c ...`, or forked by a fork server (as
+    batch's workers do); yields the pid of the process the child is started from."""
+    if request.param == "by-python":
+        yield os.getpid()
+        return
+    forkserver.enable()
+    try:
+        with started(["pass"], limits=LIMITS):
+            pass
+        server = forkserver.server_pid()
+        assert server is not None
+        yield server
+        assert forkserver.server_pid() == server, "the submission replaced the fork server"
+        os.kill(server, 0)  # still there
+    finally:
+        forkserver.enable(False)
+
+
 @pytest.mark.skipif(CHILD_IS_ROOT, reason="the child would run as root")
 @pytest.mark.parametrize("attack", ESCAPES.values(), ids=ESCAPES.keys())
 def test_escape_attempts_fail_and_cost_nothing(
-    request: pytest.FixtureRequest,
     tmp_path: Path,
     bait: Bait,
     attack: str,
+    forker: int,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    if request.node.callspec.id in HELD_WITH_NAMESPACES_ONLY and not namespace_mode():
+    held_only_there = {ESCAPES[name] for name in HELD_WITH_NAMESPACES_ONLY}
+    if attack in held_only_there and not namespace_mode():
         pytest.skip("basic mode does not prevent this (SECURITY.md)")
     leased: list[int] = []  # this grading's own uids: other gradings may run meanwhile
 
@@ -873,7 +905,8 @@ def test_escape_attempts_fail_and_cost_nothing(
 
     monkeypatch.setattr("autograder.sandbox.launch.lease_uid", recorded)
     began = time.monotonic()
-    result = graded(tmp_path, [REFERENCE_SOURCE, attack.format(**bait.fields())])
+    fields = {**bait.fields(), "server": forker}
+    result = graded(tmp_path, [REFERENCE_SOURCE, attack.format(**fields)])
     took = time.monotonic() - began
     assert result.score == 100, [(i.id, i.failure) for i in result.items if i.failure]
     assert not [note for note in result.notes if "ESCAPED" in note], result.notes

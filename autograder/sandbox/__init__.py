@@ -20,6 +20,8 @@ The modules, in the order a grading meets them:
 * `modes`: which confinement mode to try, from what this host refused so far;
 * `confinement`: the plan of a mode (readable folders, uid, namespaces) and leased uids;
 * `launch`: the child's source text, environment and first frame;
+* `forkserver`: where a process grades student after student, the Python that forks each
+  child ready-made (`_server`, sent as source like the child);
 * `_child`, `_jail`: the child itself (sent as source, never imported by the grader);
 * `follow`: the child's reports while it runs the notebook, until it is ready;
 * `notebook_run`: the record of that run (`NotebookRun`, `CellOutcome`, `Definition`);

@@ -20,6 +20,7 @@ from typing import Any
 
 from autograder.sandbox.confinement import UidLease
 from autograder.sandbox.drain import Drain
+from autograder.sandbox.forkserver import Forked
 from autograder.sandbox.processes import (
     children,
     inner_pid,
@@ -40,7 +41,8 @@ __all__ = ["Sandbox"]
 class Sandbox:
     """A running child that executed a submission's cells; `session()` forks a fresh worker."""
 
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | Forked
+    """The child as launched (`python -I -c ...`, or forked by a fork server)."""
     control: socket.socket
     """The zygote's control socket (`_child.py` describes the protocol)."""
     drain: Drain

@@ -4,8 +4,10 @@ The child's program is `wire.py`, `_jail.py` and `_child.py` of this folder join
 script (their imports of each other dropped), so the child needs nothing from the grader's
 installation. The grader compiles it once per process; the child is `python -I -c BOOT FD`,
 where BOOT reads the compiled program from its socket (FD) and runs it (the same interpreter
-wrote it: `sys.executable`). It starts in a fresh scratch folder, with a uid of its own where
-the grader is root, and is told the cells, the limits and the plan in one frame.
+wrote it: `sys.executable`). Where this process uses a fork server (`forkserver.py`), the
+child is forked from it instead, with the program already in it, and made the same child. It
+starts in a fresh scratch folder, with a uid of its own where the grader is root, and is told
+the cells, the limits and the plan in one frame.
 """
 
 from __future__ import annotations
@@ -22,15 +24,24 @@ from pathlib import Path
 
 from autograder.errors import SandboxError
 from autograder.memory import child_memory_bytes
-from autograder.sandbox import modes
+from autograder.sandbox import forkserver, modes
 from autograder.sandbox.box import Sandbox
 from autograder.sandbox.confinement import lease_uid, plan, sandbox_user
 from autograder.sandbox.drain import Drain
+from autograder.sandbox.forkserver import Forked
 from autograder.sandbox.processes import kill_uid, processes_of
 from autograder.sandbox.wire import send_frame
 from autograder.settings import SINGLE_THREADED, Limits
 
-__all__ = ["CHILD_FILES", "child_program", "child_source", "default_secrets", "launch"]
+__all__ = [
+    "CHILD_FILES",
+    "SERVER_FILES",
+    "child_program",
+    "child_source",
+    "default_secrets",
+    "launch",
+    "server_program",
+]
 
 CHILD_FILES = ("wire.py", "_jail.py", "_child.py")
 """The files of this folder the child runs, in order: the wire, the jail, then its main."""
@@ -49,11 +60,11 @@ def default_secrets() -> tuple[Path, ...]:
     return (solutions_dir(), _GRADER)
 
 
-def child_source() -> str:
-    """The child's program: `CHILD_FILES` as one script."""
+def child_source(files: Sequence[str] = CHILD_FILES) -> str:
+    """The child's program: `files` of this folder (`CHILD_FILES`) as one script."""
     here = Path(__file__).parent
     parts = []
-    for name in CHILD_FILES:
+    for name in files:
         text = (here / name).read_text(encoding="utf-8")
         lines = [
             line
@@ -87,6 +98,17 @@ def child_program() -> bytes:
     """The child's program, compiled: what the socket carries to `_BOOT` (once per process)."""
     code = marshal.dumps(compile(child_source(), "<autograder child>", "exec", dont_inherit=True))
     return len(code).to_bytes(8, "big") + code
+
+
+SERVER_FILES = (*CHILD_FILES, "_server.py")
+"""The fork server's program (`forkserver.py`): the child's, then the server's loop."""
+
+
+@functools.cache
+def server_program() -> bytes:
+    """The fork server's program, compiled and marshalled (once per process)."""
+    source = child_source(SERVER_FILES)
+    return marshal.dumps(compile(source, "<autograder child>", "exec", dont_inherit=True))
 
 
 def _child_env(home: str) -> dict[str, str]:
@@ -123,16 +145,7 @@ def launch(
         os.chown(workdir.name, *user)
     ours, theirs = socket.socketpair()
     try:
-        process = subprocess.Popen(
-            [sys.executable, "-I", "-c", _BOOT, str(theirs.fileno())],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            pass_fds=[theirs.fileno()],
-            cwd=workdir.name,
-            env=_child_env(workdir.name),
-            start_new_session=True,
-        )
+        process, forked = _start(workdir.name, theirs.fileno())
     except OSError as error:
         ours.close()
         workdir.cleanup()
@@ -149,7 +162,8 @@ def launch(
     drain.start()
     box = Sandbox(process, ours, drain, workdir, limits, mode=mode, lease=lease)
     try:
-        ours.sendall(child_program())
+        if not forked:  # a forked child has its program already
+            ours.sendall(child_program())
         send_frame(ours, _start_frame(cells, skip, limits, confinement.as_message()))
     except OSError as error:
         box.close()
@@ -158,6 +172,26 @@ def launch(
             f"was: {box.output()[-2000:] or '(nothing)'}"
         ) from None
     return box
+
+
+def _start(cwd: str, sock: int) -> tuple[subprocess.Popen[bytes] | Forked, bool]:
+    """The child on socket `sock`, in `cwd`: forked by this process's fork server if it uses
+    one (then True: it holds its program already), else `python -I -c BOOT`."""
+    env = _child_env(cwd)
+    forked = forkserver.spawn(cwd=cwd, env=env, sock=sock, program=server_program)
+    if forked is not None:
+        return forked, True
+    process = subprocess.Popen(
+        [sys.executable, "-I", "-c", _BOOT, str(sock)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        pass_fds=[sock],
+        cwd=cwd,
+        env=env,
+        start_new_session=True,
+    )
+    return process, False
 
 
 def _start_frame(

@@ -1,0 +1,212 @@
+"""The fork server: a child it forks is the child `python -I -c ...` would have been.
+
+Each probe below runs in a sandboxed child started both ways; what it finds must be the same
+(but for the values that differ between any two children: pids, scratch folders, leased uids).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from conftest import REFERENCE_SOURCE, RUBRIC
+
+from autograder import drawn, sandbox, transcripts
+from autograder.pipeline import grade
+from autograder.sandbox import forkserver
+from autograder.sandbox.forkserver import Forked
+from autograder.settings import Limits
+
+pytestmark = pytest.mark.slow
+
+FAST = Limits(call_seconds=5.0, cell_seconds=5.0, notebook_seconds=30.0)
+
+PROBES = {  # name -> the body of a function of no arguments, run in the child's worker
+    "environment": "return sorted((k, v.replace(os.getcwd(), 'SCRATCH')) "
+    "for k, v in os.environ.items())",
+    "open-files": "return sorted(os.listdir('/proc/self/fd'))",
+    "standard-input": "st = os.fstat(0)\n    return [sys.stdin.read(), stat.S_ISCHR(st.st_mode), "
+    "os.major(st.st_rdev), os.minor(st.st_rdev)]",
+    "working-folder": "return os.path.basename(os.getcwd()).startswith('autograder-')",
+    "resource-limits": "return [resource.getrlimit(getattr(resource, n)) for n in "
+    "('RLIMIT_AS', 'RLIMIT_CORE', 'RLIMIT_FSIZE', 'RLIMIT_NOFILE')]",
+    "signal-dispositions": "return [str(signal.getsignal(s)) for s in "
+    "(signal.SIGINT, signal.SIGPIPE, signal.SIGCHLD, signal.SIGTERM, signal.SIGALRM)]",
+    "interpreter-flags": "return [sys.flags.isolated, sys.flags.no_user_site, sys.path, "
+    "sys.argv[0], sys.executable]",
+    "umask": "mask = os.umask(0)\n    os.umask(mask)\n    return mask",
+    "user": "return [os.getuid() == os.geteuid(), os.getuid() != 0, os.getgroups()]",
+    "main-module": "import __main__\n    "
+    "return sorted(k for k in vars(__main__) if not k.startswith('__'))",
+    "one-blas-thread": "return sorted(os.listdir('/proc/self/task'))",
+    "capabilities": "return [line for line in open('/proc/self/status') if line.startswith('Cap')]",
+    "no-new-privileges": "return [line for line in open('/proc/self/status') "
+    "if line.startswith(('NoNewPrivs', 'Seccomp:'))]",
+}
+
+
+def _cells() -> list[str]:
+    cells = ["import os, sys, resource, signal, stat\nimport numpy as np"]
+    for name, body in PROBES.items():
+        cells.append(f"def {name.replace('-', '_')}():\n    {body}")
+    return cells
+
+
+def _probed(use_server: bool) -> tuple[dict[str, Any], str, type]:
+    forkserver.enable(use_server)
+    try:
+        with sandbox.started(_cells(), limits=FAST) as (box, run):
+            assert box is not None, run.failure
+            pid = box.process.pid  # as the grader sees it: a session and a group of its own
+            found: dict[str, Any] = {"session": [os.getsid(pid) == pid, os.getpgid(pid) == pid]}
+            for name in PROBES:
+                with box.session() as session:
+                    found[name] = session.call(name.replace("-", "_"))
+            return found, run.confinement, type(box.process)
+    finally:
+        forkserver.enable(False)
+
+
+@pytest.fixture(scope="module")
+def both() -> tuple[tuple[dict[str, Any], str, type], tuple[dict[str, Any], str, type]]:
+    return _probed(False), _probed(True)
+
+
+@pytest.mark.parametrize("probe", ["session", *PROBES])
+def test_a_forked_child_finds_what_a_started_one_finds(
+    both: tuple[tuple[dict[str, Any], str, type], tuple[dict[str, Any], str, type]], probe: str
+) -> None:
+    (started, _, started_type), (forked, _, forked_type) = both
+    assert (started_type, forked_type) == (subprocess.Popen, Forked)
+    assert forked[probe] == started[probe]
+
+
+def test_a_forked_child_is_confined_the_same_way(
+    both: tuple[tuple[dict[str, Any], str, type], tuple[dict[str, Any], str, type]],
+) -> None:
+    (_, started, _), (_, forked, _) = both
+    assert forked == started and started
+
+
+@pytest.fixture
+def served() -> Iterator[None]:
+    forkserver.enable()
+    try:
+        yield
+    finally:
+        forkserver.enable(False)
+
+
+def _call(cells: Sequence[str], name: str) -> tuple[Any, sandbox.Sandbox]:
+    with sandbox.started(cells, limits=FAST) as (box, run):
+        assert box is not None, run.failure
+        with box.session() as session:
+            return session.call(name), box
+
+
+RANDOM = [
+    "import random\nimport numpy as np\ndef draw():\n    return [np.random.rand(), random.random()]"
+]
+
+
+def test_every_forked_child_draws_random_numbers_of_its_own(served: None) -> None:
+    first, second = (_call(RANDOM, "draw")[0] for _ in range(2))
+    assert first[0] != second[0], "NumPy's global random state was not seeded again"
+    assert first[1] != second[1], "Python's random was not seeded again"
+
+
+def test_a_forked_child_is_reaped_when_its_sandbox_closes(served: None) -> None:
+    _, box = _call(["def f():\n    return 1"], "f")
+    assert isinstance(box.process, Forked)
+    assert box.process.returncode is not None
+    assert not os.path.exists(f"/proc/{box.process.pid}"), "left a zombie behind"
+
+
+def test_a_killed_server_is_replaced_and_the_next_child_starts(served: None) -> None:
+    assert _call(["def f():\n    return 1"], "f")[0] == 1
+    first = forkserver.server_pid()
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    value, box = _call(["def f():\n    return 2"], "f")
+    assert value == 2 and isinstance(box.process, Forked)
+    assert forkserver.server_pid() not in (None, first)
+
+
+def test_where_no_server_can_be_started_children_start_directly(
+    served: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError("no server here")
+
+    monkeypatch.setattr(forkserver.ForkServer, "__init__", refuse)
+    value, box = _call(["def f():\n    return 3"], "f")
+    assert value == 3 and isinstance(box.process, subprocess.Popen)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU only")
+def test_a_forked_child_keeps_to_the_cpus_of_the_thread_that_asked_for_it(served: None) -> None:
+    before = os.sched_getaffinity(0)
+    first, second = sorted(before)[:2]
+    try:
+        os.sched_setaffinity(0, {first})
+        _call(["def f():\n    return 1"], "f")  # the server starts on `first`
+        os.sched_setaffinity(0, {second})
+        cell = "import os\ndef cpus():\n    return sorted(os.sched_getaffinity(0))"
+        cpus, box = _call([cell], "cpus")
+    finally:
+        os.sched_setaffinity(0, before)
+    assert isinstance(box.process, Forked)
+    assert cpus == [second]
+
+
+def _server_of_a_forked_process(queue: multiprocessing.Queue[Any]) -> None:
+    _call(["def f():\n    return 4"], "f")
+    queue.put(forkserver.server_pid())
+
+
+def test_a_process_forked_from_the_grader_starts_a_server_of_its_own(served: None) -> None:
+    _call(["def f():\n    return 1"], "f")
+    ours = forkserver.server_pid()
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    process = context.Process(target=_server_of_a_forked_process, args=(queue,))
+    process.start()
+    theirs = queue.get(timeout=60)
+    process.join(timeout=30)
+    assert theirs not in (None, ours)
+    assert forkserver.server_pid() == ours
+    assert _call(["def f():\n    return 5"], "f")[0] == 5, "the forked process broke our server"
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{theirs}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{theirs}"), "its server outlived it"
+
+
+BUGGY = REFERENCE_SOURCE.replace(" / np.sqrt(d_k)", "")
+
+
+@pytest.mark.parametrize("source", [REFERENCE_SOURCE, BUGGY], ids=["correct", "no-scaling"])
+def test_a_grade_is_the_same_whichever_way_the_child_started(tmp_path: Path, source: str) -> None:
+    path = tmp_path / "attention.ipynb"
+    book = nbformat.v4.new_notebook()
+    book.cells = [nbformat.v4.new_code_cell(source)]
+    path.write_text(nbformat.writes(book), encoding="utf-8")
+    results = []
+    for use_server in (False, True):
+        drawn.forget()
+        transcripts.forget()
+        forkserver.enable(use_server)
+        try:
+            result = grade(path, rubric=RUBRIC)
+        finally:
+            forkserver.enable(False)
+        results.append((result.items, result.notes, result.output, result.confinement))
+    assert results[0] == results[1]
