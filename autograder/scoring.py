@@ -48,9 +48,9 @@ class GradeResult:
     """What the student's code printed (truncated)."""
     seconds: float = 0.0
     internal_error: str = ""
+    """A traceback when the grader itself failed (shown to staff only)."""
     confinement: str = ""
     """How the student's code was confined (the sandbox's mode, for staff; "" if it never ran)."""
-    """A traceback when the grader itself failed (shown to staff only)."""
 
     @property
     def score(self) -> float:
