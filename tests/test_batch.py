@@ -162,10 +162,10 @@ def test_a_batch_forks_each_child_from_a_fork_server(
     kinds: list[str] = []
     real = launch._start
 
-    def spied(cwd: str, sock: int) -> tuple[object, bool]:
-        process, forked = real(cwd, sock)
+    def spied(cwd: str) -> tuple[object, object, bool]:
+        process, ours, forked = real(cwd)
         kinds.append(type(process).__name__)
-        return process, forked
+        return process, ours, forked
 
     monkeypatch.setattr(launch, "_start", spied)
     try:

@@ -48,14 +48,27 @@ PROBES = {  # name -> the body of a function of no arguments, run in the child's
     "return sorted(k for k in vars(__main__) if not k.startswith('__'))",
     "one-blas-thread": "return sorted(os.listdir('/proc/self/task'))",
     "capabilities": "return [line for line in open('/proc/self/status') if line.startswith('Cap')]",
+    "stack-depth": "frame, depth = sys._getframe(), 0\n    while frame:\n"
+    "        frame, depth = frame.f_back, depth + 1\n    return [depth, sys.getrecursionlimit()]",
     "no-new-privileges": "return [line for line in open('/proc/self/status') "
     "if line.startswith(('NoNewPrivs', 'Seccomp:'))]",
 }
 
 
+NEAR = {  # name -> (the body, as PROBES), how far apart the two may be
+    "address-space-kib": (
+        "return int([line.split()[1] for line in open('/proc/self/status') "
+        "if line.startswith('VmSize')][0])",
+        1024,
+    ),
+}
+"""What cannot be equal to the byte, but must be close: the room left under the address-space
+limit (a preloaded `numpy.random` took 9 MiB of it)."""
+
+
 def _cells() -> list[str]:
     cells = ["import os, sys, resource, signal, stat\nimport numpy as np"]
-    for name, body in PROBES.items():
+    for name, body in [*PROBES.items(), *((n, b) for n, (b, _) in NEAR.items())]:
         cells.append(f"def {name.replace('-', '_')}():\n    {body}")
     return cells
 
@@ -67,7 +80,7 @@ def _probed(use_server: bool) -> tuple[dict[str, Any], str, type]:
             assert box is not None, run.failure
             pid = box.process.pid  # as the grader sees it: a session and a group of its own
             found: dict[str, Any] = {"session": [os.getsid(pid) == pid, os.getpgid(pid) == pid]}
-            for name in PROBES:
+            for name in [*PROBES, *NEAR]:
                 with box.session() as session:
                     found[name] = session.call(name.replace("-", "_"))
             return found, run.confinement, type(box.process)
@@ -87,6 +100,14 @@ def test_a_forked_child_finds_what_a_started_one_finds(
     (started, _, started_type), (forked, _, forked_type) = both
     assert (started_type, forked_type) == (subprocess.Popen, Forked)
     assert forked[probe] == started[probe]
+
+
+@pytest.mark.parametrize("probe", NEAR)
+def test_a_forked_child_is_close_to_a_started_one_in_what_cannot_be_equal(
+    both: tuple[tuple[dict[str, Any], str, type], tuple[dict[str, Any], str, type]], probe: str
+) -> None:
+    (started, _, _), (forked, _, _) = both
+    assert abs(forked[probe] - started[probe]) <= NEAR[probe][1], (forked[probe], started[probe])
 
 
 def test_a_forked_child_is_confined_the_same_way(
@@ -140,15 +161,70 @@ def test_a_killed_server_is_replaced_and_the_next_child_starts(served: None) -> 
     assert forkserver.server_pid() not in (None, first)
 
 
-def test_where_no_server_can_be_started_children_start_directly(
+def test_where_no_server_can_be_started_children_start_directly_and_it_is_given_up(
     served: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    tried: list[int] = []
+
     def refuse(*args: object, **kwargs: object) -> None:
+        tried.append(1)
         raise OSError("no server here")
 
     monkeypatch.setattr(forkserver.ForkServer, "__init__", refuse)
+    monkeypatch.setitem(forkserver._state, "failures", 0)
+    for number in range(forkserver.GIVE_UP + 2):
+        forkserver.enable()  # as batch does for every student: it does not undo giving up
+        value, box = _call([f"def f():\n    return {number}"], "f")
+        assert value == number and isinstance(box.process, subprocess.Popen)
+    assert len(tried) == forkserver.GIVE_UP and not forkserver.enabled()
+
+
+@pytest.mark.parametrize("when", ["spawn", "wait"])
+def test_a_server_that_stops_answering_costs_no_child_and_is_replaced(
+    served: None, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    """A server that answers too late is given up on at once: its late reply is never read
+    as the answer to a later request, and the child being started is started afresh on a
+    socket of its own (one the late server may have forked for is closed)."""
+    assert _call(["def f():\n    return 1"], "f")[0] == 1
+    server = forkserver.server_pid()
+    assert server is not None
+    monkeypatch.setattr(forkserver, "REPLY_SECONDS", 0.3)
+    stopped = False
+    try:
+        if when == "spawn":
+            os.kill(server, signal.SIGSTOP)
+            stopped = True
+            value, box = _call(["def f():\n    return 2"], "f")
+            assert value == 2 and isinstance(box.process, subprocess.Popen)
+        else:
+            with sandbox.started(["def f():\n    return 2"], limits=FAST) as (box, run):
+                assert box is not None, run.failure
+                os.kill(server, signal.SIGSTOP)  # while the sandbox closes: `wait` gets no answer
+                stopped = True
+            assert box.process.returncode is not None, "the child was never counted as ended"
+        if box.lease is not None:
+            assert box.lease.fd < 0, "the child's uid was never given back"
+    finally:
+        if stopped and os.path.exists(f"/proc/{server}"):
+            os.kill(server, signal.SIGCONT)
+    monkeypatch.setattr(forkserver, "REPLY_SECONDS", 10.0)
+    time.sleep(0.5)  # a late reply, had it been kept, would be waiting now
     value, box = _call(["def f():\n    return 3"], "f")
-    assert value == 3 and isinstance(box.process, subprocess.Popen)
+    assert value == 3 and isinstance(box.process, Forked)
+    assert forkserver.server_pid() not in (None, server)
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{server}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{server}") or _zombie(server), "the late server lives on"
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU only")

@@ -7,7 +7,9 @@ Each child it forks becomes exactly what `launch.py` would have started (a new s
 scratch folder as working folder, the child's environment, standard input from /dev/null,
 its output on the pipe it was given, no other file open but its socket) and then runs the
 child's `main`, which confines it as usual. What a fresh Python would have done differently
-is done again: NumPy's global random state is seeded anew (Python's `random` is, at fork).
+is done again: NumPy's global random state, if it was loaded, is seeded anew (Python's
+`random` is, at fork). Only NumPy itself is loaded: `numpy.random` would map 9 MiB more
+before any student code runs, less room under the same address-space limit.
 
 Protocol (a SOCK_SEQPACKET socket, one JSON message each way; only the grader speaks to it):
   grader -> server  {"op": "spawn", "cwd": ..., "env": {...}, "cpus": [...]}
@@ -15,8 +17,10 @@ Protocol (a SOCK_SEQPACKET socket, one JSON message each way; only the grader sp
                     -> {"pid": N} or {"error": "..."}
                     {"op": "wait", "pid": N, "timeout": S}
                     -> {"code": C} (as `Popen.returncode`: -signal if killed) or {"running": true}
-  The server reaps a child only when asked (so its pid is not reused while the grader may
-  still signal it), and leaves when its socket closes.
+  A forked child returns from `serve` and runs the child's main from the program's top level,
+  as a new Python would (the same frames under it). The server reaps a child only when asked
+  (so its pid is not reused while the grader may still signal it), and leaves when its
+  socket closes.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from typing import Any
 
 from autograder.sandbox._child import main  # child: provided inline
 
-_PRELOADED = ("numpy", "numpy.random")
+_PRELOADED = ("numpy",)
 """What the server imports once for every child (what assignment code imports first)."""
 
 _SOCKET_FD = 3
@@ -54,8 +58,7 @@ def _reseed() -> None:
 
 
 def _become_child(control: socket.socket, request: dict[str, Any], fds: list[int]) -> None:
-    """In the forked process: become the child `launch.py` describes, then run its main."""
-    code = 1
+    """In the forked process: become the child `launch.py` describes (its main runs next)."""
     try:
         control.detach()  # its fd is closed below: no object of ours may close it again later
         sock, out = fds
@@ -74,21 +77,15 @@ def _become_child(control: socket.socket, request: dict[str, Any], fds: list[int
             os.sched_setaffinity(0, cpus)
         _reseed()
         sys.argv = ["-c", str(_SOCKET_FD)]
-        main()  # the child's main (`_child.py`), defined above this file in the program
-        code = 0
-    except SystemExit as leaving:
-        code = leaving.code if isinstance(leaving.code, int) else 1
     except BaseException:
-        traceback.print_exc()
-    finally:
         try:
-            sys.stdout.flush()
-            sys.stderr.flush()
+            traceback.print_exc()
         finally:
-            os._exit(code & 0xFF)
+            os._exit(1)
 
 
 def _spawn(control: socket.socket, request: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+    """Fork a child; in the child, returns {"child": True} once it is made (see `serve`)."""
     if len(fds) != 2 or not isinstance(request.get("env"), dict):
         return {"error": "a spawn takes two fds and an environment"}
     try:
@@ -97,6 +94,7 @@ def _spawn(control: socket.socket, request: dict[str, Any], fds: list[int]) -> d
         return {"error": f"could not fork ({error.strerror})"}
     if pid == 0:
         _become_child(control, request, fds)
+        return {"child": True}
     return {"pid": pid}
 
 
@@ -116,7 +114,8 @@ def _wait(pid: int, timeout: float) -> dict[str, Any]:
 
 
 def serve(fd: int) -> None:
-    """Answer the grader on socket `fd` until it closes."""
+    """Answer the grader on socket `fd` until it closes (then leave); return only in a forked
+    child, made ready to run the child's main with nothing of the server's on its stack."""
     control = socket.socket(fileno=fd)
     _preload()
     spawned: set[int] = set()
@@ -134,6 +133,8 @@ def serve(fd: int) -> None:
             request, op = {}, None
         if op == "spawn":
             reply = _spawn(control, request, fds)
+            if reply.get("child"):
+                return
             if "pid" in reply:
                 spawned.add(reply["pid"])
         elif op == "wait" and request.get("pid") in spawned:
@@ -149,3 +150,4 @@ def serve(fd: int) -> None:
 
 if __name__ == "__autograder_server__":
     serve(int(sys.argv[1]))
+    main()  # the child's main (`_child.py`), at the depth of a new Python's

@@ -5,14 +5,16 @@ NumPy's import: about 0.1 s of CPU per student, the same for every student. A pr
 `enable`s the fork server starts one Python (`_server.py`) that has imported NumPy and holds
 the child's program, and asks it to fork each child. The forked child makes itself exactly
 what `launch.py` starts (its own session, scratch folder, environment, standard streams, no
-other file open, NumPy's random state seeded anew) and then confines itself as usual, before
+other file open, the same frames under its main) and then confines itself as usual, before
 any student code runs; so nothing about a grade depends on which way it was started.
 
 The server runs as the grader's user, never runs student code and holds nothing secret. It
 reaps a child only when the grader asks (`Forked.wait`), so a pid the grader may still signal
-is never reused meanwhile. When it cannot be started or stops answering, it is started again
-once; after that, children are started with `python -I -c ...` as before. A process forked
-from one that holds a server starts its own (`os.register_at_fork`).
+is never reused meanwhile. Any exchange with it that goes wrong (no answer in time, a closed
+socket, a reply that is not one) ends that server: no later request can read a late reply.
+The child being started then is started as a new Python instead, on a socket of its own;
+after `GIVE_UP` such failures in a row, this process starts all its children that way. A
+process forked from one that holds a server starts its own (`os.register_at_fork`).
 """
 
 from __future__ import annotations
@@ -24,13 +26,17 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
-__all__ = ["ForkServer", "Forked", "enable", "enabled", "server_pid", "spawn"]
+__all__ = ["GIVE_UP", "ForkServer", "Forked", "ServerGone", "enable", "enabled", "server_pid"]
 
-_REPLY_SECONDS = 30.0
+REPLY_SECONDS = 10.0
 """How long the server may take to answer (its first answer waits for NumPy's import)."""
+
+GIVE_UP = 2
+"""Failures in a row after which this process stops using a fork server."""
 
 _BOOT = """\
 import marshal, sys
@@ -40,7 +46,7 @@ exec(marshal.loads(sys.stdin.buffer.read()), {"__name__": "__autograder_server__
 
 
 class ServerGone(OSError):
-    """The fork server did not answer as it should (it is then replaced)."""
+    """The fork server did not answer as it should (it is then stopped and replaced)."""
 
 
 class ForkServer:
@@ -50,6 +56,7 @@ class ForkServer:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._lock = threading.Lock()
         self.owner = os.getpid()
+        self.broken = False
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-I", "-c", _BOOT, str(theirs.fileno())],
@@ -76,19 +83,24 @@ class ForkServer:
             raise
 
     def _ask(self, request: dict[str, Any], fds: Sequence[int] = ()) -> dict[str, Any]:
+        """The server's answer to `request`; any failure ends this server (`ServerGone`)."""
         with self._lock:
-            self.socket.settimeout(_REPLY_SECONDS + float(request.get("timeout", 0.0)))
-            socket.send_fds(self.socket, [json.dumps(request).encode()], list(fds))
-            reply = self.socket.recv(1 << 16)
-        if not reply:
-            raise ServerGone("the fork server closed its socket")
-        try:
-            answer = json.loads(reply)
-        except ValueError:
-            raise ServerGone("the fork server's reply is not JSON") from None
-        if not isinstance(answer, dict):
-            raise ServerGone("the fork server's reply is not an object")
-        return answer
+            if self.broken:
+                raise ServerGone("the fork server was given up on")
+            try:
+                self.socket.settimeout(REPLY_SECONDS + float(request.get("timeout", 0.0)))
+                socket.send_fds(self.socket, [json.dumps(request).encode()], list(fds))
+                reply = self.socket.recv(1 << 16)
+                answer = json.loads(reply) if reply else None
+            except (OSError, ValueError) as error:
+                answer, failure = None, str(error)
+            else:
+                failure = "it closed its socket" if not reply else "its reply is not an object"
+            if not isinstance(answer, dict):
+                self.broken = True  # whatever it answers later must never be read
+                self.socket.close()
+                raise ServerGone(f"the fork server failed: {failure}")
+            return answer
 
     def spawn(self, *, cwd: str, env: dict[str, str], sock: int, out: int) -> int:
         """Fork a child that runs the child's program on socket `sock` with its output on
@@ -113,6 +125,7 @@ class ForkServer:
 
     def close(self) -> None:
         """Stop the server (it leaves when its socket closes) and reap it."""
+        self.broken = True
         self.socket.close()
         try:
             self.process.wait(timeout=2)
@@ -130,17 +143,38 @@ class Forked:
 
     def wait(self, timeout: float | None = None) -> int:
         """Wait for the child to end and reap it; raises `subprocess.TimeoutExpired` if it is
-        still running after `timeout` s (or if the server that started it is gone)."""
+        still running after `timeout` s.
+
+        If its server is gone, the child is no longer anyone's to reap here: it counts as
+        ended (-9) once the kernel shows it gone or a zombie (so its pid cannot be reused)."""
         if self.returncode is not None:
             return self.returncode
+        limit = 3600.0 if timeout is None else timeout
         try:
-            code = self.server.wait(self.pid, 3600.0 if timeout is None else timeout)
-        except OSError:
-            code = None  # whoever reaps it now, it is no longer ours to wait for
+            code = self.server.wait(self.pid, limit)
+        except ServerGone:
+            if self.server.owner == os.getpid():
+                self.server.close()  # its children go to init, which reaps them
+            code = -9 if _ended(self.pid, limit) else None
         if code is None:
-            raise subprocess.TimeoutExpired(f"fork server child {self.pid}", timeout or 0.0)
+            raise subprocess.TimeoutExpired(f"fork server child {self.pid}", limit)
         self.returncode = code
         return code
+
+
+def _ended(pid: int, timeout: float) -> bool:
+    """Whether process `pid` is gone or a zombie within `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    return True
+        except (OSError, IndexError):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
 
 
 _state: dict[str, Any] = {
@@ -149,12 +183,13 @@ _state: dict[str, Any] = {
     "failures": 0,
     "lock": threading.Lock(),
 }
-"""This process's server (None until the first spawn), whether it uses one, how often one
-could not be had, and the lock that makes one spawn at a time."""
+"""This process's server (None until the first spawn), whether it uses one, the failures in
+a row so far, and the lock that makes one spawn at a time."""
 
 
 def enable(on: bool = True) -> None:
-    """Start this process's sandboxed children through a fork server from now on (or not)."""
+    """Start this process's sandboxed children through a fork server from now on (or not).
+    Enabling again does not undo giving up (`GIVE_UP`)."""
     if on and not _state["enabled"]:
         from multiprocessing import util
 
@@ -166,43 +201,48 @@ def enable(on: bool = True) -> None:
 
 def enabled() -> bool:
     """Whether this process starts its children through a fork server."""
-    return bool(_state["enabled"])
+    return bool(_state["enabled"]) and _state["failures"] < GIVE_UP
 
 
 def server_pid() -> int | None:
     """The pid of this process's fork server, if it has one running."""
     server = _state["server"]
-    return server.process.pid if server is not None else None
+    return server.process.pid if server is not None and not server.broken else None
 
 
 def spawn(
-    *, cwd: str, env: dict[str, str], sock: int, program: Callable[[], bytes]
-) -> Forked | None:
+    *, cwd: str, env: dict[str, str], program: Callable[[], bytes]
+) -> tuple[Forked, socket.socket] | None:
     """A child forked by this process's server (started with `program` if there is none
-    yet), or None when the fork server is off or cannot be had: then start it directly."""
-    if not _state["enabled"]:
+    yet) and the grader's end of its socket; None when the fork server is off or failed
+    (then start the child directly, on a socket of its own: a child the failed server may
+    still have forked holds the other one, which is closed here)."""
+    if not enabled():
         return None
     with _state["lock"]:
-        for _ in range(2):
-            server = _state["server"]
-            if server is None:
-                try:
-                    server = _state["server"] = ForkServer(program(), _server_env(env))
-                except OSError:
-                    break
-            read, write = os.pipe()
+        server = _state["server"]
+        if server is None or server.broken or server.process.poll() is not None:
+            _stop()  # none yet, given up on, or seen dead: a new one
             try:
-                pid = server.spawn(cwd=cwd, env=env, sock=sock, out=write)
+                server = _state["server"] = ForkServer(program(), _server_env(env))
             except OSError:
-                os.close(read)
-                _stop()
-                continue
-            finally:
-                os.close(write)
-            return Forked(server, pid, open(read, "rb"))
-        _state["failures"] += 1
-        _state["enabled"] = _state["failures"] < 2  # twice unable: start children directly
-        return None
+                _state["failures"] += 1
+                return None
+        ours, theirs = socket.socketpair()
+        read, write = os.pipe()
+        try:
+            pid = server.spawn(cwd=cwd, env=env, sock=theirs.fileno(), out=write)
+        except OSError:
+            ours.close()
+            os.close(read)
+            _stop()
+            _state["failures"] += 1
+            return None
+        finally:
+            theirs.close()
+            os.close(write)
+        _state["failures"] = 0
+        return Forked(server, pid, open(read, "rb")), ours
 
 
 def _server_env(env: dict[str, str]) -> dict[str, str]:

@@ -143,11 +143,9 @@ def launch(
     )
     if user is not None:
         os.chown(workdir.name, *user)
-    ours, theirs = socket.socketpair()
     try:
-        process, forked = _start(workdir.name, theirs.fileno())
+        process, ours, forked = _start(workdir.name)
     except OSError as error:
-        ours.close()
         workdir.cleanup()
         if lease is not None:
             lease.release()
@@ -155,8 +153,6 @@ def launch(
             f"Could not start the sandbox with {sys.executable}: {error}. "
             "Check that the Python running the grader can be executed."
         ) from None
-    finally:
-        theirs.close()
     assert process.stdout is not None
     drain = Drain(process.stdout, limits.output_bytes)
     drain.start()
@@ -174,24 +170,32 @@ def launch(
     return box
 
 
-def _start(cwd: str, sock: int) -> tuple[subprocess.Popen[bytes] | Forked, bool]:
-    """The child on socket `sock`, in `cwd`: forked by this process's fork server if it uses
-    one (then True: it holds its program already), else `python -I -c BOOT`."""
+def _start(cwd: str) -> tuple[subprocess.Popen[bytes] | Forked, socket.socket, bool]:
+    """The child, in `cwd`, and the grader's end of its socket: forked by this process's fork
+    server if it uses one (then True: it holds its program already), else `python -I -c
+    BOOT`."""
     env = _child_env(cwd)
-    forked = forkserver.spawn(cwd=cwd, env=env, sock=sock, program=server_program)
+    forked = forkserver.spawn(cwd=cwd, env=env, program=server_program)
     if forked is not None:
-        return forked, True
-    process = subprocess.Popen(
-        [sys.executable, "-I", "-c", _BOOT, str(sock)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        pass_fds=[sock],
-        cwd=cwd,
-        env=env,
-        start_new_session=True,
-    )
-    return process, False
+        return forked[0], forked[1], True
+    ours, theirs = socket.socketpair()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-I", "-c", _BOOT, str(theirs.fileno())],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            pass_fds=[theirs.fileno()],
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+        )
+    except OSError:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    return process, ours, False
 
 
 def _start_frame(
