@@ -191,6 +191,7 @@ def test_a_server_that_stops_answering_costs_no_child_and_is_replaced(
     assert server is not None
     monkeypatch.setattr(forkserver, "REPLY_SECONDS", 0.3)
     stopped = False
+    box: sandbox.Sandbox | None
     try:
         if when == "spawn":
             os.kill(server, signal.SIGSTOP)
@@ -203,6 +204,7 @@ def test_a_server_that_stops_answering_costs_no_child_and_is_replaced(
                 os.kill(server, signal.SIGSTOP)  # while the sandbox closes: `wait` gets no answer
                 stopped = True
             assert box.process.returncode is not None, "the child was never counted as ended"
+        assert box is not None
         if box.lease is not None:
             assert box.lease.fd < 0, "the child's uid was never given back"
     finally:

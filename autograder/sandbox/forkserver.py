@@ -30,7 +30,17 @@ import time
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
-__all__ = ["GIVE_UP", "ForkServer", "Forked", "ServerGone", "enable", "enabled", "server_pid"]
+__all__ = [
+    "GIVE_UP",
+    "ForkServer",
+    "Forked",
+    "ServerGone",
+    "enable",
+    "enabled",
+    "python_on_socket",
+    "server_pid",
+    "spawn",
+]
 
 REPLY_SECONDS = 10.0
 """How long the server may take to answer (its first answer waits for NumPy's import)."""
@@ -45,6 +55,31 @@ exec(marshal.loads(sys.stdin.buffer.read()), {"__name__": "__autograder_server__
 """What `python -c` runs: the server's program, marshalled, from standard input until EOF."""
 
 
+def python_on_socket(
+    boot: str, *, kind: int, stdin: int, stdout: int, stderr: int, cwd: str, env: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], socket.socket]:
+    """`python -I -c BOOT FD` in a session of its own, FD its end of a new socket pair of
+    `kind`; returns it and our end."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, kind)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-I", "-c", boot, str(theirs.fileno())],
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            pass_fds=[theirs.fileno()],
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+        )
+    except OSError:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    return process, ours
+
+
 class ServerGone(OSError):
     """The fork server did not answer as it should (it is then stopped and replaced)."""
 
@@ -53,26 +88,18 @@ class ForkServer:
     """One running fork server and the socket to it."""
 
     def __init__(self, program: bytes, env: dict[str, str]) -> None:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._lock = threading.Lock()
         self.owner = os.getpid()
         self.broken = False
-        try:
-            self.process = subprocess.Popen(
-                [sys.executable, "-I", "-c", _BOOT, str(theirs.fileno())],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                pass_fds=[theirs.fileno()],
-                cwd="/",
-                env=env,
-                start_new_session=True,
-            )
-        except OSError:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
+        self.process, ours = python_on_socket(
+            _BOOT,
+            kind=socket.SOCK_SEQPACKET,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd="/",
+            env=env,
+        )
         self.socket = ours
         assert self.process.stdin is not None
         try:

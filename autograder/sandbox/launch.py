@@ -28,7 +28,7 @@ from autograder.sandbox import forkserver, modes
 from autograder.sandbox.box import Sandbox
 from autograder.sandbox.confinement import lease_uid, plan, sandbox_user
 from autograder.sandbox.drain import Drain
-from autograder.sandbox.forkserver import Forked
+from autograder.sandbox.forkserver import Forked, python_on_socket
 from autograder.sandbox.processes import kill_uid, processes_of
 from autograder.sandbox.wire import send_frame
 from autograder.settings import SINGLE_THREADED, Limits
@@ -178,23 +178,15 @@ def _start(cwd: str) -> tuple[subprocess.Popen[bytes] | Forked, socket.socket, b
     forked = forkserver.spawn(cwd=cwd, env=env, program=server_program)
     if forked is not None:
         return forked[0], forked[1], True
-    ours, theirs = socket.socketpair()
-    try:
-        process = subprocess.Popen(
-            [sys.executable, "-I", "-c", _BOOT, str(theirs.fileno())],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            pass_fds=[theirs.fileno()],
-            cwd=cwd,
-            env=env,
-            start_new_session=True,
-        )
-    except OSError:
-        ours.close()
-        raise
-    finally:
-        theirs.close()
+    process, ours = python_on_socket(
+        _BOOT,
+        kind=socket.SOCK_STREAM,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=cwd,
+        env=env,
+    )
     return process, ours, False
 
 
